@@ -1,0 +1,1 @@
+"""twisted_rproxy: an nginx-compatible reverse proxy built on Twisted."""
