@@ -1,0 +1,335 @@
+# -*- test-case-name: tests.unit.test_config_compiler -*-
+"""
+Turns a parsed directive tree into a L{CompiledConfig}: checks every
+directive against its owner's declaration, merges values from outer to inner
+blocks as nginx does, and lets each module build its runtime objects.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+
+import attr
+
+from ..http.routing import LocationSpec, LocationTree, ServerNameTable
+from ..phases import LOCATION_PHASES, SERVER_PHASES, phaseIndex
+from ..variables import ComplexValue, UnknownVariable, VariableTable
+from .ast import Directive
+from .errors import ConfigError
+from .model import CompiledConfig, Conf, Listener, ListenAddress, Location, VirtualServer
+from .registry import (
+    EVENTS,
+    HTTP,
+    LOCATION,
+    MAIN,
+    MERGE_INHERIT,
+    SERVER,
+    DirectiveRegistry,
+    DirectiveSpec,
+)
+
+
+@attr.s(slots=True, auto_attribs=True)
+class Block:
+    """
+    One block of the config with its own directive values, before merging.
+
+    @ivar kind: the context name (C{"http"}, C{"server"} ...).
+    @ivar directive: the directive that opened it (C{None} for main).
+    @ivar values: directive name to parsed value (a list for repeatable
+        directives).
+    @ivar sources: directive name to the (first) directive that set it.
+    @ivar children: nested blocks, in config order.
+    """
+
+    kind: str
+    directive: Optional[Directive]
+    values: Dict[str, Any] = attr.Factory(dict)
+    sources: Dict[str, Directive] = attr.Factory(dict)
+    children: List["Block"] = attr.Factory(list)
+
+    def childrenOf(self, kind: str) -> List["Block"]:
+        """
+        @return: the nested blocks of one kind.
+        """
+        return [c for c in self.children if c.kind == kind]
+
+
+class Compiler:
+    """
+    Compiles configs for one set of modules.
+
+    @ivar registry: the L{DirectiveRegistry} of all modules.
+    @ivar variables: the L{VariableTable} of this compile.
+    @ivar state: per-module objects built during this compile, by module
+        name; they end up in L{CompiledConfig.moduleState}.
+    """
+
+    def __init__(
+        self, modules: Iterable[Any], reactor: Any = None, prefix: Optional[str] = None
+    ) -> None:
+        self.prefix = os.path.abspath(prefix) if prefix else os.getcwd()
+        self.modules = sorted(modules, key=lambda m: (m.order, m.name))
+        self.reactor = reactor
+        self.registry = DirectiveRegistry()
+        for module in self.modules:
+            for directiveSpec in module.directives():
+                self.registry.add(module.name, directiveSpec)
+        self._variableSpecs = [v for m in self.modules for v in m.variables()]
+
+    # -- reading blocks -------------------------------------------------
+
+    def readBlock(
+        self, kind: str, opener: Optional[Directive], body: Sequence[Directive]
+    ) -> Block:
+        """
+        Check and parse the directives of one block, recursing into nested
+        blocks of declared contexts.
+        """
+        block = Block(kind, opener)
+        for directive in body:
+            directiveSpec = self.registry.check(directive, kind)
+            if directiveSpec.ignored:
+                self.notices.append(
+                    f'directive "{directive.name}" has no effect in '
+                    f"twisted_rproxy and is ignored in "
+                    f"{directive.filename}:{directive.line}"
+                )
+                continue
+            if directiveSpec.block is not None and directiveSpec.block != "raw":
+                child = self.readBlock(directiveSpec.block, directive, directive.block or ())
+                self._store(block, directiveSpec, directive, directive)
+                block.children.append(child)
+                continue
+            self._store(block, directiveSpec, directive, self._parse(directiveSpec, directive))
+        return block
+
+    def _parse(self, directiveSpec: DirectiveSpec, directive: Directive) -> Any:
+        try:
+            return directiveSpec.parse(directive)
+        except ValueError as e:
+            raise directive.error(str(e) or f'invalid value in "{directive.name}" directive')
+
+    def _store(
+        self, block: Block, directiveSpec: DirectiveSpec, directive: Directive, value: Any
+    ) -> None:
+        name = directive.name
+        if directiveSpec.multiple:
+            block.values.setdefault(name, []).append(value)
+            block.sources.setdefault(name, directive)
+        elif directiveSpec.block is not None and directiveSpec.block != "raw":
+            block.sources.setdefault(name, directive)
+        else:
+            if name in block.values:
+                raise directive.error(f'"{name}" directive is duplicate')
+            block.values[name] = value
+            block.sources[name] = directive
+
+    # -- merging --------------------------------------------------------
+
+    def merge(self, outer: Optional[Conf], block: Block) -> Conf:
+        """
+        @return: the L{Conf} of C{block}: values inherited from C{outer}
+            (those declared L{MERGE_INHERIT}) under its own.
+        """
+        values: Dict[str, Any] = {}
+        sources: Dict[str, Directive] = {}
+        if outer is not None:
+            for name, value in outer._values.items():
+                directiveSpec = self.registry.get(name, block.kind)
+                if directiveSpec is not None and directiveSpec.merge == MERGE_INHERIT:
+                    values[name] = value
+                    if name in outer.sources:
+                        sources[name] = outer.sources[name]
+        for name, value in block.values.items():
+            values[name] = value
+            sources[name] = block.sources[name]
+        return Conf(values, self.registry, sources)
+
+    # -- services for modules ---------------------------------------------
+
+    def compileValue(self, text: str, directive: Optional[Directive]) -> ComplexValue:
+        """
+        Compile a value with variables, reporting an unknown one at the
+        directive's file:line.
+        """
+        try:
+            return ComplexValue(text, self.variables)
+        except UnknownVariable as e:
+            message = f'unknown "{e.args[0]}" variable'
+            if directive is None:
+                raise ConfigError(message)
+            raise directive.error(message)
+
+    def resolvePath(self, path: str) -> str:
+        """
+        @return: C{path} made absolute against the prefix (C{-p}), as nginx
+            resolves log and pid paths.
+        """
+        return os.path.join(self.prefix, path)
+
+    def notice(self, message: str) -> None:
+        """
+        Record a one-line start-up notice.
+        """
+        self.notices.append(message)
+
+    # -- the whole compile --------------------------------------------------
+
+    def compile(self, tree: Sequence[Directive], filename: str = "<string>") -> CompiledConfig:
+        """
+        Compile a whole config.
+
+        A file holding only http-level blocks (conf.d style: bare
+        C{server {}}, C{upstream {}}) is read as the body of an implied
+        C{http {}}.
+
+        @raise ConfigError: for any problem, located at file:line.
+        """
+        self.notices: List[str] = []
+        self.warnings: List[str] = []
+        self.state: Dict[str, Any] = {}
+        self.variables = VariableTable(self._variableSpecs)
+        self.filename = filename
+
+        if self._isHttpLevelFile(tree):
+            self.mainBlock = Block(MAIN, None)
+            self.httpBlock = self.readBlock(HTTP, None, tree)
+        else:
+            self.mainBlock = self.readBlock(MAIN, None, tree)
+            https = self.mainBlock.childrenOf(HTTP)
+            if len(https) > 1:
+                raise https[1].directive.error('"http" directive is duplicate')  # type: ignore[union-attr]
+            self.httpBlock = https[0] if https else Block(HTTP, None)
+        for events in self.mainBlock.childrenOf(EVENTS)[1:]:
+            raise events.directive.error('"events" directive is duplicate')  # type: ignore[union-attr]
+
+        self.mainConf = self.merge(None, self.mainBlock)
+        self.httpConf = self.merge(None, self.httpBlock)
+        for module in self.modules:
+            module.configure(self)
+
+        servers = [self._buildServer(b) for b in self.httpBlock.childrenOf(SERVER)]
+        listeners = self._buildListeners(servers)
+        return CompiledConfig(
+            listeners=listeners,
+            servers=servers,
+            mainConf=self.mainConf,
+            httpConf=self.httpConf,
+            notices=self.notices,
+            warnings=self.warnings,
+            moduleState=self.state,
+            filename=filename,
+            prefix=self.prefix,
+        )
+
+    def _isHttpLevelFile(self, tree: Sequence[Directive]) -> bool:
+        for directive in tree:
+            if self.registry.get(directive.name, MAIN) is not None:
+                continue
+            if self.registry.get(directive.name, HTTP) is not None:
+                return not any(d.name == "http" for d in tree)
+        return False
+
+    def _buildServer(self, block: Block) -> VirtualServer:
+        conf = self.merge(self.httpConf, block)
+        names = tuple(conf.get("server_name") or ("",))
+        server = VirtualServer(names=names, conf=conf, source=block.directive)
+        server.listens = list(conf.get("listen") or [ListenAddress("", 80)])
+        for module in self.modules:
+            module.configureServer(server, self)
+        server.requestFilters.sort(key=lambda f: phaseIndex(f.phase))
+        for f in server.requestFilters:
+            if f.phase not in SERVER_PHASES:
+                raise ConfigError(f"filter {f!r} has a location phase but was added to a server")
+        specs = [self._locationSpec(child, conf, server, None) for child in block.childrenOf(LOCATION)]
+        server.locations = LocationTree(specs)
+        fallback = Location("", "", conf, block.directive)
+        fallback.server = server
+        self._configureLocation(fallback)
+        fallback.contentHandler = None
+        server.fallbackLocation = fallback
+        return server
+
+    def _locationSpec(
+        self, block: Block, outer: Conf, server: VirtualServer, parent: Optional[Location]
+    ) -> LocationSpec:
+        directive = block.directive
+        assert directive is not None
+        modifier, pattern = _locationArgs(directive)
+        conf = self.merge(outer, block)
+        location = Location(modifier, pattern, conf, directive)
+        location.server = server
+        self._configureLocation(location)
+        children = tuple(
+            self._locationSpec(child, conf, server, location)
+            for child in block.childrenOf(LOCATION)
+        )
+        return LocationSpec(modifier, pattern, children, location, directive)
+
+    def _configureLocation(self, location: Location) -> None:
+        for module in self.modules:
+            module.configureLocation(location, self)
+        location.requestFilters.sort(key=lambda f: phaseIndex(f.phase))
+        for f in location.requestFilters:
+            if f.phase not in LOCATION_PHASES:
+                raise ConfigError(f"filter {f!r} has a server phase but was added to a location")
+
+    def _buildListeners(self, servers: List[VirtualServer]) -> List[Listener]:
+        groups: Dict[Tuple[str, int, Optional[str]], List[Tuple[ListenAddress, VirtualServer]]] = {}
+        for server in servers:
+            for address in server.listens:
+                groups.setdefault(address.key, []).append((address, server))
+        listeners = []
+        for entries in groups.values():
+            default = None
+            defaultAddress = None
+            for address, server in entries:
+                if address.defaultServer:
+                    if default is not None:
+                        raise _error(
+                            address.source,
+                            f"a duplicate default server for {address.display()}",
+                        )
+                    default, defaultAddress = server, address
+            if default is None:
+                defaultAddress, default = entries[0]
+            names = []
+            for _address, server in entries:
+                for name in server.names:
+                    names.append((name, server, server.conf.source("server_name")))
+            table = ServerNameTable(names, default)
+            self.warnings.extend(table.warnings)
+            listeners.append(Listener(defaultAddress, table, default))  # type: ignore[arg-type]
+        return listeners
+
+
+def _error(directive: Optional[Directive], message: str) -> ConfigError:
+    if directive is None:
+        return ConfigError(message)
+    return directive.error(message)  # type: ignore[return-value]
+
+
+_MODIFIERS = ("=", "^~", "~", "~*")
+
+
+def _locationArgs(directive: Directive) -> Tuple[str, str]:
+    """
+    Split C{location [=|^~|~|~*] PATTERN} / C{location @name} / C{location
+    =/exact} into modifier and pattern, as nginx's C{ngx_http_core_location}.
+    """
+    args = directive.args
+    if len(args) == 2:
+        if args[0] not in _MODIFIERS:
+            raise directive.error(f'invalid location modifier "{args[0]}"')
+        return args[0], args[1]
+    if len(args) != 1:
+        raise directive.error('invalid number of arguments in "location" directive')
+    arg = args[0]
+    if arg.startswith("@"):
+        return "@", arg[1:]
+    for modifier in ("^~", "~*", "=", "~"):
+        if arg.startswith(modifier) and len(arg) > len(modifier):
+            return modifier, arg[len(modifier):]
+    return "", arg

@@ -1,0 +1,220 @@
+# -*- test-case-name: tests.unit.test_config_compiler -*-
+"""
+The runtime form of a config: servers, locations and listeners, built once
+at load and never changed, so in-flight requests keep the config they began
+with when a reload swaps in a new one.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+import attr
+
+from .ast import Directive
+from .registry import DirectiveRegistry
+
+
+class Conf:
+    """
+    The merged directive values that apply to one block: its own settings
+    over those inherited from outer blocks, with declared defaults beneath.
+    """
+
+    __slots__ = ("_values", "_registry", "sources")
+
+    def __init__(
+        self,
+        values: Mapping[str, Any],
+        registry: DirectiveRegistry,
+        sources: Mapping[str, Directive],
+    ) -> None:
+        self._values = dict(values)
+        self._registry = registry
+        self.sources = dict(sources)
+
+    def get(self, name: str) -> Any:
+        """
+        @return: the value of directive C{name} here, or its default.
+        """
+        try:
+            return self._values[name]
+        except KeyError:
+            found = self._registry.get(name)
+            return None if found is None else found.default
+
+    def isSet(self, name: str) -> bool:
+        """
+        @return: whether this block or an outer one sets C{name}.
+        """
+        return name in self._values
+
+    def source(self, name: str) -> Optional[Directive]:
+        """
+        @return: the directive that set C{name}, for error messages.
+        """
+        return self.sources.get(name)
+
+
+@attr.s(slots=True, auto_attribs=True)
+class Location:
+    """
+    A compiled C{location} block.
+
+    @ivar modifier: C{""}, C{"="}, C{"^~"}, C{"~"}, C{"~*"} or C{"@"}.
+    @ivar pattern: the prefix, exact path, regex or name.
+    @ivar conf: the merged directive values.
+    @ivar requestFilters: phase filters, in run order.
+    @ivar responseFilters: response filters, in run order.
+    @ivar contentHandler: the terminal handler, or C{None} (404).
+    @ivar server: the L{VirtualServer} this location belongs to.
+    """
+
+    modifier: str
+    pattern: str
+    conf: Conf
+    source: Optional[Directive] = None
+    requestFilters: List[Any] = attr.Factory(list)
+    responseFilters: List[Any] = attr.Factory(list)
+    contentHandler: Any = None
+    logSinks: List[Any] = attr.Factory(list)
+    autoRedirect: bool = False
+    server: Any = None
+
+    @property
+    def name(self) -> str:
+        """
+        The location as written, for logs: C{"= /health"}, C{"/api/"}.
+        """
+        return f"{self.modifier} {self.pattern}".strip()
+
+
+@attr.s(frozen=True, slots=True, auto_attribs=True)
+class ListenAddress:
+    """
+    One C{listen} directive.
+
+    @ivar host: the address to bind, C{""} for all IPv4 addresses.
+    @ivar port: the port, 0 for a UNIX socket.
+    @ivar unixPath: the socket path for C{listen unix:PATH}.
+    @ivar defaultServer: C{default_server} was given.
+    @ivar options: other flags as written (C{ssl}, C{http2}, C{reuseport}).
+    """
+
+    host: str
+    port: int
+    unixPath: Optional[str] = None
+    defaultServer: bool = False
+    backlog: int = 511
+    options: Tuple[str, ...] = ()
+    source: Optional[Directive] = attr.ib(default=None, eq=False)
+
+    @property
+    def key(self) -> Tuple[str, int, Optional[str]]:
+        """
+        What identifies the socket: servers with the same key share it.
+        """
+        return (self.host, self.port, self.unixPath)
+
+    def endpointDescription(self) -> str:
+        """
+        @return: a Twisted server endpoint string for this address.
+        """
+        if self.unixPath is not None:
+            path = self.unixPath.replace(":", "\\:")
+            return f"unix:{path}:backlog={self.backlog}"
+        if ":" in self.host:
+            host = self.host.replace(":", "\\:")
+            return f"tcp6:{self.port}:interface={host}:backlog={self.backlog}"
+        if self.host:
+            return f"tcp:{self.port}:interface={self.host}:backlog={self.backlog}"
+        return f"tcp:{self.port}:backlog={self.backlog}"
+
+    def display(self) -> str:
+        """
+        @return: the address as nginx prints it.
+        """
+        if self.unixPath is not None:
+            return f"unix:{self.unixPath}"
+        host = self.host or "0.0.0.0"
+        if ":" in host:
+            return f"[{host}]:{self.port}"
+        return f"{host}:{self.port}"
+
+
+@attr.s(slots=True, auto_attribs=True)
+class VirtualServer:
+    """
+    A compiled C{server} block.
+
+    @ivar names: its C{server_name}s as written; the first is
+        C{$server_name}.
+    @ivar locations: a L{twisted_rproxy.http.routing.LocationTree}.
+    @ivar requestFilters: server-level phase filters (post-read and
+        server-rewrite), run before a location is chosen.
+    @ivar fallbackLocation: used for responses made before a location is
+        chosen (bad requests) and when no location matches.
+    """
+
+    names: Tuple[str, ...]
+    conf: Conf
+    source: Optional[Directive] = None
+    locations: Any = None
+    listens: List[ListenAddress] = attr.Factory(list)
+    requestFilters: List[Any] = attr.Factory(list)
+    fallbackLocation: Optional[Location] = None
+
+    @property
+    def primaryName(self) -> str:
+        """
+        The value of C{$server_name}.
+        """
+        return self.names[0] if self.names else ""
+
+
+@attr.s(slots=True, auto_attribs=True)
+class Listener:
+    """
+    One listening socket and the virtual servers reachable through it.
+
+    @ivar address: where to listen (the first C{listen} that named it).
+    @ivar serverNames: a L{twisted_rproxy.http.routing.ServerNameTable}.
+    @ivar defaultServer: the server for unknown or missing Host.
+    """
+
+    address: ListenAddress
+    serverNames: Any
+    defaultServer: VirtualServer
+
+
+@attr.s(slots=True, auto_attribs=True)
+class CompiledConfig:
+    """
+    Everything the running proxy needs, built from one config.
+
+    @ivar listeners: one per distinct listen address.
+    @ivar servers: every virtual server, in config order.
+    @ivar mainConf: the main-context values (C{pid}, C{daemon} ...).
+    @ivar httpConf: the http-context values.
+    @ivar notices: one line per directive accepted with no effect.
+    @ivar warnings: conflicts nginx also only warns about.
+    @ivar moduleState: per-module runtime objects, by module name.
+    @ivar filename: the main config file.
+    @ivar prefix: where relative paths resolve (nginx C{-p}).
+    """
+
+    listeners: List[Listener]
+    servers: List[VirtualServer]
+    mainConf: Conf
+    httpConf: Conf
+    notices: List[str] = attr.Factory(list)
+    warnings: List[str] = attr.Factory(list)
+    moduleState: Dict[str, Any] = attr.Factory(dict)
+    filename: str = "<string>"
+    prefix: str = "."
+
+    def stateOf(self, moduleName: str) -> Any:
+        """
+        @return: what module C{moduleName} stored while compiling.
+        """
+        return self.moduleState.get(moduleName)

@@ -1,0 +1,190 @@
+# -*- test-case-name: tests.unit.test_plugins -*-
+"""
+Every interface of twisted_rproxy, in one place, so a plugin author reads one
+module to learn what the proxy asks of a plugin and what it offers in return.
+"""
+
+from __future__ import annotations
+
+from zope.interface import Attribute, Interface
+
+
+class IProxyModule(Interface):
+    """
+    A feature plugin, like nginx's C{ngx_module_t}.
+
+    Built-in features provide this exactly as a team's own plugin does; the
+    core knows no directive by name.  Modules are found with
+    C{twisted.plugin.getPlugins(IProxyModule)}.
+    """
+
+    name = Attribute("A unique name, used in errors and notices.")
+    order = Attribute(
+        "An int: modules with a lower order have their location filters "
+        "installed first (earlier in the request, later in the response)."
+    )
+
+    def directives():  # type: ignore[misc]
+        """
+        @return: the L{twisted_rproxy.config.registry.DirectiveSpec}s this
+            module owns.
+        """
+
+    def variables():  # type: ignore[misc]
+        """
+        @return: the L{twisted_rproxy.variables.VariableSpec}s this module
+            provides (C{$name} or C{$prefix_*} families).
+        """
+
+    def configure(compiler):  # type: ignore[misc]
+        """
+        Build this module's global runtime objects (upstreams, maps, log
+        sinks) from the parsed config, before locations are built.
+
+        @param compiler: the L{twisted_rproxy.config.compiler.Compiler}.
+        """
+
+    def configureServer(server, compiler):  # type: ignore[misc]
+        """
+        Add server-level request filters (post-read, server-rewrite phases)
+        to a L{twisted_rproxy.config.model.VirtualServer} being built.
+        """
+
+    def configureLocation(location, compiler):  # type: ignore[misc]
+        """
+        Add this module's request filters, response filters, or content
+        handler to a location being built.
+
+        @param location: a L{twisted_rproxy.config.model.LocationBuilder}.
+        @param compiler: the L{twisted_rproxy.config.compiler.Compiler}.
+        """
+
+
+class IExchange(Interface):
+    """
+    One request and its response, the same whatever codec carried it
+    (HTTP/1.1 now; HTTP/2 later), like Envoy's stream.
+    """
+
+    method = Attribute("The request method, C{bytes}.")
+    rawURI = Attribute("The request-target as sent, C{bytes}.")
+    path = Attribute("The decoded, normalised path (nginx's C{$uri}), C{str}.")
+    args = Attribute("The query string without C{?}, C{str} (C{$args}).")
+    version = Attribute("C{b'HTTP/1.1'} or C{b'HTTP/1.0'}.")
+    requestHeaders = Attribute("List of C{(name, value)} C{bytes} pairs, as sent.")
+    server = Attribute("The L{twisted_rproxy.config.model.VirtualServer}.")
+    location = Attribute("The L{twisted_rproxy.config.model.Location}.")
+
+    def header(lowerName):  # type: ignore[misc]
+        """
+        @return: the first value of a request header, or C{None}.
+        """
+
+    def startResponse(status, headers, reason=None):  # type: ignore[misc]
+        """
+        Send the response head through the response filters.
+
+        @param status: the status code.
+        @param headers: a list of C{(name, value)} C{bytes} pairs.
+        """
+
+    def write(data):  # type: ignore[misc]
+        """
+        Send part of the response body.
+        """
+
+    def finish():  # type: ignore[misc]
+        """
+        End the response.
+        """
+
+    def abort():  # type: ignore[misc]
+        """
+        Close the client connection at once: the response cannot complete.
+        """
+
+    def sendLocalReply(status, body=b"", headers=()):  # type: ignore[misc]
+        """
+        Answer with a locally made response (an error page or C{return}).
+        """
+
+    def readBody(consumer):  # type: ignore[misc]
+        """
+        Start delivering the request body to C{consumer}, an object with
+        C{bodyReceived(data)} and C{bodyFinished()}.  It may call
+        L{pauseBody}/L{resumeBody} for backpressure.
+        """
+
+    def setResponseProducer(producer):  # type: ignore[misc]
+        """
+        Register the C{IPushProducer} feeding the response body, so that a
+        slow client pauses it.
+        """
+
+
+class IContentHandler(Interface):
+    """
+    The single terminal handler of a location (nginx's CONTENT phase, Envoy's
+    router): C{proxy_pass}, C{return}, a team's own.
+    """
+
+    def handle(exchange):  # type: ignore[misc]
+        """
+        Produce the response for C{exchange} (synchronously or later).
+        """
+
+
+class IRequestFilter(Interface):
+    """
+    A request-phase filter.  C{phase} is one of
+    L{twisted_rproxy.phases.PHASES}.
+    """
+
+    phase = Attribute("The phase name this filter runs in.")
+
+    def requestHeaders(exchange):  # type: ignore[misc]
+        """
+        @return: C{None} to continue, a L{twisted_rproxy.phases.LocalReply}
+            to answer at once, or a Deferred firing with either.
+        """
+
+
+class IResponseFilter(Interface):
+    """
+    A response filter: sees the response head (and may change it) before the
+    client does.
+    """
+
+    def responseHeaders(exchange, status, headers):  # type: ignore[misc]
+        """
+        @param headers: the mutable list of C{(name, value)} pairs.
+        @return: the (possibly new) list of headers.
+        """
+
+
+class ILogSink(Interface):
+    """
+    Writes one finished exchange (the LOG phase).
+    """
+
+    def log(exchange):  # type: ignore[misc]
+        """
+        Record C{exchange}, which is finished.
+        """
+
+
+class IBalancer(Interface):
+    """
+    Picks a peer of an upstream for an exchange.
+    """
+
+    def pick(exchange):  # type: ignore[misc]
+        """
+        @return: a L{twisted_rproxy.upstream.cluster.Peer}, or C{None} when no
+            peer is available.
+        """
+
+    def release(peer, failed):  # type: ignore[misc]
+        """
+        Report the outcome of using C{peer}; C{failed} feeds passive health.
+        """
