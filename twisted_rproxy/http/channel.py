@@ -1,0 +1,590 @@
+# -*- test-case-name: tests.unit.test_channel -*-
+"""
+The HTTP/1.1 codec facing clients: reads request heads and bodies with the
+strict parser, runs one L{Exchange} at a time in pipeline order, frames the
+responses, and keeps both directions flowing with backpressure.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Optional
+
+from twisted.internet.interfaces import IPushProducer
+from twisted.internet.protocol import Protocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from .dates import httpDate
+from .exchange import SERVER_SOFTWARE, Exchange
+from .parser import (
+    ChunkedDecoder,
+    HTTPError,
+    Limits,
+    checkIncompleteHead,
+    findHeadEnd,
+    parseRequestHead,
+    requestFraming,
+)
+from .routing import normalizeHost
+
+_HEAD, _BODY, _WAIT, _TUNNEL, _CLOSED = "head", "body", "wait", "tunnel", "closed"
+
+#: Pipelined bytes held while a response is in progress before reading stops.
+PIPELINE_LIMIT = 65536
+#: Request body bytes held for a handler that has not asked for them yet.
+BODY_QUEUE_LIMIT = 65536
+
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+class BodyTooLarge(Exception):
+    """
+    The request body exceeded C{client_max_body_size}.
+    """
+
+
+class ClientGone(Exception):
+    """
+    The client connection closed before the request body was complete.
+    """
+
+
+def limitsFor(conf: Any) -> Limits:
+    """
+    @return: parser limits from a server's C{large_client_header_buffers}.
+    """
+    number, size = conf.get("large_client_header_buffers")
+    return Limits(
+        maxRequestLine=size,
+        maxHeaderLine=size,
+        maxHeadersSize=number * size,
+        maxHeaderCount=max(100, number * 25),
+    )
+
+
+@implementer(IPushProducer)
+class HTTPChannel(Protocol):
+    """
+    One client connection speaking HTTP/1.x.
+
+    @ivar listener: the L{twisted_rproxy.config.model.Listener} this
+        connection arrived on (its config stays fixed for the connection).
+    @ivar scheme: C{"http"} or C{"https"}.
+    """
+
+    log = Logger()
+    scheme = "http"
+    _connections = 0
+
+    def __init__(self, listener: Any, reactor: Any = None) -> None:
+        if reactor is None:
+            from twisted.internet import reactor as _reactor
+
+            reactor = _reactor
+        self._reactor = reactor
+        self.listener = listener
+        conf = listener.defaultServer.conf
+        self._limits = limitsFor(conf)
+        self._headerTimeout = conf.get("client_header_timeout")
+        self._buffer = bytearray()
+        self._state = _HEAD
+        self._exchange: Optional[Exchange] = None
+        self._remaining = 0
+        self._decoder: Optional[ChunkedDecoder] = None
+        self._bodyReceived = 0
+        self._maxBody = 0
+        self._chunked = False
+        self._requests = 0
+        self._readPauses: set = set()
+        self._writePaused = False
+        self._continueSent = False
+        self._timer: Any = None
+        self._inReadHeads = False
+        self._chunkedOut = False
+        self._tunnel: Any = None
+        self.clientAddress: Any = None
+        self.serverAddress: Any = None
+
+    # -- connection lifecycle -------------------------------------------
+
+    def connectionMade(self) -> None:
+        """
+        Register as the transport's producer and start the header timer.
+        """
+        HTTPChannel._connections += 1
+        self.connectionNumber = HTTPChannel._connections
+        self.clientAddress = self.transport.getPeer()
+        self.serverAddress = self.transport.getHost()
+        self.transport.registerProducer(self, True)
+        self._setTimer(self._headerTimeout, "client_header_timeout")
+
+    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        """
+        Tell an unfinished exchange the client has gone, so its upstream
+        request is abandoned.
+        """
+        tunnel = self._state == _TUNNEL
+        self._state = _CLOSED
+        self._cancelTimer()
+        if tunnel:
+            self._tunnel.clientLost()
+        exchange, self._exchange = self._exchange, None
+        if exchange is not None and not exchange.finished:
+            exchange.aborted = True
+            if not exchange.bodyComplete:
+                exchange.bodyFailed(ClientGone())
+            exchange.clientClosed()
+            if not exchange.headSent:
+                exchange.status = 499
+            self._logExchange(exchange)
+
+    # -- timers -------------------------------------------------------------
+
+    def _setTimer(self, seconds: Optional[float], why: str) -> None:
+        self._cancelTimer()
+        if seconds:
+            self._timer = self._reactor.callLater(seconds, self._timedOut, why)
+
+    def _cancelTimer(self) -> None:
+        if self._timer is not None:
+            if self._timer.active():
+                self._timer.cancel()
+            self._timer = None
+
+    def _timedOut(self, why: str) -> None:
+        self._timer = None
+        if why != "keepalive_timeout":
+            self.log.info(
+                "client timed out ({why}) from {peer}", why=why, peer=self._peerText()
+            )
+        exchange = self._exchange
+        if exchange is not None and not exchange.finished:
+            exchange.status = exchange.status or 408
+        self.transport.abortConnection()
+
+    def _peerText(self) -> str:
+        peer = self.clientAddress
+        return f"{getattr(peer, 'host', peer)}:{getattr(peer, 'port', '')}"
+
+    # -- reading ------------------------------------------------------------
+
+    def dataReceived(self, data: bytes) -> None:
+        """
+        Feed bytes to whichever part of a request is being read.
+        """
+        if self._state == _TUNNEL:
+            self._tunnel.fromClient(data)
+            return
+        if self._state == _BODY:
+            data = self._feedBody(data)
+            if not data or self._state == _CLOSED:
+                return
+        if self._state == _CLOSED:
+            return
+        self._buffer += data
+        if self._state == _HEAD:
+            self._readHeads()
+        elif len(self._buffer) > PIPELINE_LIMIT:
+            self._pauseReading("pipeline")
+
+    def _readHeads(self) -> None:
+        # Responses answered synchronously call back into _nextRequest; the
+        # flag keeps pipelined requests in this loop instead of recursing.
+        self._inReadHeads = True
+        try:
+            self._readHeadsLoop()
+        finally:
+            self._inReadHeads = False
+
+    def _readHeadsLoop(self) -> None:
+        while self._state == _HEAD and self._buffer:
+            if self._requests and self._timer is not None and not self._exchange:
+                self._setTimer(self._headerTimeout, "client_header_timeout")
+            end = findHeadEnd(self._buffer)
+            if end < 0:
+                try:
+                    checkIncompleteHead(self._buffer, self._limits)
+                except HTTPError as e:
+                    self._badRequest(e)
+                return
+            head = bytes(self._buffer[:end])
+            del self._buffer[:end]
+            self._startRequest(head)
+            if self._state == _BODY and self._buffer:
+                rest = bytes(self._buffer)
+                self._buffer = bytearray()
+                rest = self._feedBody(rest)
+                self._buffer += rest
+
+    def _badRequest(self, error: HTTPError) -> None:
+        self.log.info(
+            "bad request from {peer}: {status} {reason}",
+            peer=self._peerText(),
+            status=error.status,
+            reason=error.reason,
+        )
+        exchange = Exchange(self, b"GET", b"/", b"HTTP/1.1", [])
+        exchange.server = self.listener.defaultServer
+        exchange.keepAlive = False
+        self._exchange = exchange
+        self._state = _WAIT
+        self._readPauses.add("closing")
+        self.transport.pauseProducing()
+        exchange.sendLocalReply(error.status)
+
+    def _startRequest(self, head: bytes) -> None:
+        try:
+            request = parseRequestHead(head, self._limits)
+            framing = requestFraming(request)
+        except HTTPError as e:
+            self._badRequest(e)
+            return
+        self._requests += 1
+        self._cancelTimer()
+        exchange = Exchange(
+            self, request.method, request.target, request.version, request.headers
+        )
+        exchange.requestLength = len(head)
+        exchange.keepAlive = self._clientKeepAlive(request.version, exchange)
+        self._exchange = exchange
+        self._continueSent = False
+        self._bodyReceived = 0
+        if framing.kind == "length" and framing.length > 0:
+            self._state = _BODY
+            self._chunked = False
+            self._remaining = framing.length
+        elif framing.kind == "chunked":
+            self._state = _BODY
+            self._chunked = True
+            self._decoder = ChunkedDecoder()
+        else:
+            self._state = _WAIT
+            exchange.bodyFinished()
+        exchange.hasBody = self._state == _BODY
+        if self._state == _BODY:
+            self._setTimer(
+                self.listener.defaultServer.conf.get("client_body_timeout"),
+                "client_body_timeout",
+            )
+        self._maxBody = 0
+        exchange.dispatch()
+        if exchange.location is not None:
+            self._maxBody = exchange.location.conf.get("client_max_body_size") or 0
+
+    def _clientKeepAlive(self, version: bytes, exchange: Exchange) -> bool:
+        connection = exchange.header(b"connection")
+        tokens = connection.lower() if connection is not None else b""
+        if version == b"HTTP/1.1":
+            return b"close" not in tokens
+        return b"keep-alive" in tokens
+
+    def declaredBodyLength(self, exchange: Exchange) -> int:
+        """
+        @return: the Content-Length the client declared (0 for chunked or
+            none), so C{client_max_body_size} can refuse early.
+        """
+        if exchange is self._exchange and self._state == _BODY and not self._chunked:
+            return self._remaining + self._bodyReceived
+        return 0
+
+    def _feedBody(self, data: bytes) -> bytes:
+        """
+        Deliver request body bytes; return what follows the body.
+        """
+        exchange = self._exchange
+        assert exchange is not None
+        if self._chunked:
+            assert self._decoder is not None
+            try:
+                pieces, done, rest = self._decoder.feed(data)
+            except HTTPError as e:
+                self._bodyError(exchange, e, e.status)
+                return b""
+            for piece in pieces:
+                self._deliver(exchange, bytes(piece))
+                if self._state == _CLOSED:
+                    return b""
+            if done:
+                self._bodyDone(exchange)
+            return rest
+        n = self._remaining
+        if len(data) < n:
+            self._remaining -= len(data)
+            self._deliver(exchange, data)
+            return b""
+        self._remaining = 0
+        self._deliver(exchange, data[:n] if len(data) > n else data)
+        self._bodyDone(exchange)
+        return data[n:]
+
+    def _deliver(self, exchange: Exchange, data: bytes) -> None:
+        self._bodyReceived += len(data)
+        if self._maxBody and self._bodyReceived > self._maxBody:
+            self._bodyError(exchange, BodyTooLarge(), 413)
+            return
+        if self._timer is not None:
+            self._timer.reset(self.listener.defaultServer.conf.get("client_body_timeout"))
+        if exchange.finished:
+            return  # discarding the body of an answered request
+        exchange.bodyReceived(data)
+        if exchange._bodyConsumer is None and len(exchange._bodyQueue) > 1:
+            if sum(len(d) for d in exchange._bodyQueue) > BODY_QUEUE_LIMIT:
+                self._pauseReading("queue")
+
+    def _bodyDone(self, exchange: Exchange) -> None:
+        self._decoder = None
+        self._cancelTimer()
+        if exchange.finished:
+            self._state = _WAIT
+            self._nextRequest()
+            return
+        self._state = _WAIT
+        exchange.bodyFinished()
+
+    def _bodyError(self, exchange: Exchange, reason: Exception, status: int) -> None:
+        self.log.info(
+            "bad request body from {peer}: {reason!r}", peer=self._peerText(), reason=reason
+        )
+        self._state = _WAIT
+        exchange.keepAlive = False
+        exchange.bodyFailed(reason)
+        if exchange.finished:
+            self.transport.loseConnection()
+            self._state = _CLOSED
+        elif not exchange.headSent:
+            exchange.sendLocalReply(status)
+        else:
+            exchange.abort()
+
+    def bodyWanted(self, exchange: Exchange) -> None:
+        """
+        A handler asked for the body: honour C{Expect: 100-continue}.
+        """
+        self._resumeReading("queue")
+        if (
+            exchange is self._exchange
+            and self._state == _BODY
+            and not self._continueSent
+            and not exchange.headSent
+            and exchange.version == b"HTTP/1.1"
+        ):
+            expect = exchange.header(b"expect")
+            if expect is not None and expect.lower() == b"100-continue":
+                self._continueSent = True
+                self.transport.write(_CONTINUE)
+
+    def pauseBody(self, exchange: Exchange) -> None:
+        """
+        Stop reading the socket while the body's consumer is busy.
+        """
+        if exchange is self._exchange:
+            self._pauseReading("body")
+
+    def resumeBody(self, exchange: Exchange) -> None:
+        """
+        Read the socket again for the body's consumer.
+        """
+        if exchange is self._exchange:
+            self._resumeReading("body")
+
+    def _pauseReading(self, why: str) -> None:
+        if not self._readPauses:
+            self.transport.pauseProducing()
+        self._readPauses.add(why)
+
+    def _resumeReading(self, why: str) -> None:
+        if why in self._readPauses:
+            self._readPauses.discard(why)
+            if not self._readPauses and self._state != _CLOSED:
+                self.transport.resumeProducing()
+
+    # -- writing ------------------------------------------------------------
+
+    @property
+    def requestCount(self) -> int:
+        """
+        Requests read on this connection so far (C{$connection_requests}).
+        """
+        return self._requests
+
+    def normalizeHost(self, raw: bytes) -> Optional[str]:
+        """
+        @return: the Host header as a server name, or C{None} if invalid.
+        """
+        return normalizeHost(raw)
+
+    def sendHead(self, exchange: Exchange, status: int, reason: bytes, headers: list) -> None:
+        """
+        Frame and write a response head for C{exchange}.
+        """
+        if status == 101:
+            self._sendSwitchingHead(exchange, reason, headers)
+            return
+        noBody = exchange.method == b"HEAD" or status < 200 or status in (204, 304)
+        hasLength = False
+        for name, _value in headers:
+            if len(name) == 14 and name.lower() == b"content-length":
+                hasLength = True
+                break
+        self._chunkedOut = False
+        if not noBody and not hasLength:
+            if exchange.version == b"HTTP/1.1":
+                self._chunkedOut = True
+            else:
+                exchange.keepAlive = False
+        conf = exchange.conf
+        if exchange.keepAlive:
+            if (
+                self._requests >= conf.get("keepalive_requests")
+                or not conf.get("keepalive_timeout")
+                or self._readPauses - {"body", "queue"}
+            ):
+                exchange.keepAlive = False
+        server = SERVER_SOFTWARE if conf.get("server_tokens") else "twisted_rproxy"
+        parts = [
+            b"HTTP/1.1 %d %s\r\nServer: %s\r\nDate: %s\r\n"
+            % (status, reason, server.encode("ascii"), httpDate(self._reactor.seconds()))
+        ]
+        for name, value in headers:
+            parts.append(b"%s: %s\r\n" % (name, value))
+        if self._chunkedOut:
+            parts.append(b"Transfer-Encoding: chunked\r\n")
+        parts.append(
+            b"Connection: keep-alive\r\n\r\n" if exchange.keepAlive else b"Connection: close\r\n\r\n"
+        )
+        head = b"".join(parts)
+        exchange.bytesSent += len(head)
+        self.transport.write(head)
+
+    def _sendSwitchingHead(self, exchange: Exchange, reason: bytes, headers: list) -> None:
+        parts = [b"HTTP/1.1 101 %s\r\n" % reason]
+        parts += [b"%s: %s\r\n" % pair for pair in headers]
+        parts.append(b"\r\n")
+        self.transport.write(b"".join(parts))
+
+    def enterTunnel(self, exchange: Exchange, tunnel: Any) -> None:
+        """
+        Hand the connection to a byte tunnel after a 101; bytes the client
+        already sent after its request go first.
+        """
+        self._cancelTimer()
+        self._state = _TUNNEL
+        self._tunnel = tunnel
+        exchange.status = 101
+        self._readPauses.clear()
+        self.transport.resumeProducing()
+        if self._buffer:
+            pending, self._buffer = bytes(self._buffer), bytearray()
+            tunnel.fromClient(pending)
+
+    def hasRequestBody(self, exchange: Exchange) -> bool:
+        """
+        Whether C{exchange}'s request came with a (non-empty) body.
+        """
+        return exchange.hasBody
+
+    def sendBody(self, exchange: Exchange, data: bytes) -> None:
+        """
+        Write a piece of the response body, chunk-encoded when needed.
+        """
+        if exchange.method == b"HEAD":
+            return
+        exchange.bodyBytesSent += len(data)
+        if self._chunkedOut:
+            size = b"%x\r\n" % len(data)
+            exchange.bytesSent += len(size) + len(data) + 2
+            self.transport.writeSequence((size, data, b"\r\n"))
+        else:
+            exchange.bytesSent += len(data)
+            self.transport.write(data)
+
+    def responseDone(self, exchange: Exchange) -> None:
+        """
+        The response is complete: log it, then read the next request or
+        close.
+        """
+        if self._chunkedOut and exchange.method != b"HEAD":
+            self.transport.write(b"0\r\n\r\n")
+            exchange.bytesSent += 5
+        self._chunkedOut = False
+        self._logExchange(exchange)
+        if self._state == _CLOSED:
+            return
+        if not exchange.keepAlive:
+            self._state = _CLOSED
+            self._exchange = None
+            self.transport.loseConnection()
+            return
+        if self._state == _BODY:
+            # The rest of the body is read and thrown away, then the next
+            # request follows.
+            self._setTimer(exchange.conf.get("client_body_timeout"), "client_body_timeout")
+            self._resumeReading("queue")
+            self._resumeReading("body")
+            return
+        self._nextRequest()
+
+    def _nextRequest(self) -> None:
+        self._exchange = None
+        self._state = _HEAD
+        self._resumeReading("pipeline")
+        self._resumeReading("body")
+        self._resumeReading("queue")
+        conf = self.listener.defaultServer.conf
+        self._setTimer(conf.get("keepalive_timeout"), "keepalive_timeout")
+        if self._buffer and not self._inReadHeads:
+            self._readHeads()
+
+    def abortExchange(self, exchange: Exchange) -> None:
+        """
+        The response cannot complete: close the connection.
+        """
+        self._logExchange(exchange)
+        self._state = _CLOSED
+        self._exchange = None
+        self.transport.loseConnection()
+
+    def exchangeProducerChanged(self, exchange: Exchange) -> None:
+        """
+        A new response producer registered; pause it at once if the client
+        is already behind.
+        """
+        producer = exchange.responseProducer
+        if producer is not None and self._writePaused:
+            producer.pauseProducing()
+
+    def _logExchange(self, exchange: Exchange) -> None:
+        exchange.endTime = time.time()
+        location = exchange.location or exchange._fallback()
+        for sink in location.logSinks:
+            try:
+                sink.log(exchange)
+            except Exception:
+                self.log.failure("access log sink {sink!r} failed", sink=sink)
+
+    # -- IPushProducer: the client's socket tells us when it is full --------
+
+    def pauseProducing(self) -> None:
+        """
+        The client is not reading fast enough: pause the response source.
+        """
+        self._writePaused = True
+        exchange = self._exchange
+        if exchange is not None and exchange.responseProducer is not None:
+            exchange.responseProducer.pauseProducing()
+
+    def resumeProducing(self) -> None:
+        """
+        The client caught up: resume the response source.
+        """
+        self._writePaused = False
+        exchange = self._exchange
+        if exchange is not None and exchange.responseProducer is not None:
+            exchange.responseProducer.resumeProducing()
+
+    def stopProducing(self) -> None:
+        """
+        The connection is going away; L{connectionLost} does the cleanup.
+        """

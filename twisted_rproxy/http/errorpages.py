@@ -1,0 +1,57 @@
+# -*- test-case-name: tests.unit.test_channel -*-
+"""
+Status reason phrases and the small HTML error pages nginx sends, so a
+client sees the same 502 page shape whichever proxy answered.
+"""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import Dict
+
+from .._version import __version__
+
+_EXTRA = {
+    413: "Request Entity Too Large",
+    414: "Request-URI Too Large",
+    431: "Request Header Fields Too Large",
+    494: "Request Header Or Cookie Too Large",
+    499: "Client Closed Request",
+}
+
+_reasons: Dict[int, bytes] = {}
+_pages: Dict[tuple, bytes] = {}
+
+
+def reasonPhrase(status: int) -> bytes:
+    """
+    @return: the reason phrase nginx uses for C{status}.
+    """
+    found = _reasons.get(status)
+    if found is None:
+        text = _EXTRA.get(status)
+        if text is None:
+            try:
+                text = HTTPStatus(status).phrase
+            except ValueError:
+                text = ""
+        found = _reasons[status] = text.encode("ascii")
+    return found
+
+
+def errorPage(status: int, serverTokens: bool) -> bytes:
+    """
+    @return: the HTML body of nginx's built-in page for C{status}, naming
+        this software (with its version when C{server_tokens} is on).
+    """
+    key = (status, bool(serverTokens))
+    page = _pages.get(key)
+    if page is None:
+        title = f"{status} {reasonPhrase(status).decode('ascii')}".strip()
+        software = f"twisted_rproxy/{__version__}" if serverTokens else "twisted_rproxy"
+        page = _pages[key] = (
+            f"<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n"
+            f"<center><h1>{title}</h1></center>\r\n"
+            f"<hr><center>{software}</center>\r\n</body>\r\n</html>\r\n"
+        ).encode("ascii")
+    return page
