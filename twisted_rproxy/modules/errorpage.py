@@ -1,0 +1,105 @@
+# -*- test-case-name: tests.unit.test_modules -*-
+"""
+C{error_page}: replace an error response by an internal redirect to another
+URI or named location, or by an external redirect, as nginx does.
+"""
+
+from __future__ import annotations
+
+from typing import Any, FrozenSet, Optional, Sequence
+
+import attr
+
+from ..config.ast import Directive
+from ..config.registry import HTTP, LOCATION, SERVER, DirectiveSpec, spec
+from ..module import ProxyModule
+
+
+@attr.s(frozen=True, slots=True, auto_attribs=True)
+class ErrorPage:
+    """
+    One C{error_page} directive.
+
+    @ivar codes: the statuses it handles.
+    @ivar override: C{None} to keep the original status, C{0} for C{=}
+        (the status of the page's own response), else the new status.
+    @ivar target: a URI, C{@name}, or an absolute URL.
+    """
+
+    codes: FrozenSet[int]
+    override: Optional[int]
+    target: str
+
+
+def _parseErrorPage(directive: Directive) -> ErrorPage:
+    args = list(directive.args)
+    target = args.pop()
+    override: Optional[int] = None
+    if args and args[-1].startswith("="):
+        text = args.pop()[1:]
+        if text and not text.isdigit():
+            raise ValueError(f'invalid value "={text}"')
+        override = int(text) if text else 0
+    if not args:
+        raise ValueError('invalid number of arguments in "error_page" directive')
+    codes = []
+    for arg in args:
+        if not arg.isdigit() or not 300 <= int(arg) <= 599 or arg == "499":
+            raise ValueError(f'value "{arg}" must be between 300 and 599')
+        codes.append(int(arg))
+    return ErrorPage(frozenset(codes), override, target)
+
+
+def redirectForStatus(exchange: Any, status: int, pages: Sequence[ErrorPage]) -> bool:
+    """
+    Apply the first C{error_page} for C{status}, if any.
+
+    @return: whether the exchange was redirected (the caller must then not
+        answer itself).
+    """
+    for page in pages:
+        if status not in page.codes:
+            continue
+        target = page.target
+        if page.override is None:
+            exchange.statusOverride = status
+        elif page.override:
+            exchange.statusOverride = page.override
+        else:
+            exchange.statusOverride = None
+        if target.startswith("@"):
+            location = exchange.server.locations.named(target[1:])
+            if location is None:
+                return False
+            exchange.enterNamedLocation(location)
+            return True
+        if target.startswith("/"):
+            path, _q, args = target.partition("?")
+            method = exchange.method if exchange.method == b"HEAD" else b"GET"
+            exchange.internalRedirect(path, args if _q else "", method)
+            return True
+        code = page.override if page.override and page.override in (301, 302, 303, 307, 308) else 302
+        exchange.statusOverride = None
+        exchange.sendRedirect(code, target)
+        return True
+    return False
+
+
+class ErrorPageModule(ProxyModule):
+    """
+    Declares C{error_page}.
+    """
+
+    name = "error_page"
+    order = 150
+
+    def directives(self) -> Sequence[DirectiveSpec]:
+        """
+        @return: C{error_page}.
+        """
+        return [
+            spec("error_page", [HTTP, SERVER, LOCATION], (2, None), parse=_parseErrorPage,
+                 multiple=True)
+        ]
+
+

@@ -1,0 +1,354 @@
+# -*- test-case-name: tests.unit.test_proxy_module -*-
+"""
+C{proxy_pass} and the C{proxy_*} directives: compiles each location's proxy
+settings once (URL, headers, timeouts, buffering, retries) into a
+L{ProxyHandler} that runs a L{ProxyRequest} per exchange.
+"""
+
+from __future__ import annotations
+
+from typing import Any, FrozenSet, List, Optional, Sequence, Tuple
+
+import attr
+from zope.interface import implementer
+
+from ..config.ast import Directive
+from ..config.registry import HTTP, LOCATION, MERGE_NONE, SERVER, DirectiveSpec, spec
+from ..config.slots import flagSlot, numberSlot, sizeSlot, timeSlot
+from ..config.values import parseSize
+from ..interfaces import IContentHandler
+from ..module import ProxyModule
+from ..upstream.cluster import RoundRobinBalancer, Upstream
+from ..upstream.proxyrequest import ProxyRequest
+from ..variables import ComplexValue, simple
+from .upstream import STATE, resolvePeers
+
+ALL = (HTTP, SERVER, LOCATION)
+
+#: nginx's default proxy_set_header list, applied after the configured
+#: ones and skipped where a configured header has the same name.
+DEFAULT_HEADERS = (
+    ("Host", "$proxy_host"),
+    ("Connection", "close"),
+    ("Content-Length", ""),  # set from the body actually sent
+    ("Transfer-Encoding", ""),
+    ("TE", ""),
+    ("Keep-Alive", ""),
+    ("Expect", ""),
+    ("Upgrade", ""),
+)
+
+#: Response headers nginx does not pass to clients unless proxy_pass_header.
+DEFAULT_HIDDEN = ("date", "server", "x-pad", "x-accel-expires", "x-accel-redirect",
+                  "x-accel-limit-rate", "x-accel-buffering", "x-accel-charset")
+
+NEXT_UPSTREAM = frozenset({
+    "error", "timeout", "invalid_header", "http_500", "http_502", "http_503",
+    "http_504", "http_403", "http_404", "http_429", "non_idempotent", "off",
+})
+
+
+def _parseProxyPass(directive: Directive) -> str:
+    url = directive.args[0]
+    if "$" not in url and not url.lower().startswith(("http://", "https://")):
+        raise ValueError(f'invalid URL prefix in "{url}"')
+    if url.lower().startswith("https://"):
+        raise ValueError(f'https upstreams in "{url}" are not supported yet')
+    return url
+
+
+def _parseHeader(directive: Directive) -> Tuple[str, str, Directive]:
+    return (directive.args[0], directive.args[1], directive)
+
+
+def _parseVersion(directive: Directive) -> bytes:
+    if directive.args[0] not in ("1.0", "1.1"):
+        raise ValueError(f'invalid value "{directive.args[0]}" in "{directive.name}" directive')
+    return b"HTTP/" + directive.args[0].encode("ascii")
+
+
+def _parseBuffers(directive: Directive) -> Tuple[int, int]:
+    number, size = directive.args
+    if not number.isdigit() or int(number) < 2:
+        raise ValueError(f'invalid value "{number}" in "{directive.name}" directive')
+    try:
+        return (int(number), parseSize(size))
+    except ValueError:
+        raise ValueError(f'invalid value "{size}" in "{directive.name}" directive')
+
+
+def _parseNextUpstream(directive: Directive) -> FrozenSet[str]:
+    for arg in directive.args:
+        if arg not in NEXT_UPSTREAM:
+            raise ValueError(f'invalid value "{arg}"')
+    if "off" in directive.args and len(directive.args) > 1:
+        raise ValueError('invalid value "off"')
+    return frozenset(directive.args) - {"off"}
+
+
+def _parseRedirect(directive: Directive) -> Tuple[str, ...]:
+    if len(directive.args) == 1 and directive.args[0] not in ("default", "off"):
+        raise ValueError(f'invalid parameter "{directive.args[0]}"')
+    return directive.args
+
+
+@attr.s(frozen=True, slots=True, auto_attribs=True)
+class ProxySettings:
+    """
+    A location's proxy configuration, compiled.
+
+    @ivar headers: C{(name bytes, lowercase name, value)} in send order;
+        values are compiled; empty results are not sent.
+    @ivar overridden: lowercase names the client may not set directly.
+    @ivar hidden: lowercase response header names not passed to clients.
+    @ivar redirects: C{(prefix, replacement)} pairs for C{Location} and
+        C{Refresh}.
+    """
+
+    version: bytes
+    headers: Tuple[Tuple[bytes, bytes, ComplexValue], ...]
+    overridden: FrozenSet[bytes]
+    hidden: FrozenSet[bytes]
+    redirects: Tuple[Tuple[ComplexValue, ComplexValue], ...]
+    connectTimeout: float
+    sendTimeout: float
+    readTimeout: float
+    buffering: bool
+    bufferBudget: int
+    requestBuffering: bool
+    bodyBufferSize: int
+    nextUpstream: FrozenSet[str]
+    nextUpstreamTries: int
+    nextUpstreamTimeout: float
+    interceptErrors: bool
+    ignoreClientAbort: bool
+    passRequestHeaders: bool
+    passRequestBody: bool
+
+
+@attr.s(frozen=True, slots=True, auto_attribs=True)
+class ProxyTarget:
+    """
+    The compiled C{proxy_pass} URL.
+
+    @ivar upstream: the group to use, or C{None} when the URL has
+        variables and is resolved per request.
+    @ivar uri: the URI part (C{"/"} in C{http://b/}), or C{None}.
+    @ivar proxyHost: the value of C{$proxy_host}.
+    @ivar url: the compiled URL when it has variables.
+    @ivar prefix: the location prefix a URI part replaces.
+    """
+
+    upstream: Optional[Upstream]
+    uri: Optional[str]
+    proxyHost: str
+    url: Optional[ComplexValue]
+    prefix: Optional[str]
+
+
+@implementer(IContentHandler)
+class ProxyHandler:
+    """
+    The content handler of a location with C{proxy_pass}.
+    """
+
+    def __init__(self, target: ProxyTarget, settings: ProxySettings, pool: Any,
+                 upstreams: Any, reactor: Any) -> None:
+        self.target = target
+        self.settings = settings
+        self.pool = pool
+        self.upstreams = upstreams
+        if reactor is None:
+            from twisted.internet import reactor as _reactor
+
+            reactor = _reactor
+        self.reactor = reactor
+
+    def handle(self, exchange: Any) -> None:
+        """
+        Proxy C{exchange} to the backend.
+        """
+        ProxyRequest(self, exchange).start()
+
+
+def splitURL(url: str) -> Tuple[str, str, Optional[str]]:
+    """
+    Split C{http://host:port/uri} into scheme, authority and URI part.
+    """
+    scheme, _sep, rest = url.partition("://")
+    if rest.startswith("unix:"):
+        path, colon, uri = rest[5:].partition(":")
+        return scheme.lower(), "unix:" + path, uri if colon else None
+    slash = rest.find("/")
+    if slash < 0:
+        return scheme.lower(), rest, None
+    return scheme.lower(), rest[:slash], rest[slash:]
+
+
+class HTTPProxyModule(ProxyModule):
+    """
+    Declares the C{proxy_*} directives and variables.
+    """
+
+    name = "proxy"
+    order = 400
+
+    def directives(self) -> Sequence[DirectiveSpec]:
+        """
+        @return: the proxy directives.
+        """
+        return [
+            spec("proxy_pass", [LOCATION], 1, parse=_parseProxyPass, merge=MERGE_NONE),
+            spec("proxy_set_header", ALL, 2, parse=_parseHeader, multiple=True),
+            spec("proxy_http_version", ALL, 1, parse=_parseVersion, default=b"HTTP/1.0"),
+            spec("proxy_hide_header", ALL, 1, multiple=True),
+            spec("proxy_pass_header", ALL, 1, multiple=True),
+            spec("proxy_redirect", ALL, (1, 2), parse=_parseRedirect, multiple=True),
+            spec("proxy_intercept_errors", ALL, 1, parse=flagSlot, default=False),
+            spec("proxy_connect_timeout", ALL, 1, parse=timeSlot, default=60.0),
+            spec("proxy_send_timeout", ALL, 1, parse=timeSlot, default=60.0),
+            spec("proxy_read_timeout", ALL, 1, parse=timeSlot, default=60.0),
+            spec("proxy_buffering", ALL, 1, parse=flagSlot, default=True),
+            spec("proxy_request_buffering", ALL, 1, parse=flagSlot, default=True),
+            spec("proxy_buffer_size", ALL, 1, parse=sizeSlot, default=4096),
+            spec("proxy_buffers", ALL, 2, parse=_parseBuffers, default=(8, 4096)),
+            spec("proxy_busy_buffers_size", ALL, 1, parse=sizeSlot, default=8192),
+            spec("proxy_max_temp_file_size", ALL, 1, parse=sizeSlot, default=1 << 30),
+            spec("proxy_temp_file_write_size", ALL, 1, parse=sizeSlot, default=8192),
+            spec("proxy_next_upstream", ALL, (1, None), parse=_parseNextUpstream,
+                 default=frozenset({"error", "timeout"})),
+            spec("proxy_next_upstream_tries", ALL, 1, parse=numberSlot, default=0),
+            spec("proxy_next_upstream_timeout", ALL, 1, parse=timeSlot, default=0.0),
+            spec("proxy_ignore_client_abort", ALL, 1, parse=flagSlot, default=False),
+            spec("proxy_pass_request_headers", ALL, 1, parse=flagSlot, default=True),
+            spec("proxy_pass_request_body", ALL, 1, parse=flagSlot, default=True),
+            spec("proxy_socket_keepalive", ALL, 1, parse=flagSlot, default=False),
+            spec("proxy_headers_hash_max_size", ALL, 1, ignored=True),
+            spec("proxy_headers_hash_bucket_size", ALL, 1, ignored=True),
+        ]
+
+    def variables(self) -> Sequence[Any]:
+        """
+        @return: C{$proxy_host}, C{$proxy_port},
+            C{$proxy_add_x_forwarded_for}.
+        """
+        return [
+            simple("proxy_host", lambda e: getattr(e, "proxyHost", None)),
+            simple("proxy_port", lambda e: getattr(e, "proxyPort", None)),
+            simple("proxy_add_x_forwarded_for", _addForwardedFor),
+        ]
+
+    def configureLocation(self, location: Any, compiler: Any) -> None:
+        """
+        Build the location's L{ProxyHandler} when it has C{proxy_pass}.
+        """
+        conf = location.conf
+        url = conf.get("proxy_pass")
+        if url is None:
+            return
+        directive = conf.source("proxy_pass")
+        state = compiler.state[STATE]
+        target = self._target(url, directive, location, compiler, state["upstreams"])
+        settings = self._settings(conf, target, location, compiler)
+        location.contentHandler = ProxyHandler(
+            target, settings, state["pool"], state["upstreams"], compiler.reactor
+        )
+        if location.modifier in ("", "^~") and location.pattern.endswith("/"):
+            location.autoRedirect = True
+
+    def _target(self, url: str, directive: Directive, location: Any, compiler: Any,
+                upstreams: Any) -> ProxyTarget:
+        prefix = location.pattern if location.modifier in ("", "^~", "=") else None
+        if "$" in url:
+            return ProxyTarget(None, None, "", compiler.compileValue(url, directive), prefix)
+        scheme, authority, uri = splitURL(url)
+        if uri is not None and location.modifier in ("~", "~*", "@"):
+            raise directive.error(
+                '"proxy_pass" cannot have URI part in location given by regular '
+                'expression, or inside named location, or inside "if" statement, '
+                'or inside "limit_except" block'
+            )
+        upstream = upstreams.get(authority)
+        if upstream is None:
+            if authority.startswith("unix:"):
+                peers = resolvePeers(authority, directive)
+            else:
+                peers = resolvePeers(authority, directive, 80)
+            upstream = Upstream(authority, peers, RoundRobinBalancer(peers, compiler.reactor),
+                                implicit=True)
+            host = authority if not authority.endswith(":80") else authority[:-3]
+        else:
+            host = authority
+        if authority.startswith("unix:"):
+            host = "localhost"
+        return ProxyTarget(upstream, uri, host, None, prefix)
+
+    def _settings(self, conf: Any, target: ProxyTarget, location: Any,
+                  compiler: Any) -> ProxySettings:
+        configured = conf.get("proxy_set_header") or []
+        seen = set()
+        headers = []
+        for name, value, directive in configured:
+            lower = name.lower().encode("latin-1")
+            seen.add(lower)
+            headers.append((name.encode("latin-1"), lower, compiler.compileValue(value, directive)))
+        for name, value in DEFAULT_HEADERS:
+            lower = name.lower().encode("latin-1")
+            if lower not in seen:
+                seen.add(lower)
+                headers.append((name.encode("latin-1"), lower, compiler.compileValue(value, None)))
+        passed = {h.lower().encode("latin-1") for h in conf.get("proxy_pass_header") or ()}
+        hidden = {h.encode("latin-1") for h in DEFAULT_HIDDEN} - passed
+        hidden |= {h.lower().encode("latin-1") for h in conf.get("proxy_hide_header") or ()}
+        number, size = conf.get("proxy_buffers")
+        return ProxySettings(
+            version=conf.get("proxy_http_version"),
+            headers=tuple(headers),
+            overridden=frozenset(seen),
+            hidden=frozenset(hidden),
+            redirects=self._redirects(conf, target, location, compiler),
+            connectTimeout=conf.get("proxy_connect_timeout"),
+            sendTimeout=conf.get("proxy_send_timeout"),
+            readTimeout=conf.get("proxy_read_timeout"),
+            buffering=conf.get("proxy_buffering"),
+            bufferBudget=number * size + conf.get("proxy_buffer_size"),
+            requestBuffering=conf.get("proxy_request_buffering"),
+            bodyBufferSize=conf.get("client_body_buffer_size"),
+            nextUpstream=conf.get("proxy_next_upstream"),
+            nextUpstreamTries=conf.get("proxy_next_upstream_tries"),
+            nextUpstreamTimeout=conf.get("proxy_next_upstream_timeout"),
+            interceptErrors=conf.get("proxy_intercept_errors"),
+            ignoreClientAbort=conf.get("proxy_ignore_client_abort"),
+            passRequestHeaders=conf.get("proxy_pass_request_headers"),
+            passRequestBody=conf.get("proxy_pass_request_body"),
+        )
+
+    def _redirects(self, conf: Any, target: ProxyTarget, location: Any,
+                   compiler: Any) -> Tuple[Tuple[ComplexValue, ComplexValue], ...]:
+        entries: List[Tuple[str, ...]] = conf.get("proxy_redirect") or [("default",)]
+        out = []
+        for entry in entries:
+            if entry == ("off",):
+                return ()
+            if entry == ("default",):
+                if target.url is not None or location.modifier in ("~", "~*", "@"):
+                    continue
+                url = conf.get("proxy_pass")
+                if target.uri is not None:
+                    pair = (url, location.pattern)
+                else:
+                    pair = (url + "/", "/")
+                out.append((compiler.compileValue(pair[0], None), compiler.compileValue(pair[1], None)))
+            else:
+                source = conf.source("proxy_redirect")
+                out.append((compiler.compileValue(entry[0], source), compiler.compileValue(entry[1], source)))
+        return tuple(out)
+
+
+def _addForwardedFor(exchange: Any) -> str:
+    remote = exchange.channel.clientAddress
+    address = getattr(remote, "host", None) or "unix:"
+    values = exchange.headerValues(b"x-forwarded-for")
+    if not values:
+        return address
+    return ", ".join(v.decode("latin-1") for v in values) + ", " + address

@@ -1,0 +1,167 @@
+# -*- test-case-name: tests.unit.test_upstream -*-
+"""
+C{upstream NAME { server ...; keepalive N; }}: named groups of backends,
+resolved at load as nginx does, and the C{$upstream_*} variables.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import Any, Dict, List, Optional, Sequence
+
+from ..config.ast import Directive
+from ..config.registry import HTTP, UPSTREAM, DirectiveSpec, spec
+from ..config.slots import numberSlot, timeSlot
+from ..config.values import parseInt, parseTime
+from ..module import ProxyModule
+from ..upstream.cluster import Peer, RoundRobinBalancer, Upstream, splitHostPort
+from ..upstream.pool import ConnectionPool
+from ..variables import simple
+
+STATE = "upstream"
+
+
+def _parseServer(directive: Directive) -> Directive:
+    """
+    Checked when the upstream is built (it needs name resolution).
+    """
+    return directive
+
+
+def resolvePeers(address: str, directive: Optional[Directive], defaultPort: int = 80,
+                 **params: Any) -> List[Peer]:
+    """
+    Turn C{host[:port]} or C{unix:/path} into peers, one per resolved
+    address, as nginx resolves upstream names at load.
+
+    @raise ConfigError: C{host not found in upstream "..."}.
+    """
+    if address.startswith("unix:"):
+        return [Peer(None, 0, address[5:], **params)]
+    try:
+        host, port = splitHostPort(address, defaultPort)
+    except ValueError as e:
+        raise _error(directive, str(e))
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror:
+        raise _error(directive, f'host not found in upstream "{address}"')
+    peers = []
+    seen = set()
+    for family, _t, _p, _c, sockaddr in infos:
+        if family not in (socket.AF_INET, socket.AF_INET6) or sockaddr[0] in seen:
+            continue
+        seen.add(sockaddr[0])
+        peers.append(Peer(sockaddr[0], port, None, **params))
+    return peers
+
+
+def _error(directive: Optional[Directive], message: str) -> Exception:
+    from ..config.errors import ConfigError
+
+    return directive.error(message) if directive is not None else ConfigError(message)
+
+
+def _serverParams(directive: Directive) -> Dict[str, Any]:
+    params: Dict[str, Any] = {}
+    for arg in directive.args[1:]:
+        key, sep, value = arg.partition("=")
+        try:
+            if key == "weight" and sep:
+                params["weight"] = parseInt(value)
+                if params["weight"] < 1:
+                    raise ValueError
+            elif key == "max_fails" and sep:
+                params["maxFails"] = parseInt(value)
+            elif key == "fail_timeout" and sep:
+                params["failTimeout"] = parseTime(value)
+            elif key == "max_conns" and sep:
+                params["maxConns"] = parseInt(value)
+            elif key == "backup" and not sep:
+                params["backup"] = True
+            elif key == "down" and not sep:
+                params["down"] = True
+            else:
+                raise ValueError
+        except ValueError:
+            raise directive.error(f'invalid parameter "{arg}"')
+    return params
+
+
+class UpstreamModule(ProxyModule):
+    """
+    Declares C{upstream} and its C{server}, C{keepalive} and C{zone}
+    directives, and owns the connection pool shared by all upstreams.
+    """
+
+    name = "upstream"
+    order = 60
+
+    def directives(self) -> Sequence[DirectiveSpec]:
+        """
+        @return: the upstream directives.
+        """
+        return [
+            spec("upstream", [HTTP], 1, block=UPSTREAM, multiple=True),
+            spec("server", [UPSTREAM], (1, None), parse=_parseServer, multiple=True),
+            spec("keepalive", [UPSTREAM], 1, parse=numberSlot),
+            spec("keepalive_requests", [UPSTREAM], 1, parse=numberSlot),
+            spec("keepalive_timeout", [UPSTREAM], 1, parse=timeSlot),
+            spec("keepalive_time", [UPSTREAM], 1, parse=timeSlot),
+            spec("zone", [UPSTREAM], (1, 2)),
+        ]
+
+    def variables(self) -> Sequence[Any]:
+        """
+        @return: C{$upstream_addr} and friends, listing every peer tried.
+        """
+        return [
+            simple("upstream_addr", _joined(lambda a: a.addr)),
+            simple("upstream_status", _joined(lambda a: a.status or "502")),
+            simple("upstream_response_time", _joined(lambda a: _ms(a.responseTime))),
+            simple("upstream_connect_time", _joined(lambda a: _ms(a.connectTime))),
+            simple("upstream_header_time", _joined(lambda a: _ms(a.headerTime))),
+        ]
+
+    def configure(self, compiler: Any) -> None:
+        """
+        Build every C{upstream} block into an L{Upstream}.
+        """
+        reactor = compiler.reactor
+        upstreams: Dict[str, Upstream] = {}
+        for block in compiler.httpBlock.childrenOf(UPSTREAM):
+            directive = block.directive
+            name = directive.args[0]
+            if name in upstreams:
+                raise directive.error(f'duplicate upstream "{name}"')
+            peers: List[Peer] = []
+            for server in block.values.get("server", []):
+                peers.extend(resolvePeers(server.args[0], server, **_serverParams(server)))
+            if not peers:
+                raise directive.error(f'no servers are inside upstream')
+            upstreams[name] = Upstream(
+                name,
+                peers,
+                RoundRobinBalancer(peers, reactor),
+                keepalive=block.values.get("keepalive", 0),
+                keepaliveRequests=block.values.get("keepalive_requests", 1000),
+                keepaliveTimeout=block.values.get("keepalive_timeout", 60.0),
+            )
+        compiler.state[STATE] = {
+            "upstreams": upstreams,
+            "pool": ConnectionPool(reactor),
+        }
+
+
+def _ms(seconds: Optional[float]) -> str:
+    return "-" if seconds is None else "%.3f" % seconds
+
+
+def _joined(field: Any) -> Any:
+    def get(exchange: Any) -> Optional[str]:
+        attempts = exchange.upstreamAttempts
+        if not attempts:
+            return None
+        return ", ".join(str(field(a)) for a in attempts)
+
+    return get

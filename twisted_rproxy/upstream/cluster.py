@@ -1,0 +1,196 @@
+# -*- test-case-name: tests.unit.test_upstream -*-
+"""
+Upstream groups and their peers, with nginx's smooth weighted round-robin
+and passive health (C{max_fails} within C{fail_timeout}), the base that
+other balancers derive from.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Collection, List, Optional, Tuple
+
+from zope.interface import implementer
+
+from ..interfaces import IBalancer
+
+
+class Peer:
+    """
+    One backend address of an upstream.
+
+    @ivar name: the address as nginx prints it in C{$upstream_addr}.
+    @ivar host: IP address or host name (C{None} for a UNIX socket).
+    @ivar port: the port (0 for a UNIX socket).
+    @ivar unixPath: the socket path, or C{None}.
+    @ivar conns: connections in use now.
+    """
+
+    def __init__(self, host: Optional[str], port: int, unixPath: Optional[str] = None,
+                 weight: int = 1, maxFails: int = 1, failTimeout: float = 10.0,
+                 backup: bool = False, down: bool = False, maxConns: int = 0) -> None:
+        self.host = host
+        self.port = port
+        self.unixPath = unixPath
+        self.weight = weight
+        self.maxFails = maxFails
+        self.failTimeout = failTimeout
+        self.backup = backup
+        self.down = down
+        self.maxConns = maxConns
+        self.currentWeight = 0
+        self.effectiveWeight = weight
+        self.fails = 0
+        self.checked = 0.0
+        self.accessed = 0.0
+        self.conns = 0
+        if unixPath is not None:
+            self.name = f"unix:{unixPath}"
+        elif host is not None and ":" in host:
+            self.name = f"[{host}]:{port}"
+        else:
+            self.name = f"{host}:{port}"
+
+    def __repr__(self) -> str:
+        return f"<Peer {self.name}>"
+
+
+@implementer(IBalancer)
+class RoundRobinBalancer:
+    """
+    nginx's smooth weighted round-robin (C{ngx_http_upstream_get_peer}):
+    each pick adds every peer's effective weight to its current weight and
+    takes the largest, so weights 5,1,1 give a,a,b,a,c,a,a.
+
+    Backup peers are tried only when every primary peer is unavailable.
+    """
+
+    def __init__(self, peers: List[Peer], reactor: Any = None) -> None:
+        if reactor is None:
+            from twisted.internet import reactor as _reactor
+
+            reactor = _reactor
+        self._reactor = reactor
+        self.primary = [p for p in peers if not p.backup]
+        self.backup = [p for p in peers if p.backup]
+
+    @property
+    def peers(self) -> List[Peer]:
+        """
+        Every peer, primary first.
+        """
+        return self.primary + self.backup
+
+    def _available(self, peer: Peer, now: float) -> bool:
+        if peer.down:
+            return False
+        if peer.maxFails and peer.fails >= peer.maxFails and now - peer.checked <= peer.failTimeout:
+            return False
+        if peer.maxConns and peer.conns >= peer.maxConns:
+            return False
+        return True
+
+    def _pickFrom(self, peers: List[Peer], excluded: Collection[Peer]) -> Optional[Peer]:
+        now = self._reactor.seconds()
+        best = None
+        total = 0
+        for peer in peers:
+            if peer in excluded or not self._available(peer, now):
+                continue
+            peer.currentWeight += peer.effectiveWeight
+            total += peer.effectiveWeight
+            if peer.effectiveWeight < peer.weight:
+                peer.effectiveWeight += 1
+            if best is None or peer.currentWeight > best.currentWeight:
+                best = peer
+        if best is None:
+            return None
+        best.currentWeight -= total
+        if now - best.checked > best.failTimeout:
+            best.checked = now
+        return best
+
+    def pick(self, exchange: Any, excluded: Collection[Peer] = ()) -> Optional[Peer]:
+        """
+        @return: the next peer, or C{None} when all are down or excluded.
+        """
+        if len(self.primary) == 1 and not self.backup:
+            peer = self.primary[0]
+            if peer in excluded or peer.down:
+                return None
+            if peer.maxConns and peer.conns >= peer.maxConns:
+                return None
+            return peer  # a single peer is never marked unavailable (nginx)
+        found = self._pickFrom(self.primary, excluded)
+        if found is None and self.backup:
+            found = self._pickFrom(self.backup, excluded)
+        return found
+
+    def release(self, peer: Peer, failed: bool) -> None:
+        """
+        Record the outcome for passive health, as nginx's
+        C{ngx_http_upstream_free_round_robin_peer}.
+        """
+        now = self._reactor.seconds()
+        if failed:
+            peer.fails += 1
+            peer.accessed = now
+            peer.checked = now
+            if peer.maxFails:
+                peer.effectiveWeight -= peer.weight // peer.maxFails
+            if peer.effectiveWeight < 0:
+                peer.effectiveWeight = 0
+        elif peer.accessed < peer.checked:
+            peer.fails = 0
+
+
+class Upstream:
+    """
+    A named group of peers (C{upstream NAME {}}) or the implicit group of a
+    C{proxy_pass http://host:port}.
+
+    @ivar keepalive: idle connections to cache per worker (0: none).
+    """
+
+    def __init__(self, name: str, peers: List[Peer], balancer: Any,
+                 keepalive: int = 0, keepaliveRequests: int = 1000,
+                 keepaliveTimeout: float = 60.0, implicit: bool = False) -> None:
+        self.name = name
+        self.peers = peers
+        self.balancer = balancer
+        self.keepalive = keepalive
+        self.keepaliveRequests = keepaliveRequests
+        self.keepaliveTimeout = keepaliveTimeout
+        self.implicit = implicit
+
+    @property
+    def triesDefault(self) -> int:
+        """
+        How many peers a request may try with C{proxy_next_upstream_tries 0}.
+        """
+        return max(1, len([p for p in self.peers if not p.down]))
+
+    def __repr__(self) -> str:
+        return f"<Upstream {self.name} {self.peers}>"
+
+
+def splitHostPort(text: str, defaultPort: int) -> Tuple[str, int]:
+    """
+    Split C{host[:port]} or C{[v6]:port}.
+
+    @raise ValueError: for a bad port.
+    """
+    if text.startswith("["):
+        end = text.index("]")
+        host, rest = text[1:end], text[end + 1 :]
+        if not rest:
+            return host, defaultPort
+        if not rest.startswith(":"):
+            raise ValueError(f'invalid host "{text}"')
+        portText = rest[1:]
+    else:
+        host, sep, portText = text.rpartition(":")
+        if not sep:
+            return text, defaultPort
+    if not portText.isdigit() or not 0 < int(portText) < 65536:
+        raise ValueError(f'invalid port in "{text}"')
+    return host, int(portText)

@@ -1,0 +1,327 @@
+# -*- test-case-name: tests.unit.test_upstream_http1 -*-
+"""
+The HTTP/1.1 client codec facing backends: sends one request at a time on a
+(possibly reused) connection, parses the response with the same strict
+parser as client requests, and streams the body to a handler.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from twisted.internet.protocol import Protocol
+from twisted.python.failure import Failure
+
+from ..http.parser import (
+    ChunkedDecoder,
+    HTTPError,
+    Limits,
+    checkIncompleteHead,
+    findHeadEnd,
+    parseResponseHead,
+    responseFraming,
+)
+
+
+class UpstreamError(Exception):
+    """
+    A backend failed; C{stage} says how far the response got, in nginx's
+    words (C{"connecting"}, C{"reading response header"}, ...).
+
+    @ivar kind: C{"error"}, C{"timeout"} or C{"invalid_header"}, the
+        C{proxy_next_upstream} classes.
+    """
+
+    def __init__(self, kind: str, message: str, stage: str) -> None:
+        super().__init__(kind, message, stage)
+        self.kind = kind
+        self.message = message
+        self.stage = stage
+
+    @property
+    def status(self) -> int:
+        """
+        The status nginx answers with: 504 for timeouts, else 502.
+        """
+        return 504 if self.kind == "timeout" else 502
+
+    def __str__(self) -> str:
+        return f"{self.message} while {self.stage}"
+
+
+_IDLE, _HEAD, _BODY = 0, 1, 2
+
+
+class UpstreamHTTPProtocol(Protocol):
+    """
+    One connection to a backend.
+
+    The handler gets C{responseHead(head)}, C{responseBody(data)},
+    C{responseDone(reusable)} and C{responseFailed(UpstreamError)}.
+
+    @ivar requests: requests sent on this connection, for
+        C{keepalive_requests}.
+    @ivar peer: the L{twisted_rproxy.upstream.cluster.Peer}.
+    """
+
+    def __init__(self, peer: Any, reactor: Any, limits: Optional[Limits] = None) -> None:
+        self.peer = peer
+        self._reactor = reactor
+        self._limits = limits or Limits(maxRequestLine=65536, maxHeadersSize=65536)
+        self._state = _IDLE
+        self._handler: Any = None
+        self._buffer = bytearray()
+        self._framing: Any = None
+        self._remaining = 0
+        self._decoder: Optional[ChunkedDecoder] = None
+        self._method = b"GET"
+        self._timer: Any = None
+        self._readTimeout = 60.0
+        self._gotBytes = False
+        self._connectionClose = False
+        self._upgrade = False
+        self.requests = 0
+        self.connected = False
+        self.onLost: Any = None
+
+    def connectionMade(self) -> None:
+        """
+        Mark the connection usable.
+        """
+        self.connected = True
+
+    # -- sending --------------------------------------------------------
+
+    def startRequest(self, method: bytes, head: bytes, handler: Any, readTimeout: float) -> None:
+        """
+        Send a request head; the body (if any) follows through
+        L{writeBody}.  The read timeout runs from now, between reads.
+        """
+        self._handler = handler
+        self._method = method
+        self._state = _HEAD
+        self._buffer = bytearray()
+        self._gotBytes = False
+        self._connectionClose = False
+        self._upgrade = False
+        self._readTimeout = readTimeout
+        self.requests += 1
+        self.transport.write(head)
+        self._armTimer()
+
+    def writeBody(self, data: bytes) -> None:
+        """
+        Send part of the request body.
+        """
+        self.transport.write(data)
+
+    # -- timers -------------------------------------------------------------
+
+    def _armTimer(self) -> None:
+        if not self._readTimeout:
+            return
+        if self._timer is not None and self._timer.active():
+            self._timer.reset(self._readTimeout)
+        else:
+            self._timer = self._reactor.callLater(self._readTimeout, self._timedOut)
+
+    def _cancelTimer(self) -> None:
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+
+    def _timedOut(self) -> None:
+        self._timer = None
+        stage = "reading response header from upstream" if self._state == _HEAD else (
+            "reading upstream"
+        )
+        self._fail(UpstreamError("timeout", "upstream timed out (110: Connection timed out)", stage))
+        self.transport.abortConnection()
+
+    # -- receiving ----------------------------------------------------------
+
+    def dataReceived(self, data: bytes) -> None:
+        """
+        Parse the response head, then stream the body to the handler.
+        """
+        if self._state == _IDLE:
+            # Bytes on an idle keepalive connection: the backend is broken;
+            # the pool must not hand this connection out again.
+            self.transport.loseConnection()
+            return
+        self._gotBytes = True
+        if self._state == _BODY:
+            self._armTimer()
+            self._body(data)
+            return
+        self._buffer += data
+        while self._state == _HEAD:
+            end = findHeadEnd(self._buffer)
+            if end < 0:
+                try:
+                    checkIncompleteHead(self._buffer, self._limits, isRequest=False)
+                except HTTPError as e:
+                    self._invalid(e)
+                    return
+                self._armTimer()
+                return
+            head = bytes(self._buffer[:end])
+            del self._buffer[:end]
+            if not self._head(head):
+                return
+        if self._state == _BODY and self._buffer:
+            rest = bytes(self._buffer)
+            self._buffer = bytearray()
+            self._body(rest)
+        elif self._state == _BODY:
+            self._armTimer()
+
+    def _head(self, raw: bytes) -> bool:
+        try:
+            head = parseResponseHead(raw, self._limits)
+            framing = responseFraming(self._method, head)
+        except HTTPError as e:
+            self._invalid(e)
+            return False
+        if 100 <= head.status < 200 and head.status != 101:
+            return True  # interim response: wait for the final one
+        connection = b""
+        for name, value in head.headers:
+            if name.lower() == b"connection":
+                connection += value.lower() + b","
+        self._connectionClose = b"close" in connection or (
+            head.version == b"HTTP/1.0" and b"keep-alive" not in connection
+        )
+        self._framing = framing
+        if head.status == 101:
+            self._upgrade = True
+            self._state = _BODY
+            self._cancelTimer()
+            self._handler.responseHead(head)
+            return False
+        self._state = _BODY
+        if framing.kind == "length":
+            self._remaining = framing.length
+        elif framing.kind == "chunked":
+            self._decoder = ChunkedDecoder()
+        self._handler.responseHead(head)
+        if self._handler is None or self._state != _BODY:
+            return False  # the handler gave up on this response
+        if framing.kind == "none" or (framing.kind == "length" and framing.length == 0):
+            if self._buffer:
+                self._connectionClose = True  # bytes after a bodiless response
+            self._complete()
+            return False
+        return True
+
+    def _body(self, data: bytes) -> None:
+        if self._upgrade:
+            self._handler.responseBody(data)
+            return
+        kind = self._framing.kind
+        if kind == "length":
+            n = self._remaining
+            if len(data) >= n:
+                piece, extra = (data[:n], data[n:]) if len(data) > n else (data, b"")
+                self._remaining = 0
+                if piece:
+                    self._handler.responseBody(piece)
+                if extra:
+                    self._connectionClose = True  # the backend sent more than it said
+                self._complete()
+            else:
+                self._remaining -= len(data)
+                self._handler.responseBody(data)
+        elif kind == "chunked":
+            assert self._decoder is not None
+            try:
+                pieces, done, extra = self._decoder.feed(data)
+            except HTTPError as e:
+                self._fail(UpstreamError("error", f"upstream sent invalid chunked response ({e.reason})", "reading upstream"))
+                self.transport.abortConnection()
+                return
+            for piece in pieces:
+                if self._handler is None:
+                    return
+                self._handler.responseBody(bytes(piece))
+            if done:
+                if extra:
+                    self._connectionClose = True
+                self._complete()
+        else:  # "eof"
+            self._handler.responseBody(data)
+
+    def _complete(self) -> None:
+        handler, self._handler = self._handler, None
+        self._state = _IDLE
+        self._decoder = None
+        self._cancelTimer()
+        reusable = not self._connectionClose and self.connected
+        if handler is not None:
+            handler.responseDone(reusable)
+
+    def _invalid(self, error: HTTPError) -> None:
+        self._fail(
+            UpstreamError("invalid_header", f"upstream sent invalid header ({error.reason})",
+                          "reading response header from upstream")
+        )
+        self.transport.abortConnection()
+
+    def _fail(self, error: UpstreamError) -> None:
+        handler, self._handler = self._handler, None
+        self._state = _IDLE
+        self._cancelTimer()
+        if handler is not None:
+            handler.responseFailed(error, self._gotBytes)
+
+    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        """
+        A close ends a close-delimited body; anywhere else it is an error.
+        """
+        self.connected = False
+        self._cancelTimer()
+        if self.onLost is not None:
+            self.onLost(self)
+        if self._handler is None:
+            return
+        if self._state == _BODY and (self._upgrade or self._framing.kind == "eof"):
+            handler, self._handler = self._handler, None
+            self._state = _IDLE
+            handler.responseDone(False)
+            return
+        stage = (
+            "reading response header from upstream" if self._state == _HEAD else "reading upstream"
+        )
+        self._fail(UpstreamError("error", "upstream prematurely closed connection", stage))
+
+    # -- flow control from the client side ----------------------------------
+
+    def pauseProducing(self) -> None:
+        """
+        The client is slow: stop reading from the backend.
+        """
+        if self.transport is not None:
+            self.transport.pauseProducing()
+
+    def resumeProducing(self) -> None:
+        """
+        The client caught up: read from the backend again.
+        """
+        if self.transport is not None:
+            self.transport.resumeProducing()
+
+    def stopProducing(self) -> None:
+        """
+        The client is gone: drop the backend connection.
+        """
+        if self.transport is not None:
+            self.transport.abortConnection()
+
+    def detach(self) -> Any:
+        """
+        Hand the raw transport over (after a 101) and stop parsing.
+        """
+        self._handler = None
+        self._state = _IDLE
+        self._cancelTimer()
+        return self.transport

@@ -1,0 +1,620 @@
+# -*- test-case-name: tests.unit.test_proxy_request -*-
+"""
+One proxied request: builds the upstream request as nginx's proxy module
+does, picks peers and retries per C{proxy_next_upstream}, and relays the
+response with backpressure both ways (nginx's C{ngx_http_upstream.c} in
+small).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator, List, Optional
+from urllib.parse import quote
+
+from twisted.internet.interfaces import IPushProducer
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from .body import RequestBody
+from .http1 import UpstreamError
+
+#: Hop-by-hop headers (RFC 9110 7.6.1) never passed in either direction.
+HOP_BY_HOP = frozenset({
+    b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer",
+    b"transfer-encoding", b"upgrade", b"proxy-authenticate",
+})
+NON_IDEMPOTENT = frozenset({b"POST", b"LOCK", b"PATCH"})
+#: Characters nginx's NGX_ESCAPE_URI leaves alone in a path.
+_SAFE_PATH = "/:@!$&'()*+,;=-._~"
+
+
+class Attempt:
+    """
+    One try at one peer, for C{$upstream_*} variables.
+    """
+
+    __slots__ = ("addr", "status", "start", "connectTime", "headerTime", "responseTime")
+
+    def __init__(self, addr: str, start: float) -> None:
+        self.addr = addr
+        self.status: Optional[int] = None
+        self.start = start
+        self.connectTime: Optional[float] = None
+        self.headerTime: Optional[float] = None
+        self.responseTime: Optional[float] = None
+
+
+def _headerTokens(values: List[bytes]) -> frozenset:
+    tokens = set()
+    for value in values:
+        for token in value.split(b","):
+            token = token.strip().lower()
+            if token:
+                tokens.add(token)
+    return frozenset(tokens)
+
+
+@implementer(IPushProducer)
+class ProxyRequest:
+    """
+    The state of one exchange's trip to the backend.  It is the response
+    producer the client side pauses, and the handler the upstream protocol
+    reports to.
+    """
+
+    log = Logger()
+
+    def __init__(self, handler: Any, exchange: Any) -> None:
+        self.handler = handler
+        self.settings = handler.settings
+        self.exchange = exchange
+        self.reactor = handler.reactor
+        self.upstream: Any = handler.target.upstream
+        self.protocol: Any = None
+        self.peer: Any = None
+        self.attempt: Optional[Attempt] = None
+        self.tried: List[Any] = []
+        self.body: Optional[RequestBody] = None
+        self.streaming = False
+        self.requestSent = False
+        self.done = False
+        self.clientPaused = False
+        self.upstreamPaused = False
+        self.pausedBytes = 0
+        self.started = self.reactor.seconds()
+        self.uri = b""
+        self.tunnel: Any = None
+        self._connecting: Any = None
+        self._chunkedUp = False
+        self.reused = False
+
+    # -- starting -------------------------------------------------------
+
+    def start(self) -> None:
+        """
+        Work out the target, then read the body (when buffering) or connect.
+        """
+        exchange = self.exchange
+        target = self.handler.target
+        if target.url is not None and not self._resolveVariableURL():
+            return
+        exchange.proxyHost = target.proxyHost if target.url is None else self.proxyHost
+        exchange.notifyClientClosed(self.clientClosed)
+        self.uri = self._requestURI()
+        hasBody = exchange.channel.hasRequestBody(exchange) and self.settings.passRequestBody
+        if not hasBody:
+            self.connect()
+            return
+        chunked = exchange.header(b"transfer-encoding") is not None
+        if self.settings.requestBuffering or (chunked and self.settings.version == b"HTTP/1.0"):
+            self.body = RequestBody(self.settings.bodyBufferSize)
+            exchange.readBody(self)
+        else:
+            self.streaming = True
+            self.connect()
+
+    def _resolveVariableURL(self) -> bool:
+        from ..modules.proxy import splitURL
+
+        url = self.handler.target.url.evaluate(self.exchange)
+        scheme, authority, uri = splitURL(url)
+        upstream = self.handler.upstreams.get(authority)
+        if scheme != "http" or upstream is None:
+            self.log.error(
+                "no upstream named {authority!r} for proxy_pass {url!r} (a resolver is not "
+                "supported yet)", authority=authority, url=url
+            )
+            self.exchange.sendLocalReply(502)
+            return False
+        self.upstream = upstream
+        self.proxyHost = authority
+        self.variableURI = uri
+        return True
+
+    def _requestURI(self) -> bytes:
+        exchange = self.exchange
+        target = self.handler.target
+        uri = target.uri if target.url is None else self.variableURI
+        redirected = exchange.variableCache.get("_redirects")
+        if uri is None:
+            if not redirected:
+                return exchange.originTarget
+            path = exchange.path
+        elif target.url is not None:
+            return uri.encode("utf-8", "surrogateescape")
+        elif target.prefix is not None and exchange.path.startswith(target.prefix):
+            path = uri + exchange.path[len(target.prefix):]
+        else:
+            path = uri
+        encoded = quote(path.encode("utf-8", "surrogateescape"), safe=_SAFE_PATH).encode("ascii")
+        if exchange.args:
+            return encoded + b"?" + exchange.args.encode("latin-1")
+        return encoded
+
+    # -- request body (buffered) ----------------------------------------
+
+    def bodyReceived(self, data: bytes) -> None:
+        """
+        A piece of the client's body: keep it, or stream it on.
+        """
+        if self.body is not None:
+            self.body.append(data)
+        elif self.protocol is not None and not self.done:
+            self.protocol.writeBody(b"%x\r\n%s\r\n" % (len(data), data) if self._chunkedUp else data)
+
+    def bodyFinished(self) -> None:
+        """
+        The whole body is here: connect (buffering) or end the stream.
+        """
+        if self.done:
+            return
+        if self.body is not None:
+            self.connect()
+        elif self.protocol is not None and self._chunkedUp:
+            self.protocol.writeBody(b"0\r\n\r\n")
+
+    def bodyFailed(self, reason: Exception) -> None:
+        """
+        The client's body broke off: abandon the upstream request.
+        """
+        self._abandon()
+
+    # -- connecting -----------------------------------------------------
+
+    def connect(self) -> None:
+        """
+        Pick a peer and get a connection to it.
+        """
+        if self.done:
+            return
+        peer = self.upstream.balancer.pick(self.exchange, self.tried)
+        if peer is None:
+            self.log.error(
+                'no live upstreams while connecting to upstream "{name}"', name=self.upstream.name
+            )
+            self._finishWithError(502)
+            return
+        self.peer = peer
+        self.tried.append(peer)
+        peer.conns += 1
+        self.attempt = Attempt(peer.name, self.reactor.seconds())
+        self.exchange.upstreamAttempts.append(self.attempt)
+        d = self._connecting = self.handler.pool.acquire(
+            self.upstream, peer, self.settings.connectTimeout
+        )
+        d.addCallbacks(self._connected, self._connectFailed)
+
+    def _connected(self, result: Any) -> None:
+        self._connecting = None
+        protocol, reused = result
+        if self.done:
+            self.handler.pool.release(self.upstream, protocol, False)
+            return
+        self.protocol = protocol
+        self.reused = reused
+        self.attempt.connectTime = self.reactor.seconds() - self.attempt.start  # type: ignore[union-attr]
+        self._chunkedUp = False
+        head = self._requestHead()
+        self.requestSent = True
+        protocol.startRequest(self.exchange.method, head, self, self.settings.readTimeout)
+        if self.body is not None:
+            _BodySender(protocol, self.body.pieces()).start()
+        elif self.streaming:
+            protocol.transport.registerProducer(_ClientBodyPauser(self.exchange), True)
+            self.exchange.readBody(self)
+
+    def _connectFailed(self, failure: Failure) -> None:
+        self._connecting = None
+        if self.done:
+            return
+        if not failure.check(UpstreamError):
+            self.log.failure("connecting to upstream failed", failure)
+            failure = Failure(UpstreamError("error", failure.getErrorMessage(), "connecting to upstream"))
+        self.responseFailed(failure.value, False)
+
+    def _requestHead(self) -> bytes:
+        exchange = self.exchange
+        settings = self.settings
+        lines = [exchange.method, b" ", self.uri, b" ", settings.version, b"\r\n"]
+        length = None
+        if self.body is not None:
+            length = self.body.length
+        elif self.streaming:
+            declared = exchange.header(b"content-length")
+            if declared is not None:
+                length = int(declared)
+            else:
+                self._chunkedUp = True
+        for name, lower, value in settings.headers:
+            if lower == b"content-length":
+                if length is not None:
+                    lines.append(b"Content-Length: %d\r\n" % length)
+                continue
+            if lower == b"transfer-encoding":
+                if self._chunkedUp:
+                    lines.append(b"Transfer-Encoding: chunked\r\n")
+                continue
+            text = value.evaluate(exchange)
+            if text:
+                lines += (name, b": ", text.encode("latin-1", "replace"), b"\r\n")
+        if settings.passRequestHeaders:
+            overridden = settings.overridden
+            hop = _headerTokens(exchange.headerValues(b"connection")) | HOP_BY_HOP
+            for name, value in exchange.requestHeaders:
+                lower = name.lower()
+                if lower in overridden or lower in hop:
+                    continue
+                lines += (name, b": ", value, b"\r\n")
+        lines.append(b"\r\n")
+        return b"".join(lines)
+
+    # -- the response ---------------------------------------------------
+
+    def responseHead(self, head: Any) -> None:
+        """
+        The backend answered: retry, intercept, upgrade, or relay the head.
+        """
+        exchange = self.exchange
+        attempt = self.attempt
+        assert attempt is not None
+        attempt.status = head.status
+        attempt.headerTime = self.reactor.seconds() - attempt.start
+        status = head.status
+        if f"http_{status}" in self.settings.nextUpstream and self._mayRetry("http"):
+            self._releaseConnection(False, failed=status != 404)
+            self.connect()
+            return
+        if self.settings.interceptErrors and status >= 300 and self._hasErrorPage(status):
+            self._releaseConnection(False, failed=False)
+            self._finishWithError(status)
+            return
+        headers = self._responseHeaders(head)
+        if status == 101:
+            self._upgrade(head, headers)
+            return
+        exchange.setResponseProducer(self)
+        exchange.startResponse(status, headers, head.reason or None)
+
+    def _hasErrorPage(self, status: int) -> bool:
+        pages = self.exchange.conf.get("error_page") or ()
+        return any(status in page.codes for page in pages)
+
+    def _responseHeaders(self, head: Any) -> list:
+        settings = self.settings
+        drop = settings.hidden | _headerTokens(
+            [v for n, v in head.headers if n.lower() == b"connection"]
+        )
+        upgrade = head.status == 101
+        out = []
+        for name, value in head.headers:
+            lower = name.lower()
+            if lower in drop or (lower in HOP_BY_HOP and not (
+                upgrade and lower in (b"upgrade", b"connection")
+            )):
+                continue
+            if settings.redirects and lower in (b"location", b"refresh"):
+                value = self._rewriteRedirect(value)
+            out.append((name, value))
+        return out
+
+    def _rewriteRedirect(self, value: bytes) -> bytes:
+        text = value.decode("latin-1")
+        for prefix, replacement in self.settings.redirects:
+            start = prefix.evaluate(self.exchange)
+            if lower_startswith(text, start, refresh=True):
+                index = text.find(start) if not text.startswith(start) else 0
+                return (text[:index] + replacement.evaluate(self.exchange)
+                        + text[index + len(start):]).encode("latin-1")
+        return value
+
+    def responseBody(self, data: bytes) -> None:
+        """
+        Relay a piece of the body; pause the backend once the client is
+        behind by more than the proxy buffers (or at once with buffering
+        off).
+        """
+        if self.tunnel is not None:
+            self.tunnel.write(data)
+        else:
+            self.exchange.write(data)
+        if self.clientPaused and not self.upstreamPaused:
+            self.pausedBytes += len(data)
+            if self.pausedBytes >= self.settings.bufferBudget:
+                self.upstreamPaused = True
+                self.protocol.pauseProducing()
+
+    def responseDone(self, reusable: bool) -> None:
+        """
+        The body is complete: give the connection back and end the response.
+        """
+        if self.tunnel is not None:
+            self.tunnel.loseConnection()
+            return
+        self.attempt.responseTime = self.reactor.seconds() - self.attempt.start  # type: ignore[union-attr]
+        self._releaseConnection(reusable, failed=False)
+        self.done = True
+        self._cleanup()
+        self.exchange.finish()
+
+    def responseFailed(self, error: UpstreamError, gotBytes: bool) -> None:
+        """
+        The backend failed: retry on the next peer when nginx would, else
+        answer 502/504 (or cut the response short if it has begun).
+        """
+        if self.done:
+            return
+        if self.attempt is not None:
+            self.attempt.responseTime = self.reactor.seconds() - self.attempt.start
+        exchange = self.exchange
+        self._logError(error)
+        staleKeepalive = (
+            self.protocol is not None and getattr(self, "reused", False)
+            and not gotBytes and error.kind == "error"
+        )
+        self._releaseConnection(False, failed=not staleKeepalive)
+        if not exchange.headSent:
+            if staleKeepalive and self._replayable():
+                self.tried.pop()  # a dead cached connection does not use up a try
+                self.connect()
+                return
+            if self._mayRetry(error.kind):
+                self.connect()
+                return
+            self._finishWithError(error.status)
+            return
+        self.done = True
+        self._cleanup()
+        exchange.abort()
+
+    def _replayable(self) -> bool:
+        if self.streaming:
+            return False
+        return self.exchange.method not in NON_IDEMPOTENT or (
+            "non_idempotent" in self.settings.nextUpstream
+        )
+
+    def _mayRetry(self, kind: str) -> bool:
+        settings = self.settings
+        if kind != "http" and kind not in settings.nextUpstream:
+            return False
+        if not self._replayable():
+            return False
+        tries = settings.nextUpstreamTries or self.upstream.triesDefault
+        if len(self.tried) >= tries:
+            return False
+        if settings.nextUpstreamTimeout and (
+            self.reactor.seconds() - self.started >= settings.nextUpstreamTimeout
+        ):
+            return False
+        return True
+
+    def _logError(self, error: UpstreamError) -> None:
+        exchange = self.exchange
+        peer = self.channelPeer()
+        self.log.error(
+            '{error}, client: {client}, server: {server}, request: "{request}", '
+            'upstream: "http://{upstream}{uri}", host: "{host}"',
+            error=str(error),
+            client=peer,
+            server=exchange.server.primaryName if exchange.server else "",
+            request="%s %s %s" % (exchange.method.decode("latin-1"),
+                                  exchange.rawURI.decode("latin-1"),
+                                  exchange.version.decode("latin-1")),
+            upstream=self.peer.name if self.peer is not None else "",
+            uri=self.uri.decode("latin-1"),
+            host=exchange.host,
+        )
+
+    def channelPeer(self) -> str:
+        """
+        @return: the client address for log lines.
+        """
+        return getattr(self.exchange.channel.clientAddress, "host", "unix:")
+
+    # -- endings ------------------------------------------------------------
+
+    def _releaseConnection(self, reusable: bool, failed: bool) -> None:
+        protocol, self.protocol = self.protocol, None
+        peer = self.peer
+        if peer is not None:
+            peer.conns -= 1
+            self.upstream.balancer.release(peer, failed)
+            self.peer = None
+        if protocol is not None:
+            if self.upstreamPaused:
+                self.upstreamPaused = False
+                protocol.resumeProducing()
+            if protocol.transport is not None:
+                try:
+                    protocol.transport.unregisterProducer()
+                except RuntimeError:
+                    pass
+            self.handler.pool.release(self.upstream, protocol, reusable)
+        else:
+            self.peer = None
+
+    def _finishWithError(self, status: int) -> None:
+        self.done = True
+        self._cleanup()
+        self.exchange.sendLocalReply(status)
+
+    def _cleanup(self) -> None:
+        if self.body is not None:
+            self.body.close()
+
+    def _abandon(self) -> None:
+        if self.done:
+            return
+        self.done = True
+        if self._connecting is not None:
+            self._connecting.cancel()
+        protocol = self.protocol
+        self._releaseConnection(False, failed=False)
+        if protocol is not None and protocol.transport is not None:
+            protocol.transport.abortConnection()
+        self._cleanup()
+
+    def clientClosed(self) -> None:
+        """
+        The client went away: drop the upstream request, as nginx does
+        with C{proxy_ignore_client_abort off}.
+        """
+        if self.tunnel is not None:
+            self.tunnel.loseConnection()
+            return
+        if self.settings.ignoreClientAbort and self.protocol is not None:
+            return
+        self._abandon()
+
+    # -- IPushProducer, seen by the client side -----------------------------
+
+    def pauseProducing(self) -> None:
+        """
+        The client is slow to read.
+        """
+        self.clientPaused = True
+        self.pausedBytes = 0
+        if not self.settings.buffering and self.protocol is not None and not self.upstreamPaused:
+            self.upstreamPaused = True
+            self.protocol.pauseProducing()
+
+    def resumeProducing(self) -> None:
+        """
+        The client caught up.
+        """
+        self.clientPaused = False
+        if self.upstreamPaused and self.protocol is not None:
+            self.upstreamPaused = False
+            self.protocol.resumeProducing()
+
+    def stopProducing(self) -> None:
+        """
+        The client connection is closing.
+        """
+        self._abandon()
+
+    # -- upgrade ------------------------------------------------------------
+
+    def _upgrade(self, head: Any, headers: list) -> None:
+        from ..http.tunnel import startTunnel
+
+        exchange = self.exchange
+        if exchange.header(b"upgrade") is None:
+            self._releaseConnection(False, failed=True)
+            self._finishWithError(502)
+            return
+        self.tunnel = startTunnel(exchange, self.protocol, headers, self._tunnelClosed)
+
+    def _tunnelClosed(self) -> None:
+        if not self.done:
+            self.done = True
+            self._releaseConnection(False, failed=False)
+
+
+def lower_startswith(text: str, prefix: str, refresh: bool = False) -> bool:
+    """
+    Whether a Location value starts with C{prefix}, or (for C{Refresh})
+    contains C{url=PREFIX}.
+    """
+    if text.startswith(prefix):
+        return True
+    return refresh and ("url=" + prefix) in text
+
+
+@implementer(IPushProducer)
+class _BodySender:
+    """
+    Writes a buffered request body to the backend as fast as its socket
+    takes it.
+    """
+
+    def __init__(self, protocol: Any, pieces: Iterator[bytes]) -> None:
+        self._protocol = protocol
+        self._pieces = pieces
+        self._paused = False
+        self._stopped = False
+
+    def start(self) -> None:
+        """
+        Register with the backend transport and start writing.
+        """
+        self._protocol.transport.registerProducer(self, True)
+        self._pump()
+
+    def _pump(self) -> None:
+        while not self._paused and not self._stopped:
+            piece = next(self._pieces, None)
+            if piece is None:
+                self._stopped = True
+                transport = self._protocol.transport
+                if transport is not None and transport.producer is self:
+                    transport.unregisterProducer()
+                return
+            self._protocol.writeBody(piece)
+
+    def pauseProducing(self) -> None:
+        """
+        The backend's socket is full.
+        """
+        self._paused = True
+
+    def resumeProducing(self) -> None:
+        """
+        The backend's socket drained.
+        """
+        self._paused = False
+        self._pump()
+
+    def stopProducing(self) -> None:
+        """
+        The backend connection closed.
+        """
+        self._stopped = True
+
+
+@implementer(IPushProducer)
+class _ClientBodyPauser:
+    """
+    Pauses reading the client's body while the backend's socket is full.
+    """
+
+    def __init__(self, exchange: Any) -> None:
+        self._exchange = exchange
+
+    def pauseProducing(self) -> None:
+        """
+        The backend is slow to take the body.
+        """
+        self._exchange.pauseBody()
+
+    def resumeProducing(self) -> None:
+        """
+        The backend caught up.
+        """
+        self._exchange.resumeBody()
+
+    def stopProducing(self) -> None:
+        """
+        Nothing to stop: the client side ends on its own.
+        """
