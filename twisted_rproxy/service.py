@@ -1,0 +1,199 @@
+# -*- test-case-name: tests.integration.test_embedding -*-
+"""
+Embedding: build a proxy from config text, a file or a compiled config, as
+an C{IService} to add to an Application or as a protocol factory for any
+endpoint.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Dict, Optional, Sequence
+
+from twisted.application.internet import StreamServerEndpointService
+from twisted.application.service import MultiService
+from twisted.internet.endpoints import serverFromString
+from twisted.internet.protocol import Factory
+from twisted.logger import Logger
+
+from .config.compiler import Compiler
+from .config.model import CompiledConfig, Listener
+from .config.parser import parseFile, parseString
+from .errorlog import ErrorLogObserver
+from .http.channel import HTTPChannel
+from .plugins import loadModules
+
+__all__ = ["ProxyFactory", "ProxyService", "loadConfig", "makeProxyService"]
+
+
+class ProxyFactory(Factory):
+    """
+    Builds L{HTTPChannel}s for one listener; listen with it on any Twisted
+    server endpoint.
+
+    @ivar listener: the L{Listener} new connections use; replaced on reload
+        (connections already open keep the one they started with).
+    """
+
+    noisy = False
+
+    def __init__(self, listener: Listener, reactor: Any = None) -> None:
+        self.listener = listener
+        self._reactor = reactor
+
+    def buildProtocol(self, addr: Any) -> HTTPChannel:
+        """
+        @return: a channel bound to the current config.
+        """
+        channel = HTTPChannel(self.listener, self._reactor)
+        channel.factory = self
+        return channel
+
+
+def loadConfig(
+    path: Optional[str] = None,
+    text: Optional[str] = None,
+    prefix: Optional[str] = None,
+    modules: Optional[Sequence[Any]] = None,
+    reactor: Any = None,
+    globalDirectives: str = "",
+) -> CompiledConfig:
+    """
+    Parse and compile a config file or text.
+
+    @param path: a config file (includes resolve against its directory).
+    @param text: config text, when there is no file.
+    @param prefix: where relative log and pid paths resolve (nginx C{-p});
+        default the config file's directory, or the working directory.
+    @param modules: the feature modules; default every installed plugin.
+    @param globalDirectives: main-context directives from C{-g}.
+    @raise twisted_rproxy.config.errors.ConfigError: for any problem.
+    """
+    if modules is None:
+        modules = loadModules()
+    if path is not None:
+        tree = parseFile(path)
+        filename = path
+        if prefix is None:
+            prefix = os.path.dirname(os.path.abspath(path))
+    else:
+        tree = parseString(text or "", "<string>", includeBase=prefix)
+        filename = "<string>"
+    if globalDirectives:
+        tree = tuple(parseString(globalDirectives, "command line")) + tuple(tree)
+    return Compiler(modules, reactor, prefix).compile(tree, filename)
+
+
+class ProxyService(MultiService):
+    """
+    Every listener of a config as one service; L{reload} swaps in a new
+    config without dropping the sockets that stay.
+    """
+
+    log = Logger()
+
+    def __init__(self, config: CompiledConfig, reactor: Any = None) -> None:
+        super().__init__()
+        if reactor is None:
+            from twisted.internet import reactor as _reactor
+
+            reactor = _reactor
+        self._reactor = reactor
+        self.config = config
+        self.factories: Dict[Any, ProxyFactory] = {}
+        self._listening: Dict[Any, StreamServerEndpointService] = {}
+        self._errorLog: Optional[ErrorLogObserver] = None
+        for listener in config.listeners:
+            self._addListener(listener)
+
+    def _addListener(self, listener: Listener) -> None:
+        key = listener.address.key
+        factory = ProxyFactory(listener, self._reactor)
+        endpoint = serverFromString(self._reactor, listener.address.endpointDescription())
+        service = StreamServerEndpointService(endpoint, factory)
+        service._raiseSynchronously = True
+        service.setName("listen " + listener.address.display())
+        service.setServiceParent(self)
+        self.factories[key] = factory
+        self._listening[key] = service
+
+    def startService(self) -> None:
+        """
+        Start the error log, report notices, then listen.
+        """
+        self._errorLog = ErrorLogObserver.fromConfig(self.config)
+        if self._errorLog is not None:
+            self._errorLog.start()
+        for line in self.config.notices + self.config.warnings:
+            self.log.warn("{line}", line=line)
+        super().startService()
+
+    def stopService(self) -> Any:
+        """
+        Stop listening, then close idle upstream connections.
+        """
+        d = super().stopService()
+
+        def cleanup(result: Any) -> Any:
+            state = self.config.stateOf("upstream")
+            if state is not None:
+                state["pool"].closeAll()
+            if self._errorLog is not None:
+                self._errorLog.stop()
+            return result
+
+        return d.addBoth(cleanup) if d is not None else cleanup(None)
+
+    def reload(self, config: CompiledConfig) -> None:
+        """
+        Use C{config} for new connections: listeners it keeps get the new
+        servers, new ones start, and ones it drops stop.
+        """
+        old = self.config
+        self.config = config
+        wanted = {listener.address.key: listener for listener in config.listeners}
+        for key in list(self._listening):
+            if key not in wanted:
+                service = self._listening.pop(key)
+                del self.factories[key]
+                service.disownServiceParent()
+        for key, listener in wanted.items():
+            if key in self.factories:
+                self.factories[key].listener = listener
+            else:
+                self._addListener(listener)
+        if self._errorLog is not None:
+            self._errorLog.stop()
+        self._errorLog = ErrorLogObserver.fromConfig(config)
+        if self._errorLog is not None:
+            self._errorLog.start()
+        del old
+
+    def reopenLogs(self) -> None:
+        """
+        Reopen every log file (after rotation).
+        """
+        state = self.config.stateOf("log")
+        if state is not None:
+            for logFile in state["files"].values():
+                logFile.reopen()
+        if self._errorLog is not None:
+            self._errorLog.reopen()
+
+
+def makeProxyService(
+    path: Optional[str] = None,
+    text: Optional[str] = None,
+    config: Optional[CompiledConfig] = None,
+    reactor: Any = None,
+    **kwargs: Any,
+) -> ProxyService:
+    """
+    Build a L{ProxyService} from a config file, config text, or an already
+    compiled config, ready to add to an Application.
+    """
+    if config is None:
+        config = loadConfig(path=path, text=text, reactor=reactor, **kwargs)
+    return ProxyService(config, reactor)
+
+

@@ -1,0 +1,95 @@
+# -*- test-case-name: tests.integration.test_cli -*-
+"""
+C{twistd rproxy}: options and the service maker.  With no C{--config} it
+runs the embedded demo config and its demo backend.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from twisted.application.service import MultiService
+from twisted.python import usage
+
+from .config.errors import ConfigError
+from .plugins import PluginError
+
+
+class Options(usage.Options):
+    """
+    C{twistd rproxy [--config FILE] [--prefix DIR] [--test]}.
+    """
+
+    synopsis = "[options]"
+    longdesc = (
+        "Run an nginx-compatible reverse proxy.  With no --config, serves an "
+        "embedded demo on http://127.0.0.1:8080/ proxying to a demo backend."
+    )
+    optParameters = [
+        ["config", "c", None, "The nginx-syntax config file."],
+        ["prefix", "p", None, "Where relative paths resolve (default: the config's directory)."],
+        ["global", "g", "", "Main-context directives, as nginx -g."],
+    ]
+    optFlags = [
+        ["test", "t", "Check the config, print the result, and exit (like nginx -t)."],
+    ]
+
+
+def _fail(error: Exception) -> "None":
+    sys.stderr.write(f"rproxy: [emerg] {error}\n")
+    sys.exit(1)
+
+
+def checkConfig(path: Any, prefix: Any, globalDirectives: str) -> int:
+    """
+    Load a config and report like C{nginx -t}.
+
+    @return: the process exit status.
+    """
+    from .service import loadConfig
+
+    name = path or "(embedded demo)"
+    try:
+        config = loadConfig(path=path or _demoPath(), prefix=prefix, globalDirectives=globalDirectives)
+    except (ConfigError, PluginError, OSError) as e:
+        sys.stderr.write(f"rproxy: [emerg] {e}\n")
+        sys.stderr.write(f"rproxy: configuration file {name} test failed\n")
+        return 1
+    for line in config.notices + config.warnings:
+        sys.stderr.write(f"rproxy: [warn] {line}\n")
+    sys.stderr.write(f"rproxy: the configuration file {name} syntax is ok\n")
+    sys.stderr.write(f"rproxy: configuration file {name} test is successful\n")
+    return 0
+
+
+def _demoPath() -> str:
+    from .demo import DEMO_CONFIG
+
+    return DEMO_CONFIG
+
+
+def makeService(options: Options) -> MultiService:
+    """
+    Build the proxy service (plus the demo backend when no config is given).
+    """
+    from .service import loadConfig, ProxyService
+
+    if options["test"]:
+        sys.exit(checkConfig(options["config"], options["prefix"], options["global"]))
+    path = options["config"]
+    try:
+        config = loadConfig(
+            path=path or _demoPath(), prefix=options["prefix"], globalDirectives=options["global"]
+        )
+    except (ConfigError, PluginError, OSError) as e:
+        _fail(e)
+    top = MultiService()
+    ProxyService(config).setServiceParent(top)
+    if path is None:
+        from .demo import demoBackendService
+
+        demoBackendService().setServiceParent(top)
+    return top
+
+
