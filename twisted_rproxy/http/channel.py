@@ -262,7 +262,7 @@ class HTTPChannel(Protocol):
         else:
             self._state = _WAIT
             exchange.bodyFinished()
-        exchange.hasBody = self._state == _BODY
+        exchange.hasBody = framing.kind != "none"
         if self._state == _BODY:
             self._setTimer(
                 self.listener.defaultServer.conf.get("client_body_timeout"),

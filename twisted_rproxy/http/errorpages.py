@@ -11,12 +11,20 @@ from typing import Dict
 
 from .._version import __version__
 
+#: nginx's own wording where it differs from the RFC names
+#: (ngx_http_status_lines and ngx_http_error_pages).
 _EXTRA = {
+    302: "Moved Temporarily",
+    405: "Not Allowed",
+    408: "Request Time-out",
     413: "Request Entity Too Large",
     414: "Request-URI Too Large",
+    416: "Requested Range Not Satisfiable",
     431: "Request Header Fields Too Large",
     494: "Request Header Or Cookie Too Large",
     499: "Client Closed Request",
+    503: "Service Temporarily Unavailable",
+    504: "Gateway Time-out",
 }
 
 _reasons: Dict[int, bytes] = {}

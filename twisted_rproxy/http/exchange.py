@@ -326,6 +326,9 @@ class Exchange:
         location = self.location or self._fallback()
         for f in location.responseFilters:
             headers = f.responseHeaders(self, status, headers)
+        for i, (name, value) in enumerate(headers):
+            if value[:1] == b"/" and len(name) == 8 and name.lower() == b"location":
+                headers[i] = (name, absoluteURL(self, value.decode("latin-1")).encode("latin-1"))
         self.responseHeaders = headers
         self.headSent = True
         self.channel.sendHead(self, status, reason or reasonPhrase(status), headers)
@@ -472,3 +475,17 @@ class Exchange:
 
 
 SERVER_SOFTWARE = f"twisted_rproxy/{__version__}"
+
+
+def absoluteURL(exchange: Exchange, target: str) -> str:
+    """
+    Make a relative redirect absolute, as nginx's C{absolute_redirect on}
+    does for every response: C{/path} becomes C{scheme://host[:port]/path},
+    with the request's host and the port it arrived on.
+    """
+    channel = exchange.channel
+    host = exchange.host or (exchange.server.primaryName if exchange.server else "")
+    port = getattr(channel.serverAddress, "port", None)
+    default = 443 if channel.scheme == "https" else 80
+    suffix = "" if port in (None, default) else f":{port}"
+    return f"{channel.scheme}://{host}{suffix}{target}"

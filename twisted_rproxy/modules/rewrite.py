@@ -58,23 +58,8 @@ class ReturnFilter:
             return None  # type: ignore[return-value]
         text = "" if self.value is None else self.value.evaluate(exchange)
         if self.code in REDIRECTS:
-            return LocalReply(self.code, b"", ((b"Location", absoluteURL(exchange, text).encode("latin-1")),))
+            return LocalReply(self.code, b"", ((b"Location", text.encode("latin-1")),))
         return LocalReply(self.code, text.encode("utf-8"))
-
-
-def absoluteURL(exchange: Any, target: str) -> str:
-    """
-    Make a redirect target absolute as nginx's C{absolute_redirect on}:
-    C{/path} becomes C{scheme://host[:port]/path}.
-    """
-    if not target.startswith("/"):
-        return target
-    channel = exchange.channel
-    host = exchange.host or (exchange.server.primaryName if exchange.server else "")
-    port = getattr(channel.serverAddress, "port", None)
-    default = 443 if channel.scheme == "https" else 80
-    suffix = "" if port in (None, default) else f":{port}"
-    return f"{channel.scheme}://{host}{suffix}{target}"
 
 
 class RewriteModule(ProxyModule):
