@@ -10,13 +10,14 @@ tree nginx builds (C{ngx_http_init_static_location_trees}), server names in
 dictionaries, and every regular expression is compiled once.
 
 Strings: request paths and hosts are bytes on the wire.  They are decoded as
-UTF-8 with C{surrogateescape}, so valid UTF-8 compares equal to the
-(UTF-8) config text, any other byte survives as a lone surrogate, and
-C{s.encode("utf-8", "surrogateescape")} gives back the exact bytes.  The
-one visible difference from nginx (which matches bytes) is that a regex
-C{.} consumes a whole non-ASCII character instead of one byte; character
-classes and case folding are kept ASCII-only (C{re.ASCII}) as in PCRE's
-default non-UTF mode.
+UTF-8 with C{surrogateescape} (rather than latin-1) so that valid UTF-8
+compares equal to the UTF-8 config text and reads naturally in logs, while
+any other byte survives as a lone surrogate:
+C{s.encode("utf-8", "surrogateescape")} gives back the exact bytes.
+Regular expressions still match bytes like nginx's PCRE (no UTF mode): they
+run over the UTF-8 bytes seen as latin-1 characters, so C{.} is one byte,
+and their captures are mapped back to the same decoded form.  Character
+classes and case folding are ASCII-only, as with PCRE's default tables.
 """
 
 from __future__ import annotations
@@ -679,11 +680,23 @@ class _Location:
         self.children: Optional[_Level] = None
 
 
+def _treeKey(text: str) -> str:
+    """
+    Spell a name or path so that Python's string order is nginx's
+    C{ngx_filename_cmp} order, where C{"/"} sorts below every other
+    character.  The static tree is built and searched with these keys, so
+    lookups visit the same nodes as in nginx (which matters for
+    auto-redirect).
+    """
+    return text.replace("/", "\0")
+
+
 class _TreeNode:
     """
     A node of nginx's static location tree: a binary search tree over one
     level's prefix/exact names, where C{tree} holds the names that extend
-    an inclusive (prefix) name, stored without that prefix.
+    an inclusive (prefix) name, stored without that prefix.  Names are
+    stored as L{_treeKey}s.
     """
 
     __slots__ = ("name", "length", "exact", "inclusive", "left", "right", "tree")
@@ -824,7 +837,7 @@ class LocationTree:
         search = _Search()
         rc = _DECLINED
         if self._root is not None:
-            rc = _findLocation(self._root, path, search, wantsRedirect)
+            rc = _findLocation(self._root, path, _treeKey(path), search, wantsRedirect)
         return rc, search
 
     def match(
@@ -833,11 +846,13 @@ class LocationTree:
         """
         Select the location for C{path} (the normalised C{$uri}).
 
+        Callers answer L{redirectCandidate} first, as nginx does; this is
+        then the location that serves the request.
+
         @param wantsRedirect: optional; tells whether a location's payload
             has nginx's C{auto_redirect} (a C{proxy_pass}-like handler).
-            Given, the search is exactly nginx's, including the corner where
-            a redirect candidate found below a regex location becomes the
-            selected location; omitted, no location asks for a redirect.
+            Given, a redirect candidate ends the search as in nginx and is
+            returned; omitted, no location asks for a redirect.
         @return: the selected location, or C{None} when no location matches
             (nginx then uses the server-level configuration).
         """
@@ -907,7 +922,7 @@ def _buildLevel(locations: List[_Location], withStatic: bool) -> Optional[_Level
         return _Level(None, regexes) if regexes else None
     static = [loc for loc in locations if loc.kind in ("exact", "prefix")]
     # exact before inclusive for the same name; stable otherwise
-    static.sort(key=lambda loc: (loc.name, loc.kind != "exact"))
+    static.sort(key=lambda loc: (_treeKey(loc.name), loc.kind != "exact"))
     for location in static:
         location.children = _buildLevel(location.nested, withStatic=True)
     entries: List[_Entry] = []
@@ -956,7 +971,7 @@ def _buildTree(entries: List[_Entry], prefix: int) -> Optional[_TreeNode]:
         return None
     middle = len(entries) // 2
     entry = entries[middle]
-    node = _TreeNode(entry.name[prefix:], entry.exact, entry.inclusive)
+    node = _TreeNode(_treeKey(entry.name[prefix:]), entry.exact, entry.inclusive)
     node.left = _buildTree(entries[:middle], prefix)
     node.right = _buildTree(entries[middle + 1 :], prefix)
     node.tree = _buildTree(entry.nested, len(entry.name))
@@ -977,7 +992,8 @@ def _findStatic(
     node: Optional[_TreeNode], path: str, wantsRedirect: Optional[RedirectPredicate]
 ) -> Tuple[int, Optional[_Location]]:
     """
-    Walk one level's static tree (C{ngx_http_core_find_static_location}).
+    Walk one level's static tree (C{ngx_http_core_find_static_location});
+    C{path} is the L{_treeKey} of the URI.
 
     @return: C{(_OK, location)} for a name equal to the path,
         C{(_AGAIN, location)} for the longest prefix,
@@ -1020,7 +1036,11 @@ def _findStatic(
 
 
 def _findLocation(
-    level: _Level, path: str, search: _Search, wantsRedirect: Optional[RedirectPredicate]
+    level: _Level,
+    path: str,
+    key: str,
+    search: _Search,
+    wantsRedirect: Optional[RedirectPredicate],
 ) -> int:
     """
     nginx's C{ngx_http_core_find_location} for one level: static tree,
@@ -1028,7 +1048,7 @@ def _findLocation(
     prefix is C{^~}) this level's regexes in config order, descending into
     the nested locations of the regex that matches.
     """
-    rc, found = _findStatic(level.tree, path, wantsRedirect)
+    rc, found = _findStatic(level.tree, key, wantsRedirect)
     if found is not None:
         search.location = found
     if rc == _OK or rc == _DONE:
@@ -1039,7 +1059,7 @@ def _findLocation(
         noregex = found.noregex
         rc = _DECLINED
         if found.children is not None:
-            rc = _findLocation(found.children, path, search, wantsRedirect)
+            rc = _findLocation(found.children, path, key, search, wantsRedirect)
         if rc == _OK or rc == _DONE:
             return rc
     if not noregex:
@@ -1051,7 +1071,7 @@ def _findLocation(
             search.location = location
             search.match = match
             if location.children is not None:
-                _findLocation(location.children, path, search, wantsRedirect)
+                _findLocation(location.children, path, key, search, wantsRedirect)
             return _OK
     return rc
 
