@@ -238,6 +238,11 @@ CASES = [
     # --- Responses nginx generates itself.
     _p('location / { return 200 "ok\\n"; }', id="return-200",
        expect={"status": 200, "body": "ok\n", "client:Content-Type": "text/plain"}),
+    # nginx's auto_redirect: "/app" with a proxied "location /app/" is a 301
+    # to "/app/" (made absolute, query kept) and never reaches the backend.
+    _p("location /app/ { proxy_pass http://{backend}/; }", id="auto-redirect",
+       path="/app?x=1",
+       expect={"status": 301}),
     _p("location / { return 301 https://$host$request_uri; }", id="return-301",
        path="/a/b?c=d", host="Example.test",
        expect={"status": 301, "client:Location": "https://example.test/a/b?c=d",

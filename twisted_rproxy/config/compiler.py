@@ -262,6 +262,8 @@ class Compiler:
         location = Location(modifier, pattern, conf, directive)
         location.server = server
         self._configureLocation(location)
+        if location.autoRedirect:
+            server.autoRedirects = True
         children = tuple(
             self._locationSpec(child, conf, server, location)
             for child in block.childrenOf(LOCATION)

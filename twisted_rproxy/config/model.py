@@ -154,6 +154,8 @@ class VirtualServer:
         server-rewrite), run before a location is chosen.
     @ivar fallbackLocation: used for responses made before a location is
         chosen (bad requests) and when no location matches.
+    @ivar autoRedirects: whether any location asks for nginx's
+        C{auto_redirect}, so requests skip that check when none does.
     """
 
     names: Tuple[str, ...]
@@ -163,6 +165,7 @@ class VirtualServer:
     listens: List[ListenAddress] = attr.Factory(list)
     requestFilters: List[Any] = attr.Factory(list)
     fallbackLocation: Optional[Location] = None
+    autoRedirects: bool = False
 
     @property
     def primaryName(self) -> str:

@@ -169,7 +169,15 @@ class Exchange:
         self._runFilters(self.server.requestFilters, 0, self._findLocation)
 
     def _findLocation(self) -> None:
-        match = self.server.locations.match(self.path)
+        locations = self.server.locations
+        if self.server.autoRedirects and locations.redirectCandidate(
+            self.path, _wantsRedirect
+        ) is not None:
+            # nginx's auto_redirect: "/app" asks for "location /app/".
+            target = self.path + "/" + ("?" + self.args if self.args else "")
+            self.sendRedirect(301, target)
+            return
+        match = locations.match(self.path)
         if match is None:
             self.location = None
             self.sendLocalReply(404)
@@ -475,6 +483,10 @@ class Exchange:
 
 
 SERVER_SOFTWARE = f"twisted_rproxy/{__version__}"
+
+
+def _wantsRedirect(location: Any) -> bool:
+    return bool(location.autoRedirect)
 
 
 def absoluteURL(exchange: Exchange, target: str) -> str:
