@@ -162,6 +162,7 @@ def _run(config: Any, options: argparse.Namespace, prefix: str) -> int:
     try:
         service.startService()
     except Exception as e:
+        # A socket that cannot be bound: report it as nginx does and exit.
         _say(f"[emerg] {e}")
         return 1
     if not config.mainConf.get("daemon"):

@@ -12,7 +12,6 @@ from typing import Any, Dict, Optional, Sequence
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService
-from twisted.internet.endpoints import serverFromString
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 
@@ -21,6 +20,7 @@ from .config.model import CompiledConfig, Listener
 from .config.parser import parseFile, parseString
 from .errorlog import ErrorLogObserver
 from .http.channel import HTTPChannel
+from .listener import endpointFor
 from .plugins import loadModules
 
 __all__ = ["ProxyFactory", "ProxyService", "loadConfig", "makeProxyService"]
@@ -109,7 +109,7 @@ class ProxyService(MultiService):
     def _addListener(self, listener: Listener) -> None:
         key = listener.address.key
         factory = ProxyFactory(listener, self._reactor)
-        endpoint = serverFromString(self._reactor, listener.address.endpointDescription())
+        endpoint = endpointFor(self._reactor, listener.address)
         service = StreamServerEndpointService(endpoint, factory)
         service._raiseSynchronously = True
         service.setName("listen " + listener.address.display())
