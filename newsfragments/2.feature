@@ -1,0 +1,1 @@
+twisted_rproxy now runs nginx-syntax configs as a streaming HTTP/1.1 reverse proxy: `twistd rproxy`, an nginx-flag-compatible `rproxy` command, plugins for every directive, keepalive upstream pools, strict request parsing, access/error logs, and embedding as a service, factory or twisted.web resource.
