@@ -193,7 +193,16 @@ def _run(config: Any, options: argparse.Namespace, prefix: str) -> int:
     def stop(*_: Any) -> None:
         reactor.callFromThread(_stop)
 
+    def fastStop(*_: Any) -> None:
+        service.fastShutdown = True
+        reactor.callFromThread(_stop)
+
+    stopping = []
+
     def _stop() -> None:
+        if stopping:
+            return
+        stopping.append(True)
         d = service.stopService()
         if d is not None:
             d.addBoth(lambda _: reactor.stop())
@@ -203,7 +212,11 @@ def _run(config: Any, options: argparse.Namespace, prefix: str) -> int:
     signal.signal(signal.SIGHUP, lambda *a: reactor.callFromThread(reload))
     signal.signal(signal.SIGUSR1, lambda *a: reactor.callFromThread(service.reopenLogs))
     signal.signal(signal.SIGQUIT, stop)
-    reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
+    # nginx: TERM/INT stop at once, QUIT waits for in-flight requests.
+    # Twisted installs its own TERM/INT handlers when run() starts, so ours
+    # go in once it is running.
+    reactor.callWhenRunning(signal.signal, signal.SIGTERM, fastStop)
+    reactor.callWhenRunning(signal.signal, signal.SIGINT, fastStop)
     demo = None
     if options.config is None:
         from .demo import demoBackendService

@@ -8,10 +8,13 @@ endpoint.
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, Optional, Sequence
+import weakref
+from typing import Any, Dict, List, Optional, Sequence
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService
+from twisted.internet.defer import Deferred
+from twisted.internet.task import LoopingCall
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 
@@ -40,6 +43,7 @@ class ProxyFactory(Factory):
     def __init__(self, listener: Listener, reactor: Any = None) -> None:
         self.listener = listener
         self._reactor = reactor
+        self.channels: "weakref.WeakSet[HTTPChannel]" = weakref.WeakSet()
 
     def buildProtocol(self, addr: Any) -> HTTPChannel:
         """
@@ -47,7 +51,14 @@ class ProxyFactory(Factory):
         """
         channel = HTTPChannel(self.listener, self._reactor)
         channel.factory = self
+        self.channels.add(channel)
         return channel
+
+    def openChannels(self) -> List[HTTPChannel]:
+        """
+        @return: the connections still open.
+        """
+        return [c for c in list(self.channels) if c.transport is not None and not c.lost]
 
 
 def loadConfig(
@@ -128,11 +139,23 @@ class ProxyService(MultiService):
             self.log.warn("{line}", line=line)
         super().startService()
 
+    #: Seconds a graceful stop waits for in-flight requests (nginx's
+    #: worker_shutdown_timeout has no default; a bound keeps stops finite).
+    shutdownTimeout = 30.0
+    #: Set for nginx's fast "stop" (SIGTERM): close connections at once.
+    fastShutdown = False
+
     def stopService(self) -> Any:
         """
-        Stop listening, then close idle upstream connections.
+        Stop listening, let in-flight requests finish (closing each
+        keepalive connection once idle) unless stopping fast, then close
+        idle upstream connections.
         """
         d = super().stopService()
+        if d is None:
+            d = Deferred()
+            d.callback(None)
+        d.addCallback(lambda _: self._drain())
 
         def cleanup(result: Any) -> Any:
             state = self.config.stateOf("upstream")
@@ -142,7 +165,37 @@ class ProxyService(MultiService):
                 self._errorLog.stop()
             return result
 
-        return d.addBoth(cleanup) if d is not None else cleanup(None)
+        return d.addBoth(cleanup)
+
+    def _drain(self) -> Any:
+        """
+        Close idle client connections now and busy ones as they go idle.
+        """
+        deadline = self._reactor.seconds() + (0 if self.fastShutdown else self.shutdownTimeout)
+        done = Deferred()
+
+        def sweep() -> None:
+            remaining = 0
+            expired = self._reactor.seconds() >= deadline
+            for factory in self.factories.values():
+                for channel in factory.openChannels():
+                    # Counted until really closed, so buffered bytes (a
+                    # last chunk) are flushed before the reactor stops.
+                    remaining += 1
+                    if expired:
+                        channel.transport.abortConnection()
+                    elif channel.isIdle():
+                        channel.transport.loseConnection()
+            if remaining == 0 or expired:
+                if loop.running:
+                    loop.stop()
+                if not done.called:
+                    done.callback(None)
+
+        loop = LoopingCall(sweep)
+        loop.clock = self._reactor
+        loop.start(0.05, now=True)
+        return done
 
     def reload(self, config: CompiledConfig) -> None:
         """
