@@ -28,6 +28,24 @@ Routes:
   - C{/header?name=X&value=Y}: a response carrying that header (repeatable).
   - C{/redirect?to=URL}: 302 with that Location.
   - C{/keepalive-close}: a response with C{Connection: close}.
+  - C{/sse-gated?key=K&n=3}: like C{/sse}, but after event 0 each next
+    event waits for a C{/trigger?key=K} request, so a test knows the stream
+    cannot have ended when it sees an event.
+  - C{/trigger?key=K}: release the next event of the gated stream C{K}
+    (404 if there is none).
+  - C{/pattern?size=N}: like C{/big}, but byte I of the body is C{I % 251},
+    so a lost, repeated or reordered piece shows.
+  - C{/truncate?size=N&send=M}: promises C{Content-Length: N}, sends M
+    bytes, then closes (a backend dying mid-body).
+  - C{/reset?only=NAME}: resets the TCP connection (RST) after reading the
+    whole request, on every backend or only on the one called NAME (the
+    others echo).
+  - C{/close-if-reused}: on a connection's first request it echoes; on a
+    later one it closes without answering, as a backend whose keepalive
+    timer fired just as the proxy reused the connection.
+  - C{/upgrade}: with an C{Upgrade} header, C{101 Switching Protocols}
+    (saying in C{X-Echo-Connection} what Connection header arrived) then an
+    echo of every byte; without one, the plain echo.
 """
 
 from __future__ import annotations
@@ -35,11 +53,14 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import socket
+import struct
 import sys
 from typing import Any, Callable, Dict, List, Optional
 
 from twisted.internet import reactor as _reactor
 from twisted.internet.interfaces import IPushProducer
+from twisted.internet.protocol import Protocol
 from twisted.logger import (
     FilteringLogObserver,
     LogLevel,
@@ -57,6 +78,15 @@ PIECE_SIZE = 64 * 1024
 
 _connectionIds = itertools.count(1)
 """Source of per-TCP-connection ids, so tests can tell connection reuse apart."""
+
+PATTERN_PERIOD = 251
+"""/pattern repeats bytes 0..250: a prime period never lines up with pieces."""
+
+_PATTERN = bytes(range(PATTERN_PERIOD)) * (PIECE_SIZE // PATTERN_PERIOD + 2)
+"""Enough of the pattern to cut any piece from."""
+
+_gates: Dict[str, List[Callable[[], None]]] = {}
+"""Gated SSE streams by key: callbacks that send their next event."""
 
 
 class RecordingRequest(server.Request):
@@ -203,6 +233,46 @@ class BigBodyProducer:
         self.stopped = True
 
 
+class PatternBodyProducer(BigBodyProducer):
+    """
+    L{BigBodyProducer} writing the C{I % 251} pattern instead of C{x}, so a
+    client can check every byte of a long body, not just its length.
+    """
+
+    def __init__(self, request: server.Request, size: int) -> None:
+        """Prepare to stream C{size} pattern bytes to C{request}."""
+        super().__init__(request, size)
+        self.offset = 0
+
+    def _writeSome(self) -> None:
+        """Write pattern pieces until paused or done."""
+        self.scheduled = False
+        for _ in range(16):
+            if self.paused or self.stopped:
+                return
+            if self.remaining <= 0:
+                self.stopped = True
+                self.request.unregisterProducer()
+                self.request.finish()
+                return
+            piece = min(PIECE_SIZE, self.remaining)
+            start = self.offset % PATTERN_PERIOD
+            self.remaining -= piece
+            self.offset += piece
+            self.request.write(_PATTERN[start:start + piece])
+        self._schedule()
+
+
+class EchoProtocol(Protocol):
+    """
+    What an upgraded connection speaks: every byte straight back.
+    """
+
+    def dataReceived(self, data: bytes) -> None:
+        """Echo C{data}."""
+        self.transport.write(data)
+
+
 class BackendResource(resource.Resource):
     """
     The single leaf resource: dispatches on the path so every route sees the
@@ -229,6 +299,13 @@ class BackendResource(resource.Resource):
             "/header": self.renderHeader,
             "/redirect": self.renderRedirect,
             "/keepalive-close": self.renderKeepaliveClose,
+            "/sse-gated": self.renderSseGated,
+            "/trigger": self.renderTrigger,
+            "/pattern": self.renderPattern,
+            "/truncate": self.renderTruncate,
+            "/reset": self.renderReset,
+            "/close-if-reused": self.renderCloseIfReused,
+            "/upgrade": self.renderUpgrade,
         }
         if path.startswith("/status/") and path[len("/status/") :].isdigit():
             return self.renderStatus(request, int(path[len("/status/") :]))
@@ -375,6 +452,119 @@ class BackendResource(resource.Resource):
         request.setHeader(b"Content-Type", b"text/plain")
         request.channel.persistent = False
         return b"closing\n"
+
+
+    def renderSseGated(self, request: server.Request) -> Any:
+        """
+        An event stream that sends event 0 at once and each later event only
+        when triggered, so "the first event arrived before the stream ended"
+        is a fact, not a race.
+        """
+        key = _arg(request, "key", "default")
+        count = int(_arg(request, "n", "3"))
+        request.setHeader(b"Content-Type", b"text/event-stream")
+        request.setHeader(b"Cache-Control", b"no-cache")
+        state = {"next": 0, "gone": False}
+
+        def gone(_f: Any) -> None:
+            """The client left: forget the gate."""
+            state["gone"] = True
+            _gates.pop(key, None)
+
+        request.notifyFinish().addErrback(gone)
+
+        def emit() -> None:
+            """Send the next event, and finish after the last."""
+            if state["gone"]:
+                return
+            request.write(b"data: %d\n\n" % (state["next"],))
+            state["next"] += 1
+            if state["next"] >= count:
+                _gates.pop(key, None)
+                request.finish()
+
+        _gates[key] = [emit]
+        emit()
+        return server.NOT_DONE_YET
+
+    def renderTrigger(self, request: server.Request) -> bytes:
+        """Release the next event of a gated stream."""
+        key = _arg(request, "key", "default")
+        request.setHeader(b"Content-Type", b"text/plain")
+        callbacks = _gates.get(key)
+        if not callbacks:
+            request.setResponseCode(404)
+            return b"no such stream\n"
+        callbacks[0]()
+        return b"triggered\n"
+
+    def renderPattern(self, request: server.Request) -> Any:
+        """Stream a checkable large body with backpressure."""
+        size = int(_arg(request, "size", str(1024 * 1024)))
+        request.setHeader(b"Content-Type", b"application/octet-stream")
+        request.setHeader(b"Content-Length", b"%d" % (size,))
+        if request.method == b"HEAD":
+            return b""
+        producer = PatternBodyProducer(request, size)
+        request.notifyFinish().addErrback(lambda _f: producer.stopProducing())
+        producer.start()
+        return server.NOT_DONE_YET
+
+    def renderTruncate(self, request: server.Request) -> Any:
+        """Promise a body, send part of it, and close: a crash mid-body."""
+        size = int(_arg(request, "size", "1000"))
+        send = int(_arg(request, "send", "100"))
+        request.notifyFinish().addErrback(lambda _f: None)
+        transport: Any = request.channel.transport
+        transport.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+            b"Content-Length: %d\r\n\r\n" % (size,) + b"y" * send
+        )
+        transport.loseConnection()
+        return server.NOT_DONE_YET
+
+    def renderReset(self, request: server.Request) -> Any:
+        """Reset the connection once the whole request has arrived."""
+        only = _arg(request, "only", "")
+        if only and only != self.name:
+            return self.renderEcho(request)
+        request.notifyFinish().addErrback(lambda _f: None)
+        transport: Any = request.channel.transport
+        # Linger 0: close() sends RST instead of FIN.
+        transport.getHandle().setsockopt(
+            socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+        )
+        transport.abortConnection()
+        return server.NOT_DONE_YET
+
+    def renderCloseIfReused(self, request: server.Request) -> Any:
+        """Echo on a fresh connection; on a reused one close unanswered."""
+        assert isinstance(request, RecordingRequest)
+        if request.requestNumber <= 1:
+            return self.renderEcho(request)
+        return self.renderClose(request)
+
+    def renderUpgrade(self, request: server.Request) -> Any:
+        """Switch protocols to an echo when asked to, else echo as JSON."""
+        upgrade = request.getHeader(b"upgrade")
+        if not upgrade:
+            return self.renderEcho(request)
+        request.notifyFinish().addErrback(lambda _f: None)
+        channel: Any = request.channel
+        transport: Any = channel.transport
+        channel.setTimeout(None)
+        transport.write(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: %s\r\n"
+            b"Connection: Upgrade\r\nX-Echo-Connection: %s\r\n\r\n"
+            % (upgrade, request.getHeader(b"connection") or b"")
+        )
+        # From here on the socket belongs to the echo, not to twisted.web
+        # (the way autobahn's WebSocketResource takes a connection over).
+        echo = EchoProtocol()
+        transport.protocol = echo
+        echo.makeConnection(transport)
+        transport.resumeProducing()
+        return server.NOT_DONE_YET
 
 
 def parseArguments(argv: Optional[List[str]]) -> argparse.Namespace:
