@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.test_upstream_http1 -*-
+# -*- test-case-name: tests.unit.test_upstream -*-
 """
 The HTTP/1.1 client codec facing backends: sends one request at a time on a
 (possibly reused) connection, parses the response with the same strict
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
+from twisted.internet.error import ConnectionDone
 from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 
@@ -150,8 +151,10 @@ class UpstreamHTTPProtocol(Protocol):
             self.transport.loseConnection()
             return
         self._gotBytes = True
+        # proxy_read_timeout is the longest wait between two reads: every
+        # read restarts it (a finished response cancels it).
+        self._armTimer()
         if self._state == _BODY:
-            self._armTimer()
             self._body(data)
             return
         self._buffer += data
@@ -162,8 +165,6 @@ class UpstreamHTTPProtocol(Protocol):
                     checkIncompleteHead(self._buffer, self._limits, isRequest=False)
                 except HTTPError as e:
                     self._invalid(e)
-                    return
-                self._armTimer()
                 return
             head = bytes(self._buffer[:end])
             del self._buffer[:end]
@@ -173,8 +174,6 @@ class UpstreamHTTPProtocol(Protocol):
             rest = bytes(self._buffer)
             self._buffer = bytearray()
             self._body(rest)
-        elif self._state == _BODY:
-            self._armTimer()
 
     def _head(self, raw: bytes) -> bool:
         try:
@@ -194,11 +193,15 @@ class UpstreamHTTPProtocol(Protocol):
         )
         self._framing = framing
         if head.status == 101:
+            # From here on every byte belongs to the tunnel, including any
+            # that came in the same read as the head (dataReceived passes
+            # them on); proxy_read_timeout keeps running between reads, as
+            # nginx's does on upgraded connections.
             self._upgrade = True
             self._state = _BODY
-            self._cancelTimer()
+            self._armTimer()
             self._handler.responseHead(head)
-            return False
+            return self._handler is not None and self._state == _BODY
         self._state = _BODY
         if framing.kind == "length":
             self._remaining = framing.length
@@ -262,7 +265,7 @@ class UpstreamHTTPProtocol(Protocol):
 
     def _invalid(self, error: HTTPError) -> None:
         self._fail(
-            UpstreamError("invalid_header", f"upstream sent invalid header ({error.reason})",
+            UpstreamError("invalid_header", _invalidMessage(error.reason),
                           "reading response header from upstream")
         )
         self.transport.abortConnection()
@@ -292,7 +295,13 @@ class UpstreamHTTPProtocol(Protocol):
         stage = (
             "reading response header from upstream" if self._state == _HEAD else "reading upstream"
         )
-        self._fail(UpstreamError("error", "upstream prematurely closed connection", stage))
+        if reason is not None and not reason.check(ConnectionDone):
+            # A reset (or another socket error), not an orderly close: say
+            # so in the words of nginx's recv() failure.
+            message = "recv() failed (104: Connection reset by peer)"
+        else:
+            message = "upstream prematurely closed connection"
+        self._fail(UpstreamError("error", message, stage))
 
     # -- flow control from the client side ----------------------------------
 
@@ -317,6 +326,19 @@ class UpstreamHTTPProtocol(Protocol):
         if self.transport is not None:
             self.transport.abortConnection()
 
+    def abandon(self) -> None:
+        """
+        The handler gives up on the response in progress (a retry, an
+        intercepted error, a client that left): report nothing more to it,
+        and never reuse the connection, whose stream position is unknown.
+        """
+        self._handler = None
+        self._state = _IDLE
+        self._connectionClose = True
+        self._decoder = None
+        self._buffer = bytearray()
+        self._cancelTimer()
+
     def detach(self) -> Any:
         """
         Hand the raw transport over (after a 101) and stop parsing.
@@ -325,3 +347,25 @@ class UpstreamHTTPProtocol(Protocol):
         self._state = _IDLE
         self._cancelTimer()
         return self.transport
+
+
+#: Parser reasons that nginx reports as "upstream sent no valid HTTP/1.0
+#: header": the status line itself is not HTTP/1.x.
+_NO_VALID_HEADER = frozenset({
+    "upstream sent invalid status line",
+    "upstream sent unsupported HTTP version",
+    "upstream sent invalid status code",
+})
+
+
+def _invalidMessage(reason: str) -> str:
+    """
+    The error log text for a response head the parser refused, in nginx's
+    words: a broken status line is "no valid HTTP/1.0 header"; the
+    parser's own "upstream sent ..." reasons are already nginx's.
+    """
+    if reason in _NO_VALID_HEADER:
+        return "upstream sent no valid HTTP/1.0 header"
+    if reason.startswith("upstream sent"):
+        return reason
+    return f"upstream sent invalid header ({reason})"
