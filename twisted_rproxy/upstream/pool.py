@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.test_pool -*-
+# -*- test-case-name: tests.unit.test_upstream -*-
 """
 Connections to backends: new ones through Twisted endpoints with
 C{proxy_connect_timeout}, and idle keepalive ones cached per peer as nginx's
@@ -54,8 +54,37 @@ class ConnectionPool:
                 return succeed((protocol, True))
         protocol = UpstreamHTTPProtocol(peer, self._reactor)
         d = self._endpoint(peer, connectTimeout).connect(_QuietFactory(protocol))
+        if connectTimeout:
+            self._limitConnect(d, connectTimeout)
         d.addCallbacks(lambda p: (p, False), _connectFailed)
         return d
+
+    def _limitConnect(self, d: Deferred, timeout: float) -> None:
+        """
+        Fail C{d} with a timeout L{UpstreamError} after C{timeout} seconds
+        on this pool's clock.  The endpoint's own timeout is the reactor's
+        (which a test clock never fires, and which not every endpoint
+        has); this one is C{proxy_connect_timeout} everywhere.
+        """
+        timedOut = []
+
+        def expire() -> None:
+            timedOut.append(True)
+            d.cancel()
+
+        timer = self._reactor.callLater(timeout, expire)
+
+        def settle(result: Any) -> Any:
+            if timer.active():
+                timer.cancel()
+            if timedOut and isinstance(result, Failure):
+                return Failure(UpstreamError(
+                    "timeout", "upstream timed out (110: Connection timed out)",
+                    "connecting to upstream",
+                ))
+            return result
+
+        d.addBoth(settle)
 
     def _endpoint(self, peer: Any, timeout: float) -> Any:
         wait = max(timeout, 0.001) if timeout else 60
