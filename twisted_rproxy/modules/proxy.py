@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.test_proxy_module -*-
+# -*- test-case-name: tests.unit.test_proxy_request -*-
 """
 C{proxy_pass} and the C{proxy_*} directives: compiles each location's proxy
 settings once (URL, headers, timeouts, buffering, retries) into a

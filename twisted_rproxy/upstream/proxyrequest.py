@@ -87,6 +87,9 @@ class ProxyRequest:
         self.tunnel: Any = None
         self._connecting: Any = None
         self._chunkedUp = False
+        self._bodySender: Optional[_BodySender] = None
+        self._streamDone = False
+        self._spillLogged = False
         self.reused = False
 
     # -- starting -------------------------------------------------------
@@ -160,6 +163,11 @@ class ProxyRequest:
         """
         if self.body is not None:
             self.body.append(data)
+            if self.body.inFile and not self._spillLogged:
+                self._spillLogged = True
+                self._logRequest(
+                    "warn", "a client request body is buffered to a temporary file"
+                )
         elif self.protocol is not None and not self.done:
             self.protocol.writeBody(b"%x\r\n%s\r\n" % (len(data), data) if self._chunkedUp else data)
 
@@ -171,7 +179,9 @@ class ProxyRequest:
             return
         if self.body is not None:
             self.connect()
-        elif self.protocol is not None and self._chunkedUp:
+            return
+        self._streamDone = True
+        if self.protocol is not None and self._chunkedUp:
             self.protocol.writeBody(b"0\r\n\r\n")
 
     def bodyFailed(self, reason: Exception) -> None:
@@ -197,6 +207,7 @@ class ProxyRequest:
             return
         self.peer = peer
         self.tried.append(peer)
+        self.requestSent = False
         peer.conns += 1
         self.attempt = Attempt(peer.name, self.reactor.seconds())
         self.exchange.upstreamAttempts.append(self.attempt)
@@ -219,7 +230,8 @@ class ProxyRequest:
         self.requestSent = True
         protocol.startRequest(self.exchange.method, head, self, self.settings.readTimeout)
         if self.body is not None:
-            _BodySender(protocol, self.body.pieces()).start()
+            self._bodySender = _BodySender(protocol, self.body.pieces())
+            self._bodySender.start()
         elif self.streaming:
             protocol.transport.registerProducer(_ClientBodyPauser(self.exchange), True)
             self.exchange.readBody(self)
@@ -282,7 +294,7 @@ class ProxyRequest:
         attempt.headerTime = self.reactor.seconds() - attempt.start
         status = head.status
         if f"http_{status}" in self.settings.nextUpstream and self._mayRetry("http"):
-            self._releaseConnection(False, failed=status != 404)
+            self._releaseConnection(False, failed=status not in (403, 404))
             self.connect()
             return
         if self.settings.interceptErrors and status >= 300 and self._hasErrorPage(status):
@@ -302,10 +314,13 @@ class ProxyRequest:
 
     def _responseHeaders(self, head: Any) -> list:
         settings = self.settings
-        drop = settings.hidden | _headerTokens(
-            [v for n, v in head.headers if n.lower() == b"connection"]
-        )
         upgrade = head.status == 101
+        named = _headerTokens([v for n, v in head.headers if n.lower() == b"connection"])
+        if upgrade:
+            # "Connection: Upgrade" names the Upgrade header the client
+            # needs to see in a 101.
+            named -= {b"upgrade"}
+        drop = settings.hidden | named
         out = []
         for name, value in head.headers:
             lower = name.lower()
@@ -352,10 +367,24 @@ class ProxyRequest:
             self.tunnel.loseConnection()
             return
         self.attempt.responseTime = self.reactor.seconds() - self.attempt.start  # type: ignore[union-attr]
+        # A backend may answer before it has read the whole request body;
+        # the rest of that body would then be read as the next request.
+        reusable = reusable and self._requestBodySent()
         self._releaseConnection(reusable, failed=False)
         self.done = True
         self._cleanup()
         self.exchange.finish()
+
+    def _requestBodySent(self) -> bool:
+        """
+        Whether the whole request body has been handed to the backend
+        connection.
+        """
+        if self.streaming:
+            return self._streamDone
+        if self._bodySender is not None:
+            return self._bodySender.finished
+        return True
 
     def responseFailed(self, error: UpstreamError, gotBytes: bool) -> None:
         """
@@ -366,6 +395,8 @@ class ProxyRequest:
             return
         if self.attempt is not None:
             self.attempt.responseTime = self.reactor.seconds() - self.attempt.start
+            if self.attempt.status is None:
+                self.attempt.status = error.status
         exchange = self.exchange
         self._logError(error)
         staleKeepalive = (
@@ -388,6 +419,14 @@ class ProxyRequest:
         exchange.abort()
 
     def _replayable(self) -> bool:
+        """
+        Whether the request may go to another peer: always when it never
+        reached the failed one (a refused connect); once sent, not with an
+        unbuffered body (it is gone) nor, unless C{non_idempotent}, for
+        POST, LOCK and PATCH, which may have had an effect (nginx's rule).
+        """
+        if not self.requestSent:
+            return True
         if self.streaming:
             return False
         return self.exchange.method not in NON_IDEMPOTENT or (
@@ -410,6 +449,10 @@ class ProxyRequest:
         return True
 
     def _logError(self, error: UpstreamError) -> None:
+        """
+        Log a backend failure as nginx does: what failed, while doing what,
+        then the request and the upstream URL.
+        """
         exchange = self.exchange
         peer = self.channelPeer()
         self.log.error(
@@ -418,12 +461,37 @@ class ProxyRequest:
             error=str(error),
             client=peer,
             server=exchange.server.primaryName if exchange.server else "",
-            request="%s %s %s" % (exchange.method.decode("latin-1"),
-                                  exchange.rawURI.decode("latin-1"),
-                                  exchange.version.decode("latin-1")),
+            request=self._requestLine(),
             upstream=self.peer.name if self.peer is not None else "",
             uri=self.uri.decode("latin-1"),
             host=exchange.host,
+        )
+
+    def _logRequest(self, level: str, message: str) -> None:
+        """
+        Log C{message} with the client, server, request and host, as
+        nginx's error log lines about a request end.
+        """
+        exchange = self.exchange
+        getattr(self.log, level)(
+            '{message}, client: {client}, server: {server}, request: "{request}", '
+            'host: "{host}"',
+            message=message,
+            client=self.channelPeer(),
+            server=exchange.server.primaryName if exchange.server else "",
+            request=self._requestLine(),
+            host=exchange.host,
+        )
+
+    def _requestLine(self) -> str:
+        """
+        @return: the client's request line, as error log lines quote it.
+        """
+        exchange = self.exchange
+        return "%s %s %s" % (
+            exchange.method.decode("latin-1"),
+            exchange.rawURI.decode("latin-1"),
+            exchange.version.decode("latin-1"),
         )
 
     def channelPeer(self) -> str:
@@ -442,6 +510,10 @@ class ProxyRequest:
             self.upstream.balancer.release(peer, failed)
             self.peer = None
         if protocol is not None:
+            if not reusable:
+                # Stop its callbacks: a retry or an error page must never
+                # receive the rest of this response.
+                protocol.abandon()
             if self.upstreamPaused:
                 self.upstreamPaused = False
                 protocol.resumeProducing()
@@ -495,7 +567,8 @@ class ProxyRequest:
         """
         self.clientPaused = True
         self.pausedBytes = 0
-        if not self.settings.buffering and self.protocol is not None and not self.upstreamPaused:
+        unbuffered = not self.settings.buffering or self.tunnel is not None
+        if unbuffered and self.protocol is not None and not self.upstreamPaused:
             self.upstreamPaused = True
             self.protocol.pauseProducing()
 
@@ -525,6 +598,8 @@ class ProxyRequest:
             self._finishWithError(502)
             return
         self.tunnel = startTunnel(exchange, self.protocol, headers, self._tunnelClosed)
+        # The client's socket filling up pauses reads from the backend.
+        exchange.setResponseProducer(self)
 
     def _tunnelClosed(self) -> None:
         if not self.done:
@@ -554,6 +629,7 @@ class _BodySender:
         self._pieces = pieces
         self._paused = False
         self._stopped = False
+        self.finished = False
 
     def start(self) -> None:
         """
@@ -567,6 +643,7 @@ class _BodySender:
             piece = next(self._pieces, None)
             if piece is None:
                 self._stopped = True
+                self.finished = True
                 transport = self._protocol.transport
                 if transport is not None and transport.producer is self:
                     transport.unregisterProducer()
