@@ -90,9 +90,8 @@ def loadConfig(
     else:
         tree = parseString(text or "", "<string>", includeBase=prefix)
         filename = "<string>"
-    if globalDirectives:
-        tree = tuple(parseString(globalDirectives, "command line")) + tuple(tree)
-    return Compiler(modules, reactor, prefix).compile(tree, filename)
+    globalTree = parseString(globalDirectives, "command line") if globalDirectives else ()
+    return Compiler(modules, reactor, prefix).compile(tree, filename, globalTree)
 
 
 class ProxyService(MultiService):
@@ -103,8 +102,18 @@ class ProxyService(MultiService):
 
     log = Logger()
 
-    def __init__(self, config: CompiledConfig, reactor: Any = None) -> None:
+    def __init__(
+        self,
+        config: CompiledConfig,
+        reactor: Any = None,
+        defaultErrorLog: Optional[str] = None,
+    ) -> None:
+        """
+        @param defaultErrorLog: the error log file when the config names
+            none (see L{ErrorLogObserver.fromConfig}).
+        """
         super().__init__()
+        self.defaultErrorLog = defaultErrorLog
         if reactor is None:
             from twisted.internet import reactor as _reactor
 
@@ -118,13 +127,24 @@ class ProxyService(MultiService):
             self._addListener(listener)
 
     def _addListener(self, listener: Listener) -> None:
+        """
+        Listen for C{listener} (at once when this service is running).
+
+        @raise Exception: when the socket cannot be bound; nothing of the
+            listener is kept then.
+        """
         key = listener.address.key
         factory = ProxyFactory(listener, self._reactor)
         endpoint = endpointFor(self._reactor, listener.address)
         service = StreamServerEndpointService(endpoint, factory)
         service._raiseSynchronously = True
         service.setName("listen " + listener.address.display())
-        service.setServiceParent(self)
+        try:
+            service.setServiceParent(self)
+        except BaseException:
+            if service.parent is not None:
+                service.disownServiceParent()
+            raise
         self.factories[key] = factory
         self._listening[key] = service
 
@@ -132,7 +152,7 @@ class ProxyService(MultiService):
         """
         Start the error log, report notices, then listen.
         """
-        self._errorLog = ErrorLogObserver.fromConfig(self.config)
+        self._errorLog = ErrorLogObserver.fromConfig(self.config, self.defaultErrorLog)
         if self._errorLog is not None:
             self._errorLog.start()
         for line in self.config.notices + self.config.warnings:
@@ -201,26 +221,53 @@ class ProxyService(MultiService):
         """
         Use C{config} for new connections: listeners it keeps get the new
         servers, new ones start, and ones it drops stop.
+
+        New sockets are bound before anything changes, so a reload whose
+        new C{listen} cannot be bound raises and leaves the running config
+        whole, like nginx keeping its old workers.  Connections already
+        open keep the config they started with.
+
+        @raise Exception: when a new listener cannot be bound.
         """
+        wanted = {listener.address.key: listener for listener in config.listeners}
+        added = []
+        try:
+            for key, listener in wanted.items():
+                if key not in self.factories:
+                    self._addListener(listener)
+                    added.append(key)
+        except BaseException:
+            for key in added:
+                self._dropListener(key)
+            raise
         old = self.config
         self.config = config
-        wanted = {listener.address.key: listener for listener in config.listeners}
         for key in list(self._listening):
             if key not in wanted:
-                service = self._listening.pop(key)
-                del self.factories[key]
-                service.disownServiceParent()
+                self._dropListener(key)
         for key, listener in wanted.items():
-            if key in self.factories:
-                self.factories[key].listener = listener
-            else:
-                self._addListener(listener)
+            self.factories[key].listener = listener
         if self._errorLog is not None:
             self._errorLog.stop()
-        self._errorLog = ErrorLogObserver.fromConfig(config)
-        if self._errorLog is not None:
-            self._errorLog.start()
-        del old
+            self._errorLog = None
+        if self.running:
+            self._errorLog = ErrorLogObserver.fromConfig(config, self.defaultErrorLog)
+            if self._errorLog is not None:
+                self._errorLog.start()
+        # Requests in flight return their connections to the old pool, whose
+        # idle timers close them later; those idle now are closed here.
+        state = old.stateOf("upstream")
+        if state is not None:
+            state["pool"].closeAll()
+        self.log.info("configuration reloaded from {filename}", filename=config.filename)
+
+    def _dropListener(self, key: Any) -> None:
+        """
+        Stop listening on one address; open connections carry on.
+        """
+        service = self._listening.pop(key)
+        del self.factories[key]
+        service.disownServiceParent()
 
     def reopenLogs(self) -> None:
         """

@@ -6,7 +6,6 @@ config load into small callables, so a request never re-parses a value.
 
 from __future__ import annotations
 
-import re
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import attr
@@ -48,10 +47,20 @@ class UnknownVariable(Exception):
     """
 
 
+class InvalidVariable(ValueError):
+    """
+    A value has a malformed variable reference (a bare C{$}, an unclosed
+    brace left open after C{$}), which nginx refuses at load rather than sending as text.
+    """
+
+
 class VariableTable:
     """
     The variables known to one config: module-provided ones plus those a
-    config defines (C{map}).
+    config defines (C{map}, regex named captures).
+
+    Names are compared without case, as nginx lowercases every variable
+    name when it registers or looks one up (C{$Host} is C{$host}).
     """
 
     def __init__(self, specs: Sequence[VariableSpec] = ()) -> None:
@@ -65,16 +74,25 @@ class VariableTable:
         """
         Make a variable or prefix family available.
         """
+        name = variableSpec.name.lower()
         if variableSpec.prefix:
-            self._prefixes.append((variableSpec.name, variableSpec.factory))
+            self._prefixes.append((name, variableSpec.factory))
             self._prefixes.sort(key=lambda p: -len(p[0]))
+            # Getters built before this family existed may now resolve
+            # differently; forget them all (this happens only at load).
+            self._cache.clear()
         else:
-            self._exact[variableSpec.name] = variableSpec.factory
-        self._cache.pop(variableSpec.name, None)
+            self._exact[name] = variableSpec.factory
+            self._cache.pop(name, None)
 
     def define(self, name: str, getter: Getter) -> None:
         """
         Define a variable computed by config (C{map}), replacing any.
+
+        Values compiled before the replacement keep the getter they
+        resolved, so a variable that others may use before it is complete
+        (one C{map} naming another) must be defined by an object whose
+        contents are filled in later, not redefined.
         """
         self.add(simple(name, getter))
 
@@ -93,6 +111,7 @@ class VariableTable:
         @return: the compiled getter of C{$name}.
         @raise UnknownVariable: when nothing provides it.
         """
+        name = name.lower()
         found = self._cache.get(name)
         if found is not None:
             return found
@@ -109,19 +128,83 @@ class VariableTable:
 
 
 def _capture(n: int) -> Getter:
+    """
+    A getter for C{$1} .. C{$9}: the numbered group of the last regex that
+    matched (a regex location, or a C{map} regex while its value is
+    evaluated).
+    """
+
     def get(exchange: Any) -> Optional[str]:
         captures = exchange.captures
-        if n == 0:
-            return exchange.path if captures else None
         return captures[n - 1] if n <= len(captures) else None
 
     return get
 
 
-_VARIABLE = re.compile(r"\$(?:\{([A-Za-z0-9_]+)\}|([0-9])|([A-Za-z0-9_]+))")
+def _isNameChar(ch: str) -> bool:
+    """
+    @return: whether C{ch} may appear in a variable name (nginx accepts
+        ASCII letters, digits and C{_}).
+    """
+    return ch.isascii() and (ch.isalnum() or ch == "_")
 
 
 Part = Union[str, Getter]
+
+
+def parseValue(text: str) -> List[Tuple[str, str]]:
+    """
+    Split a value into literal text and variable references the way
+    nginx's C{ngx_http_script_compile} does: C{$1}..C{$9} are captures,
+    C{$name} runs over letters, digits and C{_}, and C{${name}} lets text
+    follow a name directly.
+
+    @return: C{("text", literal)}, C{("capture", digit)} and
+        C{("variable", name)} pairs, in order.
+    @raise InvalidVariable: for a C{$} with no name after it, or a brace
+        left open after C{$}.
+    """
+    parts: List[Tuple[str, str]] = []
+    literal: List[str] = []
+    i, n = 0, len(text)
+    while i < n:
+        ch = text[i]
+        if ch != "$":
+            literal.append(ch)
+            i += 1
+            continue
+        i += 1
+        if i == n:
+            raise InvalidVariable(f'invalid variable name in "{text}"')
+        if "1" <= text[i] <= "9":
+            if literal:
+                parts.append(("text", "".join(literal)))
+                literal = []
+            parts.append(("capture", text[i]))
+            i += 1
+            continue
+        bracket = text[i] == "{"
+        if bracket:
+            i += 1
+        start = i
+        while i < n and _isNameChar(text[i]):
+            i += 1
+        name = text[start:i]
+        if bracket:
+            if i == n or text[i] != "}":
+                raise InvalidVariable(
+                    f'the closing bracket in "{name}" variable is missing'
+                )
+            i += 1
+        if not name:
+            raise InvalidVariable(f'invalid variable name in "{text}"')
+        if literal:
+            parts.append(("text", "".join(literal)))
+            literal = []
+        parts.append(("variable", name))
+    if literal:
+        parts.append(("text", "".join(literal)))
+    return parts
 
 
 class ComplexValue:
@@ -138,31 +221,40 @@ class ComplexValue:
     __slots__ = ("text", "static", "names", "_parts", "usesCaptures")
 
     def __init__(self, text: str, table: VariableTable) -> None:
+        """
+        Compile C{text} against C{table}.
+
+        @raise UnknownVariable: a name C{table} cannot resolve.
+        @raise InvalidVariable: a malformed reference.
+        """
         self.text = text
         self.names: List[str] = []
         self.usesCaptures = False
         parts: List[Part] = []
-        pos = 0
-        for match in _VARIABLE.finditer(text):
-            if match.start() > pos:
-                parts.append(text[pos : match.start()])
-            braced, digit, plain = match.groups()
-            if digit is not None:
+        for kind, value in parseValue(text):
+            if kind == "text":
+                parts.append(value)
+            elif kind == "capture":
                 self.usesCaptures = True
-                parts.append(_capture(int(digit)))
-                self.names.append(digit)
+                parts.append(_capture(int(value)))
+                self.names.append(value)
             else:
-                name = braced or plain
-                parts.append(table.getter(name))
-                self.names.append(name)
-            pos = match.end()
-        if pos < len(text):
-            parts.append(text[pos:])
+                parts.append(table.getter(value))
+                self.names.append(value.lower())
         if all(isinstance(p, str) for p in parts):
             self.static: Optional[str] = "".join(parts)  # type: ignore[arg-type]
         else:
             self.static = None
         self._parts = tuple(parts)
+
+    @property
+    def parts(self) -> Tuple[Part, ...]:
+        """
+        The compiled value: literal strings and getters, in order, for
+        callers (the access log) that treat each variable's result
+        themselves.
+        """
+        return self._parts
 
     def evaluate(self, exchange: Any) -> str:
         """

@@ -12,9 +12,9 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import attr
 
-from ..http.routing import LocationSpec, LocationTree, ServerNameTable
+from ..http.routing import LocationSpec, LocationTree, PcreError, ServerNameTable, compilePcre
 from ..phases import LOCATION_PHASES, SERVER_PHASES, phaseIndex
-from ..variables import ComplexValue, UnknownVariable, VariableTable
+from ..variables import ComplexValue, InvalidVariable, UnknownVariable, VariableTable
 from .ast import Directive
 from .errors import ConfigError
 from .model import CompiledConfig, Conf, Listener, ListenAddress, Location, VirtualServer
@@ -76,7 +76,19 @@ class Compiler:
         for module in self.modules:
             for directiveSpec in module.directives():
                 self.registry.add(module.name, directiveSpec)
-        self._variableSpecs = [v for m in self.modules for v in m.variables()]
+        self._variableSpecs = []
+        declaredBy: Dict[Tuple[str, bool], str] = {}
+        for module in self.modules:
+            for variableSpec in module.variables():
+                key = (variableSpec.name.lower(), variableSpec.prefix)
+                if key in declaredBy:
+                    shown = "$" + variableSpec.name + ("*" if variableSpec.prefix else "")
+                    raise ConfigError(
+                        f'variable "{shown}" is declared by both module '
+                        f'"{declaredBy[key]}" and module "{module.name}"'
+                    )
+                declaredBy[key] = module.name
+                self._variableSpecs.append(variableSpec)
 
     # -- reading blocks -------------------------------------------------
 
@@ -137,8 +149,7 @@ class Compiler:
         sources: Dict[str, Directive] = {}
         if outer is not None:
             for name, value in outer._values.items():
-                directiveSpec = self.registry.get(name, block.kind)
-                if directiveSpec is not None and directiveSpec.merge == MERGE_INHERIT:
+                if self._inherits(name, block.kind):
                     values[name] = value
                     if name in outer.sources:
                         sources[name] = outer.sources[name]
@@ -146,6 +157,17 @@ class Compiler:
             values[name] = value
             sources[name] = block.sources[name]
         return Conf(values, self.registry, sources)
+
+    def _inherits(self, name: str, kind: str) -> bool:
+        """
+        Whether an outer block's value of C{name} flows into a block of
+        C{kind}.  A directive that may not be written in C{kind} (a
+        server-only C{client_header_timeout} seen from a location) still
+        flows in, so that whatever reads a location's L{Conf} sees the
+        server's setting rather than the default.
+        """
+        directiveSpec = self.registry.get(name, kind) or self.registry.get(name)
+        return directiveSpec is not None and directiveSpec.merge == MERGE_INHERIT
 
     # -- services for modules ---------------------------------------------
 
@@ -157,10 +179,9 @@ class Compiler:
         try:
             return ComplexValue(text, self.variables)
         except UnknownVariable as e:
-            message = f'unknown "{e.args[0]}" variable'
-            if directive is None:
-                raise ConfigError(message)
-            raise directive.error(message)
+            raise _error(directive, f'unknown "{e.args[0]}" variable')
+        except InvalidVariable as e:
+            raise _error(directive, str(e))
 
     def resolvePath(self, path: str) -> str:
         """
@@ -177,7 +198,12 @@ class Compiler:
 
     # -- the whole compile --------------------------------------------------
 
-    def compile(self, tree: Sequence[Directive], filename: str = "<string>") -> CompiledConfig:
+    def compile(
+        self,
+        tree: Sequence[Directive],
+        filename: str = "<string>",
+        globalTree: Sequence[Directive] = (),
+    ) -> CompiledConfig:
         """
         Compile a whole config.
 
@@ -185,6 +211,9 @@ class Compiler:
         C{server {}}, C{upstream {}}) is read as the body of an implied
         C{http {}}.
 
+        @param globalTree: main-context directives given outside the file
+            (C{-g}); they are read before the file's own, so writing one
+            in both places is a duplicate, as in nginx.
         @raise ConfigError: for any problem, located at file:line.
         """
         self.notices: List[str] = []
@@ -194,10 +223,10 @@ class Compiler:
         self.filename = filename
 
         if self._isHttpLevelFile(tree):
-            self.mainBlock = Block(MAIN, None)
+            self.mainBlock = self.readBlock(MAIN, None, globalTree)
             self.httpBlock = self.readBlock(HTTP, None, tree)
         else:
-            self.mainBlock = self.readBlock(MAIN, None, tree)
+            self.mainBlock = self.readBlock(MAIN, None, tuple(globalTree) + tuple(tree))
             https = self.mainBlock.childrenOf(HTTP)
             if len(https) > 1:
                 raise https[1].directive.error('"http" directive is duplicate')  # type: ignore[union-attr]
@@ -207,6 +236,7 @@ class Compiler:
 
         self.mainConf = self.merge(None, self.mainBlock)
         self.httpConf = self.merge(None, self.httpBlock)
+        self._defineCaptureVariables()
         for module in self.modules:
             module.configure(self)
 
@@ -222,7 +252,45 @@ class Compiler:
             moduleState=self.state,
             filename=filename,
             prefix=self.prefix,
+            tree=tuple(tree),
         )
+
+    def _defineCaptureVariables(self) -> None:
+        """
+        Make every named group of a regex location or regex server name a
+        variable (C{location ~ ^/u/(?<user>[^/]+)} gives C{$user}), as
+        nginx does when it compiles the regex, so values compiled before
+        the regex is reached may use it.  A pattern that does not compile
+        is left for the routing code to report at its file:line.
+        """
+        names: Dict[str, str] = {}
+
+        def scanPattern(pattern: str, caseless: bool) -> None:
+            try:
+                regex = compilePcre(pattern, caseless)
+            except PcreError:
+                return
+            for group in regex.regex.groupindex:
+                names.setdefault(group.lower(), group)
+
+        def scanLocations(block: Block) -> None:
+            for child in block.childrenOf(LOCATION):
+                assert child.directive is not None
+                try:
+                    modifier, pattern = _locationArgs(child.directive)
+                except ConfigError:
+                    continue
+                if modifier in ("~", "~*"):
+                    scanPattern(pattern, modifier == "~*")
+                scanLocations(child)
+
+        for server in self.httpBlock.childrenOf(SERVER):
+            for name in server.values.get("server_name") or ():
+                if name.startswith("~"):
+                    scanPattern(name[1:], True)
+            scanLocations(server)
+        for lowered, group in names.items():
+            self.variables.define(lowered, _namedCapture(group))
 
     def _isHttpLevelFile(self, tree: Sequence[Directive]) -> bool:
         for directive in tree:
@@ -281,7 +349,11 @@ class Compiler:
     def _buildListeners(self, servers: List[VirtualServer]) -> List[Listener]:
         groups: Dict[Tuple[str, int, Optional[str]], List[Tuple[ListenAddress, VirtualServer]]] = {}
         for server in servers:
+            seen = set()
             for address in server.listens:
+                if address.key in seen:
+                    raise _error(address.source, f"a duplicate listen {address.display()}")
+                seen.add(address.key)
                 groups.setdefault(address.key, []).append((address, server))
         listeners = []
         for entries in groups.values():
@@ -300,11 +372,28 @@ class Compiler:
             names = []
             for _address, server in entries:
                 for name in server.names:
-                    names.append((name, server, server.conf.source("server_name")))
+                    names.append(
+                        (name, server, server.conf.source("server_name") or server.source)
+                    )
             table = ServerNameTable(names, default)
             self.warnings.extend(table.warnings)
             listeners.append(Listener(defaultAddress, table, default))  # type: ignore[arg-type]
         return listeners
+
+
+def _namedCapture(group: str) -> Any:
+    """
+    @return: the getter of a named-capture variable: the group as the
+        chosen location's regex matched it, else as the server name's.
+    """
+
+    def get(exchange: Any) -> Optional[str]:
+        value = exchange.namedCaptures.get(group)
+        if value is None:
+            value = exchange.serverCaptures.get(group)
+        return value
+
+    return get
 
 
 def _error(directive: Optional[Directive], message: str) -> ConfigError:

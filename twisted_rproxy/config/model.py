@@ -204,6 +204,7 @@ class CompiledConfig:
     @ivar moduleState: per-module runtime objects, by module name.
     @ivar filename: the main config file.
     @ivar prefix: where relative paths resolve (nginx C{-p}).
+    @ivar tree: the parsed directives it was compiled from (for C{-T}).
     """
 
     listeners: List[Listener]
@@ -215,6 +216,7 @@ class CompiledConfig:
     moduleState: Dict[str, Any] = attr.Factory(dict)
     filename: str = "<string>"
     prefix: str = "."
+    tree: Tuple[Directive, ...] = ()
 
     def stateOf(self, moduleName: str) -> Any:
         """

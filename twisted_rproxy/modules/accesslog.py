@@ -8,6 +8,7 @@ whose settings the service turns into a log observer.
 from __future__ import annotations
 
 import os
+import weakref
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import attr
@@ -28,30 +29,50 @@ ERROR_LEVELS = ("debug", "info", "notice", "warn", "error", "crit", "alert", "em
 
 
 def _escapeDefault(text: str) -> str:
+    """
+    Escape for the default log format escaping, as nginx's
+    C{ngx_http_log_escape}: C{"}, C{\\}, control characters and bytes above
+    0x7E become C{\\xXX}.
+    """
     out = []
     for ch in text:
         code = ord(ch)
-        if ch == '"' or ch == "\\" or code < 32 or code > 126:
-            out.append("\\x%02X" % (code & 0xFF))
+        if ch == '"' or ch == "\\" or code < 32 or 126 < code < 256:
+            out.append("\\x%02X" % code)
+        elif code >= 256:
+            # Text decoded as UTF-8 (the path): escape each of its bytes.
+            out.extend("\\x%02X" % b for b in ch.encode("utf-8", "surrogateescape"))
         else:
             out.append(ch)
     return "".join(out)
 
 
+_JSON_SHORT = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\b": "\\b", "\f": "\\f"}
+
+
 def _escapeJSON(text: str) -> str:
+    """
+    Escape for C{escape=json} as nginx's C{ngx_escape_json}: C{"} and
+    C{\\} get a backslash, C{\\n \\r \\t \\b \\f} their short forms, other
+    control characters C{\\u00XX}.
+    """
     out = []
     for ch in text:
         code = ord(ch)
         if ch == '"' or ch == "\\":
             out.append("\\" + ch)
         elif code < 32:
-            out.append("\\u%04x" % code)
+            out.append(_JSON_SHORT.get(ch) or "\\u%04x" % code)
         else:
             out.append(ch)
     return "".join(out)
 
 
 _ESCAPES = {"default": _escapeDefault, "json": _escapeJSON, "none": lambda t: t}
+
+#: What an unset variable logs as, per escaping: nginx writes C{-}, except
+#: with C{escape=json}, where it writes nothing so the field stays valid.
+_UNSET = {"default": "-", "json": "", "none": "-"}
 
 
 def _parseLogFormat(directive: Directive) -> Tuple[str, str, str, Directive]:
@@ -110,11 +131,30 @@ class LogFile:
     """
     An append-only log file shared by every format that names it; lines
     are written whole so concurrent writers never interleave a line.
+
+    Use L{LogFile.open}: it hands out the one open L{LogFile} of a path
+    while any config still uses it, so a reload neither opens a second
+    descriptor per file nor leaves requests of the old config writing to a
+    closed one, and C{-s reopen} reaches every config's lines.
     """
+
+    _open: "weakref.WeakValueDictionary[str, LogFile]" = weakref.WeakValueDictionary()
 
     def __init__(self, path: str) -> None:
         self.path = path
         self._file = open(path, "ab", buffering=0)
+
+    @classmethod
+    def open(cls, path: str) -> "LogFile":
+        """
+        @return: the open L{LogFile} for C{path}, opening it if no config
+            holds it.
+        @raise OSError: when the file cannot be opened.
+        """
+        found = cls._open.get(path)
+        if found is None or found._file.closed:
+            found = cls._open[path] = cls(path)
+        return found
 
     def writeLine(self, line: bytes) -> None:
         """
@@ -143,11 +183,13 @@ class AccessLogSink:
     """
 
     def __init__(self, logFile: LogFile, parts: Sequence[Tuple[bool, Any]],
-                 escape: Any, condition: Optional[ComplexValue]) -> None:
+                 escape: Any, condition: Optional[ComplexValue],
+                 unset: str = "-") -> None:
         self.logFile = logFile
         self._parts = parts
         self._escape = escape
         self._condition = condition
+        self._unset = unset
 
     def log(self, exchange: Any) -> None:
         """
@@ -161,7 +203,7 @@ class AccessLogSink:
         for isVariable, part in self._parts:
             if isVariable:
                 value = part(exchange)
-                out.append(self._escape(value) if value else "-")
+                out.append(self._escape(value) if value else self._unset)
             else:
                 out.append(part)
         out.append("\n")
@@ -205,10 +247,16 @@ class AccessLogModule(ProxyModule):
             if name in formats:
                 raise directive.error(f'duplicate "log_format" name "{name}"')
             formats[name] = (escape, text, directive)
+        compiled = {}
+        for name, (_escape, text, directive) in formats.items():
+            # Every format is compiled here, used or not, so that an unknown
+            # variable in one is an error at load, as in nginx.
+            value = compiler.compileValue(text, directive)
+            compiled[name] = tuple((not isinstance(p, str), p) for p in value.parts)
         compiler.state[self.name] = {
             "formats": formats,
             "files": {},
-            "compiled": {},
+            "compiled": compiled,
             "errorLog": (compiler.mainConf.get("error_log") or [None])[0],
         }
 
@@ -224,31 +272,38 @@ class AccessLogModule(ProxyModule):
         ]
 
     def _sink(self, entry: AccessLogSpec, compiler: Any) -> AccessLogSink:
+        """
+        Build the sink of one C{access_log}: its format, its condition and
+        the shared file of its path.
+        """
         state = compiler.state[self.name]
         found = state["formats"].get(entry.formatName)
         if found is None:
-            raise entry.directive.error(f'unknown log format "{entry.formatName}"')
-        escape, text, formatSource = found
-        key = entry.formatName
-        parts = state["compiled"].get(key)
-        if parts is None:
-            value = compiler.compileValue(text, formatSource or entry.directive)
-            parts = state["compiled"][key] = tuple(
-                (not isinstance(p, str), p) for p in value._parts
-            )
+            raise _located(entry.directive, f'unknown log format "{entry.formatName}"')
+        escape = found[0]
+        parts = state["compiled"][entry.formatName]
+        condition = None
+        if entry.condition is not None:
+            condition = compiler.compileValue(entry.condition, entry.directive)
         path = compiler.resolvePath(entry.path)
         logFile = state["files"].get(path)
         if logFile is None:
             try:
-                logFile = state["files"][path] = LogFile(path)
+                logFile = state["files"][path] = LogFile.open(path)
             except OSError as e:
-                message = f'open() "{path}" failed ({os.strerror(e.errno or 0)})'
-                if entry.directive is None:
-                    from ..config.errors import ConfigError
+                raise _located(
+                    entry.directive, f'open() "{path}" failed ({os.strerror(e.errno or 0)})'
+                )
+        return AccessLogSink(logFile, parts, _ESCAPES[escape], condition, _UNSET[escape])
 
-                    raise ConfigError(message)
-                raise entry.directive.error(message)
-        condition = None
-        if entry.condition is not None:
-            condition = compiler.compileValue(entry.condition, entry.directive)
-        return AccessLogSink(logFile, parts, _ESCAPES[escape], condition)
+
+def _located(directive: Optional[Directive], message: str) -> Exception:
+    """
+    @return: a L{ConfigError} at C{directive}, or unlocated for the
+        implied default C{access_log}.
+    """
+    from ..config.errors import ConfigError
+
+    if directive is None:
+        return ConfigError(message)
+    return directive.error(message)

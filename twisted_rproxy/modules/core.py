@@ -59,7 +59,9 @@ def _parseListen(directive: Directive) -> ListenAddress:
             host, port = name, _port(portText, address)
         else:
             host = address
-        if host == "*":
+        if host in ("*", "0.0.0.0"):
+            # One wildcard socket whichever way it is spelled, so that
+            # "listen 80" and "listen 0.0.0.0:80" share it as in nginx.
             host = ""
         if host == "localhost":
             host = "127.0.0.1"

@@ -62,6 +62,8 @@ def _argGetter(fullName: str) -> Getter:
     """
     C{$arg_name}: the raw (still percent-encoded) value of the first
     query argument with that name, compared without case as nginx does.
+    Like nginx's C{ngx_http_arg}, only C{name=value} counts: a bare
+    C{?name} leaves the variable unset.
     """
     wanted = fullName[4:].lower()
 
@@ -71,7 +73,7 @@ def _argGetter(fullName: str) -> Getter:
             return None
         for part in args.split("&"):
             key, sep, value = part.partition("=")
-            if key.lower() == wanted and (sep or key):
+            if sep and key.lower() == wanted:
                 return value
         return None
 
@@ -80,9 +82,11 @@ def _argGetter(fullName: str) -> Getter:
 
 def _cookieGetter(fullName: str) -> Getter:
     """
-    C{$cookie_name}: the value of the named cookie.
+    C{$cookie_name}: the value of the first cookie of that name, over
+    every C{Cookie} header; names compare without case, as nginx's
+    C{ngx_http_parse_multi_header_lines} does.
     """
-    wanted = fullName[7:]
+    wanted = fullName[7:].lower()
 
     def get(exchange: Any) -> Optional[str]:
         for name, value in exchange.requestHeaders:
@@ -90,7 +94,7 @@ def _cookieGetter(fullName: str) -> Getter:
                 continue
             for part in value.decode("latin-1").split(";"):
                 key, sep, cookieValue = part.strip().partition("=")
-                if sep and key == wanted:
+                if sep and key.lower() == wanted:
                     return cookieValue
         return None
 

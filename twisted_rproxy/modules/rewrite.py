@@ -56,10 +56,14 @@ class ReturnFilter:
             exchange.status = CLOSE_CONNECTION
             exchange.abort()
             return None  # type: ignore[return-value]
-        text = "" if self.value is None else self.value.evaluate(exchange)
+        if self.value is None:
+            # "return 301;" has no target: nginx sends its standard page
+            # for the code and no Location header.
+            return LocalReply(self.code)
+        text = self.value.evaluate(exchange)
         if self.code in REDIRECTS:
             return LocalReply(self.code, b"", ((b"Location", text.encode("latin-1")),))
-        return LocalReply(self.code, text.encode("utf-8"))
+        return LocalReply(self.code, text.encode("utf-8", "surrogateescape"))
 
 
 class RewriteModule(ProxyModule):
