@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.integration.test_proxy -*-
+# -*- test-case-name: tests.unit.test_proxy_request -*-
 """
 After a backend answers C{101 Switching Protocols}, the client and backend
 connections are joined byte for byte (nginx's C{ngx_http_upstream_upgrade}),
@@ -62,6 +62,7 @@ class Tunnel:
         Bytes from the client, to the backend.
         """
         if self.upstream.transport is not None:
+            self.upstream.noteActivity()
             self.upstream.transport.write(data)
 
     def loseConnection(self) -> None:

@@ -326,6 +326,15 @@ class UpstreamHTTPProtocol(Protocol):
         if self.transport is not None:
             self.transport.abortConnection()
 
+    def noteActivity(self) -> None:
+        """
+        The client side of an upgraded connection sent bytes: restart
+        C{proxy_read_timeout}, which nginx re-arms on traffic in either
+        direction of a tunnel, so only a tunnel idle both ways times out.
+        """
+        if self._upgrade and self._handler is not None:
+            self._armTimer()
+
     def abandon(self) -> None:
         """
         The handler gives up on the response in progress (a retry, an
