@@ -1,0 +1,829 @@
+# -*- test-case-name: tests.unit.test_proxy_request -*-
+"""
+Tests for L{twisted_rproxy.upstream.proxyrequest} (with the C{proxy_*}
+directives of L{twisted_rproxy.modules.proxy} that configure it and the
+request body store of L{twisted_rproxy.upstream.body}): one request's trip
+to the backend and back.
+
+Each test compiles a real config on a L{MemoryReactorClock}, talks to the
+client side through a L{StringTransport}, and plays the backend by
+completing the connections the proxy asks the reactor for, so timeouts are
+clock advances and every byte on both wires can be checked.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from typing import Any, List, Optional, Tuple
+
+from twisted.internet.address import IPv4Address
+from twisted.internet.error import ConnectionDone, ConnectionLost, ConnectionRefusedError
+from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.logger import Logger, formatEvent
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase
+
+from twisted_rproxy.service import ProxyFactory, loadConfig
+from twisted_rproxy.upstream.body import RequestBody
+from twisted_rproxy.upstream.proxyrequest import ProxyRequest
+
+BACKEND = "127.0.0.1:8081"
+"""Where the configs proxy to (nothing really listens: the test plays it)."""
+
+SECOND = "127.0.0.1:8082"
+"""A second backend address, for retries between peers."""
+
+
+class Backend:
+    """
+    One backend connection the proxy opened, played by the test.
+
+    @ivar protocol: the endpoint's wrapper around the proxy's codec; feed
+        the backend's bytes to it.
+    @ivar transport: what the proxy wrote to the backend.
+    """
+
+    def __init__(self, protocol: Any, transport: StringTransport, address: Tuple[str, int]):
+        self.protocol = protocol
+        self.transport = transport
+        self.address = address
+
+    def respond(self, data: bytes) -> None:
+        """The backend sends C{data}."""
+        self.protocol.dataReceived(data)
+
+    def close(self, reset: bool = False) -> None:
+        """The backend closes (or resets) the connection."""
+        self.transport.disconnecting = True
+        reason = ConnectionLost() if reset else ConnectionDone()
+        self.protocol.connectionLost(Failure(reason))
+
+    @property
+    def received(self) -> bytes:
+        """Everything the proxy sent on this connection."""
+        return self.transport.value()
+
+    @property
+    def closed(self) -> bool:
+        """Whether the proxy closed (or aborted) this connection."""
+        return bool(self.transport.disconnecting or self.transport.disconnected)
+
+
+class ProxyTestCase(SynchronousTestCase):
+    """
+    Builds a proxy from a config's C{server} body and gives access to its
+    client side, its backend connections and its error log lines.
+    """
+
+    def makeProxy(self, server: str, http: str = "") -> None:
+        """
+        Compile a config whose only server listens on 127.0.0.1:8080 with
+        C{server} inside it (and C{http} in the http block).
+        """
+        self.reactor = MemoryReactorClock()
+        self.reactor.advance(1000)
+        text = (
+            "events {}\nhttp {\n access_log off;\n" + http
+            + "\n server {\n  listen 127.0.0.1:8080;\n" + server + "\n }\n}\n"
+        )
+        self.config = loadConfig(text=text, reactor=self.reactor, prefix=tempfile.mkdtemp())
+        self.factory = ProxyFactory(self.config.listeners[0], self.reactor)
+        self.events: List[dict] = []
+        self.patch(ProxyRequest, "log", Logger(observer=self.events.append))
+        self.connected = 0
+
+    def client(self) -> Tuple[Any, StringTransport]:
+        """
+        A new client connection: its channel and transport.
+        """
+        channel = self.factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 50000))
+        transport = StringTransport(
+            hostAddress=IPv4Address("TCP", "127.0.0.1", 8080),
+            peerAddress=IPv4Address("TCP", "127.0.0.1", 50000),
+        )
+        channel.makeConnection(transport)
+        return channel, transport
+
+    def get(self, path: str = "/", headers: bytes = b"", method: bytes = b"GET",
+            body: bytes = b"") -> Tuple[Any, StringTransport]:
+        """
+        Send one request on a new client connection.
+        """
+        channel, transport = self.client()
+        channel.dataReceived(
+            method + b" " + path.encode("ascii") + b" HTTP/1.1\r\nHost: example.test\r\n"
+            + headers + b"\r\n" + body
+        )
+        return channel, transport
+
+    def pendingConnects(self) -> int:
+        """How many backend connects were asked for and not completed yet."""
+        return len(self.reactor.tcpClients) - self.connected
+
+    def backend(self) -> Backend:
+        """
+        Complete the oldest pending backend connect.
+        """
+        host, port, factory, _timeout, _bind = self.reactor.tcpClients[self.connected]
+        self.connected += 1
+        protocol = factory.buildProtocol(IPv4Address("TCP", host, port))
+        transport = StringTransport(peerAddress=IPv4Address("TCP", host, port))
+        protocol.makeConnection(transport)
+        return Backend(protocol, transport, (host, port))
+
+    def refuse(self) -> None:
+        """
+        Fail the oldest pending backend connect with "connection refused".
+        """
+        _host, _port, factory, _timeout, _bind = self.reactor.tcpClients[self.connected]
+        self.connected += 1
+        factory.clientConnectionFailed(None, Failure(ConnectionRefusedError()))
+
+    def errors(self) -> List[str]:
+        """The proxy's log lines so far, formatted."""
+        return [formatEvent(e) for e in self.events]
+
+    def assertLogged(self, fragment: str) -> str:
+        """Assert one log line contains C{fragment}; return it."""
+        for line in self.errors():
+            if fragment in line:
+                return line
+        self.fail(f"no log line with {fragment!r} in {self.errors()!r}")
+
+    def status(self, transport: StringTransport) -> Optional[int]:
+        """The status of the first response on a client transport."""
+        data = transport.value()
+        if not data.startswith(b"HTTP/1.1 "):
+            return None
+        return int(data[9:12])
+
+    def body(self, transport: StringTransport) -> bytes:
+        """What follows the first response head on a client transport."""
+        return transport.value().partition(b"\r\n\r\n")[2]
+
+
+SIMPLE = f"location / {{ proxy_pass http://{BACKEND}; }}"
+"""The plainest proxy location."""
+
+KEEPALIVE_HTTP = f"upstream u {{ server {BACKEND}; keepalive 4; }}"
+"""An upstream with keepalive connections."""
+
+KEEPALIVE = """location / {
+    proxy_http_version 1.1;
+    proxy_set_header Connection "";
+    %s
+    proxy_pass http://u;
+}"""
+"""The keepalive recipe; C{%s} takes extra directives."""
+
+
+class RequestBuildingTests(ProxyTestCase):
+    """
+    The request sent upstream is built as nginx builds it, except that
+    hop-by-hop headers are dropped as RFC 9110 requires.
+    """
+
+    def test_defaultRequest(self) -> None:
+        """
+        By default: HTTP/1.0, Host from the proxy_pass address, Connection:
+        close, then the client's headers in order.
+        """
+        self.makeProxy(SIMPLE)
+        self.get("/a?b=c", b"X-One: 1\r\nUser-Agent: t\r\n")
+        self.assertEqual(
+            self.backend().received,
+            b"GET /a?b=c HTTP/1.0\r\nHost: 127.0.0.1:8081\r\nConnection: close\r\n"
+            b"X-One: 1\r\nUser-Agent: t\r\n\r\n",
+        )
+
+    def test_hopByHopHeadersDropped(self) -> None:
+        """
+        Headers named by the client's Connection header, Proxy-Connection
+        and the other hop-by-hop headers are not forwarded; the rest are.
+        """
+        self.makeProxy(SIMPLE)
+        self.get("/", b"Connection: keep-alive, X-Foo\r\nX-Foo: f\r\nProxy-Connection: k\r\n"
+                      b"Keep-Alive: 5\r\nTE: trailers\r\nUpgrade: h2c\r\nX-Kept: k\r\n")
+        sent = self.backend().received.lower()
+        for name in (b"x-foo", b"proxy-connection", b"keep-alive", b"te:", b"upgrade"):
+            self.assertNotIn(name, sent)
+        self.assertIn(b"x-kept: k\r\n", sent)
+
+    def test_uriReplacement(self) -> None:
+        """
+        A URI part in proxy_pass replaces the matched location prefix.
+        """
+        self.makeProxy(f"location /api/ {{ proxy_pass http://{BACKEND}/v2/; }}")
+        self.get("/api/users?id=1")
+        self.assertTrue(self.backend().received.startswith(b"GET /v2/users?id=1 HTTP/1.0\r\n"))
+
+    def test_unixTarget(self) -> None:
+        """
+        C{proxy_pass http://unix:/path:/uri} connects to the socket, sends
+        the URI part and C{Host: localhost}, as nginx does.
+        """
+        self.makeProxy("location /app/ { proxy_pass http://unix:/tmp/b.sock:/in/; }")
+        self.get("/app/x")
+        path, factory = self.reactor.unixClients[0][:2]
+        self.assertEqual(path, "/tmp/b.sock")
+        protocol = factory.buildProtocol(None)
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        self.assertTrue(transport.value().startswith(
+            b"GET /in/x HTTP/1.0\r\nHost: localhost\r\n"))
+
+
+class ResponseRelayTests(ProxyTestCase):
+    """
+    Responses are relayed as they arrive, with flow control in both
+    directions.
+    """
+
+    def test_streamsPiecesAsTheyArrive(self) -> None:
+        """
+        Each piece of a chunked backend body reaches the client before the
+        next one exists.
+        """
+        self.makeProxy(SIMPLE)
+        _, client = self.get("/sse")
+        backend = self.backend()
+        backend.respond(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n"
+                        b"Content-Type: text/event-stream\r\n\r\n9\r\ndata: 0\n\n\r\n")
+        self.assertIn(b"data: 0\n\n", client.value())
+        self.assertNotIn(b"data: 1", client.value())
+        backend.respond(b"9\r\ndata: 1\n\n\r\n0\r\n\r\n")
+        self.assertIn(b"data: 1\n\n", client.value())
+        self.assertTrue(client.value().endswith(b"0\r\n\r\n"))
+
+    def test_unbufferedPausesBackendAtOnce(self) -> None:
+        """
+        With C{proxy_buffering off} a client that stops reading pauses
+        reading from the backend immediately, and resuming resumes it.
+        """
+        self.makeProxy(f"location / {{ proxy_buffering off; proxy_pass http://{BACKEND}; }}")
+        channel, _ = self.get("/big")
+        backend = self.backend()
+        backend.respond(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\nxx")
+        channel.pauseProducing()
+        self.assertEqual(backend.transport.producerState, "paused")
+        channel.resumeProducing()
+        self.assertEqual(backend.transport.producerState, "producing")
+
+    def test_bufferedPausesAfterBudget(self) -> None:
+        """
+        With buffering on the proxy keeps reading up to its buffers' size
+        (proxy_buffers + proxy_buffer_size) after the client stalls, then
+        pauses the backend.
+        """
+        self.makeProxy(f"""location / {{
+            proxy_buffers 2 4k; proxy_buffer_size 4k;
+            proxy_pass http://{BACKEND};
+        }}""")
+        channel, _ = self.get("/big")
+        backend = self.backend()
+        backend.respond(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n")
+        channel.pauseProducing()
+        backend.respond(b"x" * 8000)
+        self.assertEqual(backend.transport.producerState, "producing")
+        backend.respond(b"x" * 5000)
+        self.assertEqual(backend.transport.producerState, "paused")
+        channel.resumeProducing()
+        self.assertEqual(backend.transport.producerState, "producing")
+
+    def test_backendConnectionHeadersNotRelayed(self) -> None:
+        """
+        The backend's hop-by-hop headers, and those its Connection header
+        names, stay between it and the proxy.
+        """
+        self.makeProxy(SIMPLE)
+        _, client = self.get("/")
+        self.backend().respond(
+            b"HTTP/1.1 200 OK\r\nConnection: close, X-Secret\r\nX-Secret: s\r\n"
+            b"Keep-Alive: timeout=5\r\nX-Public: p\r\nContent-Length: 0\r\n\r\n"
+        )
+        head = client.value().lower()
+        self.assertNotIn(b"x-secret", head)
+        self.assertNotIn(b"keep-alive:", head)
+        self.assertIn(b"x-public: p", head)
+
+    def test_clientGoneAbortsBackend(self) -> None:
+        """
+        A client that leaves mid-response takes its backend connection
+        with it (proxy_ignore_client_abort off).
+        """
+        self.makeProxy(SIMPLE)
+        channel, _ = self.get("/")
+        backend = self.backend()
+        backend.respond(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n12")
+        channel.connectionLost(Failure(ConnectionDone()))
+        self.assertTrue(backend.closed)
+
+    def test_clientGoneWhileConnectingCancels(self) -> None:
+        """
+        A client that leaves before the backend connect completes cancels
+        it, leaving no timer behind.
+        """
+        self.makeProxy(SIMPLE)
+        channel, _ = self.get("/")
+        channel.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(
+            [c for c in self.reactor.getDelayedCalls() if c.active()], []
+        )
+
+
+class FailureTests(ProxyTestCase):
+    """
+    Backend failures become nginx's answers (502/504, or a cut connection
+    once the head is out) and nginx's error log lines.
+    """
+
+    def test_connectRefused(self) -> None:
+        """
+        A refused connect is a 502, logged as nginx does.
+        """
+        self.makeProxy(SIMPLE)
+        _, client = self.get("/down")
+        self.refuse()
+        self.assertEqual(self.status(client), 502)
+        line = self.assertLogged("connect() failed (111: Connection refused)")
+        self.assertIn(
+            'while connecting to upstream, client: 127.0.0.1, server: , '
+            'request: "GET /down HTTP/1.1", upstream: "http://127.0.0.1:8081/down", '
+            'host: "example.test"', line)
+
+    def test_connectTimeout(self) -> None:
+        """
+        A connect still pending past C{proxy_connect_timeout} on the clock
+        is a 504.
+        """
+        self.makeProxy(f"location / {{ proxy_connect_timeout 5s; proxy_pass http://{BACKEND}; }}")
+        _, client = self.get("/")
+        self.reactor.advance(4.9)
+        self.assertEqual(client.value(), b"")
+        self.reactor.advance(0.2)
+        self.assertEqual(self.status(client), 504)
+        self.assertLogged(
+            "upstream timed out (110: Connection timed out) while connecting to upstream")
+
+    def test_readTimeout(self) -> None:
+        """
+        A backend silent past C{proxy_read_timeout} is a 504, and its
+        connection is dropped.
+        """
+        self.makeProxy(f"location / {{ proxy_read_timeout 7s; proxy_pass http://{BACKEND}; }}")
+        _, client = self.get("/stall")
+        backend = self.backend()
+        self.reactor.advance(6.9)
+        self.assertEqual(client.value(), b"")
+        self.reactor.advance(0.2)
+        self.assertEqual(self.status(client), 504)
+        self.assertTrue(backend.closed)
+        self.assertLogged("upstream timed out (110: Connection timed out) while reading "
+                          "response header from upstream")
+
+    def test_garbledStatusLine(self) -> None:
+        """
+        A response that is not HTTP is a 502.
+        """
+        self.makeProxy(SIMPLE)
+        _, client = self.get("/")
+        self.backend().respond(b"NOT HTTP AT ALL\r\n\r\n")
+        self.assertEqual(self.status(client), 502)
+        self.assertLogged("upstream sent no valid HTTP/1.0 header while reading response "
+                          "header from upstream")
+
+    def test_closeMidBodyCutsClient(self) -> None:
+        """
+        A backend closing inside the body closes the client connection
+        (the head is out: no status can say it any more).
+        """
+        self.makeProxy(SIMPLE)
+        _, client = self.get("/")
+        backend = self.backend()
+        backend.respond(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n12345")
+        backend.close()
+        self.assertEqual(self.status(client), 200)
+        self.assertTrue(client.value().endswith(b"12345"))
+        self.assertTrue(client.disconnecting)
+        self.assertLogged("upstream prematurely closed connection while reading upstream")
+
+
+class RetryTests(ProxyTestCase):
+    """
+    C{proxy_next_upstream}: which failures move a request to the next
+    peer, and which requests may be replayed.
+    """
+
+    UPSTREAM = f"upstream u {{ server {BACKEND}; server {SECOND}; }}"
+
+    def test_refusedMovesOn(self) -> None:
+        """
+        A refused connect (even for a POST, which never got sent) goes on
+        to the next peer, body and all.
+        """
+        self.makeProxy("location / { proxy_pass http://u; }", self.UPSTREAM)
+        _, client = self.get("/", b"Content-Length: 4\r\n", b"POST", b"data")
+        self.refuse()
+        backend = self.backend()
+        self.assertEqual(backend.address, ("127.0.0.1", 8082))
+        self.assertTrue(backend.received.endswith(b"\r\n\r\ndata"))
+        backend.respond(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        self.assertEqual(self.status(client), 200)
+
+    def test_postNotReplayedAfterSending(self) -> None:
+        """
+        A POST that reached a peer which then reset is not replayed: 502.
+        """
+        self.makeProxy("location / { proxy_pass http://u; }", self.UPSTREAM)
+        _, client = self.get("/", b"Content-Length: 4\r\n", b"POST", b"data")
+        self.backend().close(reset=True)
+        self.assertEqual(self.pendingConnects(), 0)
+        self.assertEqual(self.status(client), 502)
+        self.assertLogged("recv() failed (104: Connection reset by peer) while reading "
+                          "response header from upstream")
+
+    def test_postReplayedWhenNonIdempotent(self) -> None:
+        """
+        With C{non_idempotent} the POST goes to the next peer.
+        """
+        self.makeProxy("""location / {
+            proxy_next_upstream error timeout non_idempotent; proxy_pass http://u;
+        }""", self.UPSTREAM)
+        _, client = self.get("/", b"Content-Length: 4\r\n", b"POST", b"data")
+        self.backend().close(reset=True)
+        second = self.backend()
+        self.assertTrue(second.received.endswith(b"data"))
+
+    def test_getReplayedAfterReset(self) -> None:
+        """
+        An idempotent request is retried after a reset.
+        """
+        self.makeProxy("location / { proxy_pass http://u; }", self.UPSTREAM)
+        _, client = self.get("/")
+        self.backend().close(reset=True)
+        self.backend().respond(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        self.assertEqual(self.body(client), b"ok")
+
+    def test_httpStatusRetryDiscardsFirstBody(self) -> None:
+        """
+        With C{http_502} a 502 moves on to the next peer, and nothing of the
+        first response (even bytes arriving later) reaches the client.
+        """
+        self.makeProxy("location / { proxy_next_upstream error http_502; proxy_pass http://u; }",
+                       self.UPSTREAM)
+        _, client = self.get("/")
+        first = self.backend()
+        first.respond(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 10\r\n\r\nfirst")
+        self.assertTrue(first.closed)
+        first.respond(b"-late")
+        self.backend().respond(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nsecond")
+        self.assertEqual(self.status(client), 200)
+        self.assertEqual(self.body(client), b"second")
+
+    def test_triesLimit(self) -> None:
+        """
+        C{proxy_next_upstream_tries 1} allows no second peer.
+        """
+        self.makeProxy("location / { proxy_next_upstream_tries 1; proxy_pass http://u; }",
+                       self.UPSTREAM)
+        _, client = self.get("/")
+        self.refuse()
+        self.assertEqual(self.pendingConnects(), 0)
+        self.assertEqual(self.status(client), 502)
+
+    def test_notFoundIsNotAPeerFailure(self) -> None:
+        """
+        Retrying on C{http_404} does not count the 404 against the peer's
+        health (nginx treats 403 and 404 as answers, not failures).
+        """
+        self.makeProxy("location / { proxy_next_upstream http_404; proxy_pass http://u; }",
+                       self.UPSTREAM)
+        self.get("/")
+        first = self.backend()
+        first.respond(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+        self.backend().respond(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+        upstream = self.config.stateOf("upstream")["upstreams"]["u"]
+        self.assertEqual([p.fails for p in upstream.peers], [0, 0])
+
+
+class KeepaliveTests(ProxyTestCase):
+    """
+    Reuse of backend connections through the keepalive pool.
+    """
+
+    OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+    def test_reused(self) -> None:
+        """
+        The second request goes out on the first one's connection.
+        """
+        self.makeProxy(KEEPALIVE % "", KEEPALIVE_HTTP)
+        self.get("/1")
+        backend = self.backend()
+        backend.respond(self.OK)
+        _, client = self.get("/2")
+        self.assertEqual(self.pendingConnects(), 0)
+        self.assertIn(b"GET /2 HTTP/1.1\r\n", backend.received)
+        self.assertNotIn(b"Connection:", backend.received)
+        backend.respond(self.OK)
+        self.assertEqual(self.body(client), b"ok")
+
+    def test_connectionCloseNotReused(self) -> None:
+        """
+        A backend's C{Connection: close} response ends its connection.
+        """
+        self.makeProxy(KEEPALIVE % "", KEEPALIVE_HTTP)
+        self.get("/1")
+        backend = self.backend()
+        backend.respond(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+        self.assertTrue(backend.closed)
+        self.get("/2")
+        self.assertEqual(self.pendingConnects(), 1)
+
+    def test_staleConnectionRetried(self) -> None:
+        """
+        A reused connection that closes before any response byte (the
+        backend's idle close racing our reuse) is retried on a new
+        connection, transparently for a GET, even with one peer.
+        """
+        self.makeProxy(KEEPALIVE % "", KEEPALIVE_HTTP)
+        self.get("/1")
+        backend = self.backend()
+        backend.respond(self.OK)
+        _, client = self.get("/2")
+        backend.close()
+        fresh = self.backend()
+        self.assertTrue(fresh.received.startswith(b"GET /2 HTTP/1.1\r\n"))
+        fresh.respond(self.OK)
+        self.assertEqual(self.status(client), 200)
+
+    def test_stalePostNotReplayed(self) -> None:
+        """
+        The same for a POST is a 502 (nginx: it may have been processed).
+        """
+        self.makeProxy(KEEPALIVE % "", KEEPALIVE_HTTP)
+        self.get("/1")
+        backend = self.backend()
+        backend.respond(self.OK)
+        _, client = self.get("/2", b"Content-Length: 1\r\n", b"POST", b"x")
+        backend.close()
+        self.assertEqual(self.pendingConnects(), 0)
+        self.assertEqual(self.status(client), 502)
+
+    def test_earlyAnswerWhileBodyUnsentNotReused(self) -> None:
+        """
+        A backend answering before the streamed request body is complete
+        leaves its connection unusable (the rest of the body would be read
+        as the next request).
+        """
+        self.makeProxy(KEEPALIVE % "proxy_request_buffering off;", KEEPALIVE_HTTP)
+        self.get("/", b"Content-Length: 10\r\n", b"POST", b"12345")
+        backend = self.backend()
+        backend.respond(b"HTTP/1.1 413 Too Large\r\nContent-Length: 0\r\n\r\n")
+        self.assertTrue(backend.closed)
+
+
+class RequestBodyTests(ProxyTestCase):
+    """
+    Request bodies: buffered (and replayable) by default, streamed with
+    C{proxy_request_buffering off}.
+    """
+
+    def test_chunkedBufferedSentWithLength(self) -> None:
+        """
+        A chunked body is read whole, then sent with a Content-Length.
+        """
+        self.makeProxy(SIMPLE)
+        channel, _ = self.get("/", b"Transfer-Encoding: chunked\r\n", b"POST",
+                              b"5\r\nhello\r\n")
+        self.assertEqual(self.pendingConnects(), 0)
+        channel.dataReceived(b"6\r\n world\r\n0\r\n\r\n")
+        sent = self.backend().received
+        self.assertIn(b"Content-Length: 11\r\n", sent)
+        self.assertNotIn(b"Transfer-Encoding", sent)
+        self.assertTrue(sent.endswith(b"\r\n\r\nhello world"))
+
+    def test_unbufferedChunkedStreamsChunked(self) -> None:
+        """
+        With request buffering off and HTTP/1.1, a chunked body goes up
+        chunked, each piece as it comes, before the client has finished.
+        """
+        self.makeProxy(f"""location / {{
+            proxy_request_buffering off; proxy_http_version 1.1;
+            proxy_pass http://{BACKEND};
+        }}""")
+        channel, _ = self.get("/", b"Transfer-Encoding: chunked\r\n", b"POST",
+                              b"5\r\nhello\r\n")
+        backend = self.backend()
+        self.assertIn(b"Transfer-Encoding: chunked\r\n", backend.received)
+        self.assertNotIn(b"Content-Length", backend.received)
+        self.assertTrue(backend.received.endswith(b"\r\n\r\n5\r\nhello\r\n"))
+        channel.dataReceived(b"6\r\n world\r\n0\r\n\r\n")
+        self.assertTrue(backend.received.endswith(b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"))
+
+    def test_unbufferedLengthStreams(self) -> None:
+        """
+        With request buffering off, a Content-Length body streams as is.
+        """
+        self.makeProxy(f"""location / {{
+            proxy_request_buffering off; proxy_pass http://{BACKEND};
+        }}""")
+        channel, _ = self.get("/", b"Content-Length: 10\r\n", b"POST", b"12345")
+        backend = self.backend()
+        self.assertIn(b"Content-Length: 10\r\n", backend.received)
+        self.assertTrue(backend.received.endswith(b"\r\n\r\n12345"))
+        channel.dataReceived(b"67890")
+        self.assertTrue(backend.received.endswith(b"1234567890"))
+
+    def test_bigBodySpillsToFile(self) -> None:
+        """
+        A body over C{client_body_buffer_size} is kept in a temporary file
+        (with nginx's warning) and sent whole.
+        """
+        self.makeProxy(f"""client_body_buffer_size 1k; location / {{
+            proxy_pass http://{BACKEND};
+        }}""")
+        body = bytes(range(256)) * 40
+        self.get("/", b"Content-Length: %d\r\n" % len(body), b"PUT", body)
+        self.assertLogged("a client request body is buffered to a temporary file")
+        self.assertTrue(self.backend().received.endswith(b"\r\n\r\n" + body))
+
+    def test_bodySenderFollowsBackpressure(self) -> None:
+        """
+        A buffered body is written only as fast as the backend socket
+        drains: a full socket pauses it, a drained one resumes it.
+        """
+        self.makeProxy(f"""client_body_buffer_size 1k; location / {{
+            proxy_pass http://{BACKEND};
+        }}""")
+        body = b"y" * 300000
+        channel, _ = self.get("/", b"Content-Length: %d\r\n" % len(body), b"PUT", b"")
+        channel.dataReceived(body)
+        host, port, factory, _t, _b = self.reactor.tcpClients[0]
+        protocol = factory.buildProtocol(IPv4Address("TCP", host, port))
+        transport = StringTransport()
+
+        # A StringTransport never pauses its producer by itself: pause it
+        # on the first write after registration, as a full socket would.
+        writes: List[int] = []
+        original = transport.write
+
+        def write(data: bytes) -> None:
+            original(data)
+            writes.append(len(data))
+            if transport.producer is not None and len(writes) == 2:
+                transport.producer.pauseProducing()
+
+        transport.write = write  # type: ignore[method-assign]
+        protocol.makeConnection(transport)
+        sentBefore = len(transport.value())
+        self.assertLess(sentBefore, len(body))
+        transport.producer.resumeProducing()
+        self.assertTrue(transport.value().endswith(body))
+
+
+class RequestBodyStoreTests(SynchronousTestCase):
+    """
+    L{RequestBody} keeps a body for sending and re-sending.
+    """
+
+    def test_memoryThenFile(self) -> None:
+        """
+        Under the limit the body stays in memory; past it, all of it moves
+        to a file, and either way it replays whole, more than once.
+        """
+        body = RequestBody(10)
+        body.append(b"12345")
+        self.assertFalse(body.inFile)
+        body.append(b"678901")
+        self.assertTrue(body.inFile)
+        body.append(b"xyz")
+        for _ in range(2):
+            self.assertEqual(b"".join(body.pieces()), b"12345678901xyz")
+        self.assertEqual(body.length, 14)
+        body.close()
+
+
+class InterceptTests(ProxyTestCase):
+    """
+    C{proxy_intercept_errors} hands backend errors to C{error_page}.
+    """
+
+    CONFIG = f"""location / {{
+        %s
+        error_page 404 /custom404;
+        proxy_pass http://{BACKEND};
+    }}
+    location = /custom404 {{ return 404 "custom\\n"; }}"""
+
+    def test_intercepted(self) -> None:
+        """
+        The backend's 404 is replaced by the error page, and the rest of its
+        body (arriving later) never reaches the client.
+        """
+        self.makeProxy(self.CONFIG % "proxy_intercept_errors on;")
+        _, client = self.get("/missing")
+        backend = self.backend()
+        backend.respond(b"HTTP/1.1 404 Not Found\r\nContent-Length: 20\r\n\r\nbackend")
+        backend.respond(b" 404 body...")
+        self.assertEqual(self.status(client), 404)
+        self.assertEqual(self.body(client), b"custom\n")
+        self.assertTrue(backend.closed)
+
+    def test_passedThrough(self) -> None:
+        """
+        Without interception the backend's own 404 body passes.
+        """
+        self.makeProxy(self.CONFIG % "")
+        _, client = self.get("/missing")
+        self.backend().respond(b"HTTP/1.1 404 Not Found\r\nContent-Length: 7\r\n\r\nbackend")
+        self.assertEqual(self.body(client), b"backend")
+
+    def test_noErrorPageNoInterception(self) -> None:
+        """
+        A status with no error_page passes even with interception on.
+        """
+        self.makeProxy(self.CONFIG % "proxy_intercept_errors on;")
+        _, client = self.get("/x")
+        self.backend().respond(b"HTTP/1.1 500 Oops\r\nContent-Length: 4\r\n\r\noops")
+        self.assertEqual((self.status(client), self.body(client)), (500, b"oops"))
+
+
+class UpgradeTests(ProxyTestCase):
+    """
+    A 101 joins the client and backend connections byte for byte.
+    """
+
+    CONFIG = f"""location / {{
+        proxy_http_version 1.1;
+        proxy_set_header Upgrade $http_upgrade;
+        proxy_set_header Connection $connection_upgrade;
+        proxy_pass http://{BACKEND};
+    }}"""
+    MAP = """map $http_upgrade $connection_upgrade { default upgrade; '' close; }"""
+
+    def test_tunnel(self) -> None:
+        """
+        The Upgrade request goes up with its headers, the 101 comes down
+        with Upgrade and Connection, and then bytes flow both ways,
+        including those that came with the 101.
+        """
+        self.makeProxy(self.CONFIG, self.MAP)
+        channel, client = self.get(
+            "/ws", b"Upgrade: websocket\r\nConnection: Upgrade\r\n")
+        backend = self.backend()
+        self.assertIn(b"Upgrade: websocket\r\nConnection: upgrade\r\n", backend.received)
+        backend.respond(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                        b"Connection: Upgrade\r\n\r\nfirst")
+        head, _, rest = client.value().partition(b"\r\n\r\n")
+        self.assertTrue(head.startswith(b"HTTP/1.1 101 "))
+        self.assertIn(b"Upgrade: websocket", head)
+        self.assertIn(b"Connection: Upgrade", head)
+        self.assertEqual(rest, b"first")
+        channel.dataReceived(b"to backend")
+        self.assertTrue(backend.received.endswith(b"to backend"))
+        backend.respond(b" more")
+        self.assertTrue(client.value().endswith(b"first more"))
+        backend.close()
+        self.assertTrue(client.disconnecting)
+
+    def test_idleTunnelTimesOut(self) -> None:
+        """
+        A tunnel closes after C{proxy_read_timeout} without traffic; bytes
+        in either direction restart the wait, as in nginx.
+        """
+        self.makeProxy(self.CONFIG.replace("proxy_http_version", "proxy_read_timeout 60s; "
+                                           "proxy_http_version"), self.MAP)
+        channel, client = self.get("/ws", b"Upgrade: websocket\r\nConnection: Upgrade\r\n")
+        backend = self.backend()
+        backend.respond(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                        b"Connection: Upgrade\r\n\r\n")
+        self.reactor.advance(59)
+        channel.dataReceived(b"from client")
+        self.reactor.advance(59)
+        backend.respond(b"from backend")
+        self.reactor.advance(59)
+        self.assertFalse(client.disconnecting)
+        self.assertFalse(backend.closed)
+        self.reactor.advance(1)
+        self.assertTrue(client.disconnecting)
+        self.assertTrue(backend.closed)
+
+    def test_withoutRecipeNoUpgradeSent(self) -> None:
+        """
+        Without the recipe the Upgrade header is not forwarded.
+        """
+        self.makeProxy(f"location / {{ proxy_pass http://{BACKEND}; }}")
+        self.get("/ws", b"Upgrade: websocket\r\nConnection: Upgrade\r\n")
+        sent = self.backend().received
+        self.assertNotIn(b"Upgrade", sent)
+        self.assertIn(b"Connection: close\r\n", sent)
+
+    def test_unaskedSwitchIs502(self) -> None:
+        """
+        A 101 to a request that asked for no upgrade is a broken backend.
+        """
+        self.makeProxy(self.CONFIG, self.MAP)
+        _, client = self.get("/")
+        self.backend().respond(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n")
+        self.assertEqual(self.status(client), 502)
