@@ -128,8 +128,13 @@ def _timeISO(exchange: Any) -> str:
 
 
 def _requestTime(exchange: Any) -> str:
+    """
+    C{$request_time}: whole milliseconds since the request began, shown as
+    seconds; nginx truncates to the millisecond rather than rounding.
+    """
     end = exchange.endTime or time.time()
-    return "%.3f" % max(0.0, end - exchange.startTime)
+    ms = max(0, int((end - exchange.startTime) * 1000))
+    return "%d.%03d" % divmod(ms, 1000)
 
 
 _HOSTNAME = socket.gethostname()
