@@ -491,6 +491,22 @@ class RetryTests(ProxyTestCase):
         self.assertEqual(self.pendingConnects(), 0)
         self.assertEqual(self.status(client), 502)
 
+    def test_noLiveUpstreams(self) -> None:
+        """
+        Once every peer is marked failed, a request gets a 502 at once,
+        logged as nginx's "no live upstreams" line naming the group.
+        """
+        self.makeProxy("location / { proxy_pass http://u; }", self.UPSTREAM)
+        _, first = self.get("/1")
+        self.refuse()
+        self.refuse()
+        self.assertEqual(self.status(first), 502)
+        _, client = self.get("/2")
+        self.assertEqual(self.pendingConnects(), 0)
+        self.assertEqual(self.status(client), 502)
+        line = self.assertLogged("no live upstreams while connecting to upstream")
+        self.assertIn('request: "GET /2 HTTP/1.1", upstream: "http://u/2"', line)
+
     def test_notFoundIsNotAPeerFailure(self) -> None:
         """
         Retrying on C{http_404} does not count the 404 against the peer's

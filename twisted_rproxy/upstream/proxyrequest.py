@@ -200,9 +200,7 @@ class ProxyRequest:
             return
         peer = self.upstream.balancer.pick(self.exchange, self.tried)
         if peer is None:
-            self.log.error(
-                'no live upstreams while connecting to upstream "{name}"', name=self.upstream.name
-            )
+            self._logError(UpstreamError("error", "no live upstreams", "connecting to upstream"))
             self._finishWithError(502)
             return
         self.peer = peer
@@ -462,7 +460,7 @@ class ProxyRequest:
             client=peer,
             server=exchange.server.primaryName if exchange.server else "",
             request=self._requestLine(),
-            upstream=self.peer.name if self.peer is not None else "",
+            upstream=self.peer.name if self.peer is not None else self.upstream.name,
             uri=self.uri.decode("latin-1"),
             host=exchange.host,
         )
