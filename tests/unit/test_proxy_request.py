@@ -217,6 +217,41 @@ class RequestBuildingTests(ProxyTestCase):
         self.get("/api/users?id=1")
         self.assertTrue(self.backend().received.startswith(b"GET /v2/users?id=1 HTTP/1.0\r\n"))
 
+    def test_variableLiteralAddress(self) -> None:
+        """
+        A C{proxy_pass} URL built from variables may name a literal IP
+        address and port (no resolver needed, as in nginx), with its URI
+        part replacing the request's.
+        """
+        self.makeProxy("location / { proxy_pass http://$http_x_target/fixed$is_args$args; }")
+        self.get("/anything?q=1", b"X-Target: 127.0.0.1:8083\r\n")
+        backend = self.backend()
+        self.assertEqual(backend.address, ("127.0.0.1", 8083))
+        self.assertTrue(backend.received.startswith(
+            b"GET /fixed?q=1 HTTP/1.0\r\nHost: 127.0.0.1:8083\r\n"))
+
+    def test_variableUpstreamName(self) -> None:
+        """
+        A variable URL naming an C{upstream} block uses that group.
+        """
+        self.makeProxy("location / { proxy_pass http://$http_x_target; }",
+                       f"upstream u {{ server {SECOND}; }}")
+        self.get("/x", b"X-Target: u\r\n")
+        backend = self.backend()
+        self.assertEqual(backend.address, ("127.0.0.1", 8082))
+        self.assertIn(b"Host: u\r\n", backend.received)
+
+    def test_variableHostNameNeedsResolver(self) -> None:
+        """
+        A host name from a variable needs a resolver, which there is not:
+        502, with nginx's log line.
+        """
+        self.makeProxy("location / { proxy_pass http://$http_x_target:8080; }")
+        _, client = self.get("/x", b"X-Target: backend.example\r\n")
+        self.assertEqual(self.pendingConnects(), 0)
+        self.assertEqual(self.status(client), 502)
+        self.assertLogged("no resolver defined to resolve backend.example")
+
     def test_unixTarget(self) -> None:
         """
         C{proxy_pass http://unix:/path:/uri} connects to the socket, sends

@@ -8,6 +8,7 @@ small).
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any, Iterator, List, Optional
 from urllib.parse import quote
 
@@ -17,6 +18,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from .body import RequestBody
+from .cluster import Peer, RoundRobinBalancer, Upstream, splitHostPort
 from .http1 import UpstreamError
 
 #: Hop-by-hop headers (RFC 9110 7.6.1) never passed in either direction.
@@ -118,20 +120,39 @@ class ProxyRequest:
             self.connect()
 
     def _resolveVariableURL(self) -> bool:
+        """
+        Find the backend of a C{proxy_pass} URL with variables: a named
+        C{upstream}, or (as nginx does without a resolver) a literal IP
+        address or C{unix:} socket, used as a one-peer group for this
+        request.
+
+        @return: whether the request can go on; if not, a 502 was sent.
+        """
         from ..modules.proxy import splitURL
 
         url = self.handler.target.url.evaluate(self.exchange)
         scheme, authority, uri = splitURL(url)
-        upstream = self.handler.upstreams.get(authority)
-        if scheme != "http" or upstream is None:
-            self.log.error(
-                "no upstream named {authority!r} for proxy_pass {url!r} (a resolver is not "
-                "supported yet)", authority=authority, url=url
-            )
+        upstream = None
+        if scheme == "http":
+            upstream = self.handler.upstreams.get(authority)
+            if upstream is None:
+                upstream = _literalUpstream(authority, self.reactor)
+        if upstream is None:
+            if scheme == "http":
+                try:
+                    host = splitHostPort(authority, 80)[0]
+                except ValueError:
+                    host = authority
+                message = f"no resolver defined to resolve {host}"
+            else:
+                message = f'invalid URL prefix in "{url}"'
+            self._logRequest("error", message)
             self.exchange.sendLocalReply(502)
             return False
         self.upstream = upstream
-        self.proxyHost = authority
+        self.proxyHost = "localhost" if authority.startswith("unix:") else (
+            authority[:-3] if authority.endswith(":80") else authority
+        )
         self.variableURI = uri
         return True
 
@@ -603,6 +624,25 @@ class ProxyRequest:
         if not self.done:
             self.done = True
             self._releaseConnection(False, failed=False)
+
+
+def _literalUpstream(authority: str, reactor: Any) -> Optional[Upstream]:
+    """
+    A one-peer group for an address nginx can use without resolving it: a
+    literal IPv4/IPv6 address (with an optional port) or C{unix:PATH}.
+
+    @return: the group, or C{None} when C{authority} is a host name.
+    """
+    if authority.startswith("unix:"):
+        peer = Peer(None, 0, authority[5:])
+    else:
+        try:
+            host, port = splitHostPort(authority, 80)
+            ipaddress.ip_address(host)
+        except ValueError:
+            return None
+        peer = Peer(host, port)
+    return Upstream(authority, [peer], RoundRobinBalancer([peer], reactor), implicit=True)
 
 
 def lower_startswith(text: str, prefix: str, refresh: bool = False) -> bool:
