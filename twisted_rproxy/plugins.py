@@ -7,9 +7,13 @@ with no other change.
 
 from __future__ import annotations
 
-from typing import Any, List, Optional
+import importlib
+from typing import Any, Dict, List, Optional
 
 from twisted.plugin import getCache
+from twisted.python.modules import getModule
+from zope.interface.exceptions import Invalid
+from zope.interface.verify import verifyObject
 
 from .interfaces import IProxyModule
 
@@ -27,16 +31,23 @@ def loadModules(package: Any = None) -> List[Any]:
     Unlike C{getPlugins}, which logs and skips a plugin that fails to
     import, a broken plugin here is an error naming it: a proxy that
     silently lacks a feature its config relies on is worse than one that
-    refuses to start.
+    refuses to start.  C{getCache} leaves a module that fails to import
+    out of its cache, so every C{rproxy_*.py} module of the package (the
+    naming the plugin how-to asks for) missing from the cache is imported
+    here again to report why; other packages' broken plugins stay Twisted's
+    business.
 
     @param package: the plugin package to scan (default
         C{twisted.plugins}); tests pass their own.
-    @raise PluginError: for an import failure or a duplicate name.
+    @raise PluginError: for an import failure, an object that does not
+        provide L{IProxyModule}, or a duplicate name.
     """
     if package is None:
         import twisted.plugins as package  # type: ignore[no-redef]
+    cache = getCache(package)
+    _checkImports(package, cache)
     found: dict = {}
-    for moduleName, dropin in sorted(getCache(package).items()):
+    for moduleName, dropin in sorted(cache.items()):
         for plugin in dropin.plugins:
             if IProxyModule not in plugin.provided:
                 continue
@@ -46,6 +57,13 @@ def loadModules(package: Any = None) -> List[Any]:
                 raise PluginError(
                     f'plugin "{plugin.name}" in {dropin.moduleName} failed to load: {e!r}'
                 ) from e
+            try:
+                verifyObject(IProxyModule, module)
+            except Invalid as e:
+                raise PluginError(
+                    f'plugin "{plugin.name}" in {dropin.moduleName} is not a '
+                    f"valid IProxyModule: {e}"
+                ) from e
             _add(found, module, dropin.moduleName)
     if "http_core" not in found:
         raise PluginError(
@@ -53,6 +71,30 @@ def loadModules(package: Any = None) -> List[Any]:
             "twisted_rproxy installed (pip install .)?"
         )
     return list(found.values())
+
+
+def _checkImports(package: Any, cache: Dict[str, Any]) -> None:
+    """
+    Raise for the first C{rproxy_*} plugin module of C{package} that
+    C{getCache} could not import.
+
+    @raise PluginError: naming the module and the exception it raised.
+    """
+    for pluginModule in getModule(package.__name__).iterModules():
+        key = pluginModule.name.split(".")[-1]
+        if not key.startswith("rproxy_") or key in cache:
+            continue
+        try:
+            importlib.import_module(pluginModule.name)
+        except Exception as e:
+            raise PluginError(
+                f'plugin module "{pluginModule.name}" '
+                f"({pluginModule.filePath.path}) failed to import: {e!r}"
+            ) from e
+        raise PluginError(
+            f'plugin module "{pluginModule.name}" ({pluginModule.filePath.path}) '
+            "could not be scanned for plugins"
+        )
 
 
 def _add(found: dict, module: Any, where: Optional[str]) -> None:

@@ -402,7 +402,7 @@ class AccessLogTests(ConfigTestCase):
         )
 
 
-class LogFileTests(SynchronousTestCase):
+class LogFileTests(ConfigTestCase):
     """
     L{LogFile} sharing by path.
     """
@@ -411,7 +411,7 @@ class LogFileTests(SynchronousTestCase):
         """
         A closed L{LogFile} is not handed out again.
         """
-        path = self.mktemp()
+        path = os.path.join(self.prefix, "logs", "closed.log")
         first = LogFile.open(path)
         first.close()
         second = LogFile.open(path)
