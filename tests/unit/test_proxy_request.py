@@ -353,6 +353,22 @@ class ResponseRelayTests(ProxyTestCase):
         channel.connectionLost(Failure(ConnectionDone()))
         self.assertTrue(backend.closed)
 
+    def test_ignoreClientAbort(self) -> None:
+        """
+        With C{proxy_ignore_client_abort on} a client that leaves does not
+        cut the backend off: its response is read to the end and dropped,
+        and the connection goes back to the pool.
+        """
+        self.makeProxy(KEEPALIVE % "proxy_ignore_client_abort on;", KEEPALIVE_HTTP)
+        channel, client = self.get("/slow")
+        backend = self.backend()
+        channel.connectionLost(Failure(ConnectionDone()))
+        backend.respond(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nab")
+        backend.respond(b"cd")
+        self.assertFalse(backend.closed)
+        self.assertEqual(client.value(), b"")
+        self.assertEqual(self.config.stateOf("upstream")["pool"].idleCount(), 1)
+
     def test_clientGoneWhileConnectingCancels(self) -> None:
         """
         A client that leaves before the backend connect completes cancels

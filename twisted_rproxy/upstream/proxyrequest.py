@@ -316,6 +316,14 @@ class ProxyRequest:
             self._releaseConnection(False, failed=status not in (403, 404))
             self.connect()
             return
+        if exchange.aborted:
+            # Only with proxy_ignore_client_abort: the client is gone, but
+            # the response is read to its end (and dropped) so the backend
+            # finishes its work and its connection stays reusable.
+            if status == 101:
+                self.done = True
+                self._releaseConnection(False, failed=False)
+            return
         if self.settings.interceptErrors and status >= 300 and self._hasErrorPage(status):
             self._releaseConnection(False, failed=False)
             self._finishWithError(status)
