@@ -101,6 +101,7 @@ class HTTPChannel(Protocol):
         self._writePaused = False
         self._continueSent = False
         self._timer: Any = None
+        self._timerWhy = ""
         self._inReadHeads = False
         self._chunkedOut = False
         self._tunnel: Any = None
@@ -136,7 +137,9 @@ class HTTPChannel(Protocol):
             if not exchange.bodyComplete:
                 exchange.bodyFailed(ClientGone())
             exchange.clientClosed()
-            if not exchange.headSent:
+            if not exchange.headSent and not exchange.status:
+                # 499 is for a client that left on its own; a timeout has
+                # already recorded 408.
                 exchange.status = 499
             self._logExchange(exchange)
 
@@ -146,15 +149,18 @@ class HTTPChannel(Protocol):
         self._cancelTimer()
         if seconds:
             self._timer = self._reactor.callLater(seconds, self._timedOut, why)
+            self._timerWhy = why
 
     def _cancelTimer(self) -> None:
         if self._timer is not None:
             if self._timer.active():
                 self._timer.cancel()
             self._timer = None
+            self._timerWhy = ""
 
     def _timedOut(self, why: str) -> None:
         self._timer = None
+        self._timerWhy = ""
         if why != "keepalive_timeout":
             self.log.info(
                 "client timed out ({why}) from {peer}", why=why, peer=self._peerText()
@@ -200,7 +206,11 @@ class HTTPChannel(Protocol):
 
     def _readHeadsLoop(self) -> None:
         while self._state == _HEAD and self._buffer:
-            if self._requests and self._timer is not None and not self._exchange:
+            if self._timerWhy == "keepalive_timeout":
+                # The next request has begun: from its first byte it has
+                # client_header_timeout to complete.  Only this switch
+                # starts the timer, so later bytes of the same head cannot
+                # push it back (a client trickling its head byte by byte).
                 self._setTimer(self._headerTimeout, "client_header_timeout")
             end = findHeadEnd(self._buffer)
             if end < 0:
@@ -263,13 +273,12 @@ class HTTPChannel(Protocol):
             self._state = _WAIT
             exchange.bodyFinished()
         exchange.hasBody = framing.kind != "none"
-        if self._state == _BODY:
-            self._setTimer(
-                self.listener.defaultServer.conf.get("client_body_timeout"),
-                "client_body_timeout",
-            )
         self._maxBody = 0
         exchange.dispatch()
+        if self._state == _BODY and self._exchange is exchange and self._timer is None:
+            # After dispatch, so the chosen location's client_body_timeout
+            # applies (an early response has already set it).
+            self._setTimer(exchange.conf.get("client_body_timeout"), "client_body_timeout")
         if exchange.location is not None:
             self._maxBody = exchange.location.conf.get("client_max_body_size") or 0
 
@@ -325,7 +334,7 @@ class HTTPChannel(Protocol):
             self._bodyError(exchange, BodyTooLarge(), 413)
             return
         if self._timer is not None:
-            self._timer.reset(self.listener.defaultServer.conf.get("client_body_timeout"))
+            self._timer.reset(exchange.conf.get("client_body_timeout"))
         if exchange.finished:
             return  # discarding the body of an answered request
         exchange.bodyReceived(data)
@@ -527,12 +536,15 @@ class HTTPChannel(Protocol):
         self._nextRequest()
 
     def _nextRequest(self) -> None:
+        # keepalive_timeout is a location directive in nginx: the one of
+        # the request just answered applies to the idle time after it.
+        finished = self._exchange
+        conf = finished.conf if finished is not None else self.listener.defaultServer.conf
         self._exchange = None
         self._state = _HEAD
         self._resumeReading("pipeline")
         self._resumeReading("body")
         self._resumeReading("queue")
-        conf = self.listener.defaultServer.conf
         self._setTimer(conf.get("keepalive_timeout"), "keepalive_timeout")
         if self._buffer and not self._inReadHeads:
             self._readHeads()
