@@ -94,7 +94,6 @@ class HTTPChannel(Protocol):
         self._remaining = 0
         self._decoder: Optional[ChunkedDecoder] = None
         self._bodyReceived = 0
-        self._maxBody = 0
         self._chunked = False
         self._requests = 0
         self._readPauses: set = set()
@@ -273,14 +272,11 @@ class HTTPChannel(Protocol):
             self._state = _WAIT
             exchange.bodyFinished()
         exchange.hasBody = framing.kind != "none"
-        self._maxBody = 0
         exchange.dispatch()
         if self._state == _BODY and self._exchange is exchange and self._timer is None:
             # After dispatch, so the chosen location's client_body_timeout
             # applies (an early response has already set it).
             self._setTimer(exchange.conf.get("client_body_timeout"), "client_body_timeout")
-        if exchange.location is not None:
-            self._maxBody = exchange.location.conf.get("client_max_body_size") or 0
 
     def _clientKeepAlive(self, version: bytes, exchange: Exchange) -> bool:
         connection = exchange.header(b"connection")
@@ -291,12 +287,17 @@ class HTTPChannel(Protocol):
 
     def declaredBodyLength(self, exchange: Exchange) -> int:
         """
-        @return: the Content-Length the client declared (0 for chunked or
-            none), so C{client_max_body_size} can refuse early.
+        @return: the Content-Length the client declared, or for a chunked
+            body the bytes received so far (0 for none), so
+            C{client_max_body_size} can refuse early.
         """
-        if exchange is self._exchange and self._state == _BODY and not self._chunked:
+        if exchange is not self._exchange:
+            return 0
+        if self._state == _BODY and not self._chunked:
             return self._remaining + self._bodyReceived
-        return 0
+        # Chunked: what has arrived so far, in case the location is chosen
+        # only after (part of) the body was read.
+        return self._bodyReceived
 
     def _feedBody(self, data: bytes) -> bytes:
         """
@@ -330,7 +331,12 @@ class HTTPChannel(Protocol):
 
     def _deliver(self, exchange: Exchange, data: bytes) -> None:
         self._bodyReceived += len(data)
-        if self._maxBody and self._bodyReceived > self._maxBody:
+        # Looked up here rather than once after dispatch: a phase filter
+        # may choose the location only later (a Deferred), and the limit
+        # must hold for the bytes that arrive after that too.
+        location = exchange.location
+        maxBody = location.conf.get("client_max_body_size") if location is not None else 0
+        if maxBody and self._bodyReceived > maxBody:
             self._bodyError(exchange, BodyTooLarge(), 413)
             return
         if self._timer is not None:
