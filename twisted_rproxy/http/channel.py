@@ -378,17 +378,27 @@ class HTTPChannel(Protocol):
         A handler asked for the body: honour C{Expect: 100-continue}.
         """
         self._resumeReading("queue")
-        if (
+        if self._awaitingContinue(exchange) and not exchange.headSent:
+            self._continueSent = True
+            self.transport.write(_CONTINUE)
+
+    def _awaitingContinue(self, exchange: Exchange) -> bool:
+        """
+        Whether the client sent C{Expect: 100-continue} and may be holding
+        its body back until told to go on: nothing of the body has arrived
+        and no C{100 Continue} was sent (RFC 9110 section 10.1.1).
+        """
+        if not (
             exchange is self._exchange
             and self._state == _BODY
             and not self._continueSent
-            and not exchange.headSent
+            and self._bodyReceived == 0
+            and not self._buffer
             and exchange.version == b"HTTP/1.1"
         ):
-            expect = exchange.header(b"expect")
-            if expect is not None and expect.lower() == b"100-continue":
-                self._continueSent = True
-                self.transport.write(_CONTINUE)
+            return False
+        expect = exchange.header(b"expect")
+        return expect is not None and expect.lower() == b"100-continue"
 
     def pauseBody(self, exchange: Exchange) -> None:
         """
@@ -455,6 +465,10 @@ class HTTPChannel(Protocol):
                 self._requests >= conf.get("keepalive_requests")
                 or not conf.get("keepalive_timeout")
                 or self._readPauses - {"body", "queue"}
+                # Answered without 100 Continue: the client may never send
+                # the body, so neither waiting for it nor reading what
+                # follows as the next request is safe.
+                or self._awaitingContinue(exchange)
             ):
                 exchange.keepAlive = False
         server = SERVER_SOFTWARE if conf.get("server_tokens") else "twisted_rproxy"
