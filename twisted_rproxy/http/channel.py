@@ -464,7 +464,7 @@ class HTTPChannel(Protocol):
             if (
                 self._requests >= conf.get("keepalive_requests")
                 or not conf.get("keepalive_timeout")
-                or self._readPauses - {"body", "queue"}
+                or "closing" in self._readPauses
                 # Answered without 100 Continue: the client may never send
                 # the body, so neither waiting for it nor reading what
                 # follows as the next request is safe.
