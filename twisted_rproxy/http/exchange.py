@@ -26,6 +26,10 @@ Headers = List[Tuple[bytes, bytes]]
 #: Statuses that C{add_header} without C{always} applies to (nginx).
 ADD_HEADER_STATUSES = frozenset({200, 201, 204, 206, 301, 302, 303, 304, 307, 308})
 
+#: Error pages after which nginx closes the connection rather than trust
+#: it further (C{ngx_http_special_response_handler}).
+CLOSING_ERRORS = frozenset({400, 413, 414, 495, 496, 497, 500, 501})
+
 
 @implementer(IExchange)
 class Exchange:
@@ -417,6 +421,8 @@ class Exchange:
             if not self.finished:
                 self.abort()
             return
+        if not body and status in CLOSING_ERRORS:
+            self.keepAlive = False
         if not body and status >= 300 and self._errorPageRedirect(status):
             return
         out = list(headers)
