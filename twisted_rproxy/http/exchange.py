@@ -7,6 +7,7 @@ filters, and the response head and body on their way to the codec.
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any, Callable, List, Mapping, Optional, Sequence, Tuple
 
@@ -25,6 +26,13 @@ Headers = List[Tuple[bytes, bytes]]
 
 #: Statuses that C{add_header} without C{always} applies to (nginx).
 ADD_HEADER_STATUSES = frozenset({200, 201, 204, 206, 301, 302, 303, 304, 307, 308})
+
+#: The authority of an absolute-form target as nginx's request-line parser
+#: accepts it: a name of letters, digits, "." and "-", or an IP literal in
+#: brackets, then an optional port.
+_ABSOLUTE_AUTHORITY_RE = re.compile(
+    rb"(?:\[[0-9A-Za-z:._~!$&'()*+,;=-]*\]|[0-9A-Za-z.-]*)(?::[0-9]*)?"
+)
 
 #: Error pages after which nginx closes the connection rather than trust
 #: it further (C{ngx_http_special_response_handler}).
@@ -137,9 +145,15 @@ class Exchange:
             scheme, sep, rest = target.partition(b"://")
             if not sep or scheme.lower() not in (b"http", b"https"):
                 return 400
-            authority, slash, remainder = rest.partition(b"/")
-            hostHeader = authority
-            target = slash + remainder if slash else b"/"
+            match = _ABSOLUTE_AUTHORITY_RE.match(rest)  # matches, maybe empty
+            end = match.end() if match is not None else 0
+            if rest[end : end + 1] not in (b"", b"/", b"?"):
+                # Userinfo, "#", "_" or an unclosed "[" in the authority:
+                # nginx's request-line parser refuses these with 400.
+                return 400
+            hostHeader = rest[:end]
+            # "http://host?q" means "/?q", as in nginx.
+            target = rest[end:] if rest[end : end + 1] == b"/" else b"/" + rest[end:]
         listener = self.channel.listener
         if hostHeader is None:
             host: Optional[str] = ""
