@@ -1,0 +1,187 @@
+# -*- test-case-name: tests.integration.test_bench -*-
+"""
+The configs of one benchmark run: the backend nginx that serves fixed
+bodies, the proxy config that nginx and twisted_rproxy both run unchanged,
+and haproxy's equivalent.  Pure text generation, so a test can check it
+without starting anything.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Dict
+
+BODY_SIZES: Dict[str, int] = {"1k": 1024, "64k": 64 * 1024, "1m": 1024 * 1024}
+"""The fixed response bodies the backend serves, by URL path (C{/1k} ...)."""
+
+POST_PATH = "/post"
+"""The backend's request-body sink: reads the body, answers 200 "ok"."""
+
+SSE_PATH = "/sse"
+"""The streaming location: proxied with C{proxy_buffering off}."""
+
+UPSTREAM_KEEPALIVE = 32
+"""Idle keepalive connections each proxy keeps to the backend."""
+
+_TEMP_PATHS = """\
+    client_body_temp_path client_body_temp;
+    proxy_temp_path proxy_temp;
+    fastcgi_temp_path fastcgi_temp;
+    uwsgi_temp_path uwsgi_temp;
+    scgi_temp_path scgi_temp;
+"""
+
+
+def writeBodies(root: Path) -> None:
+    """
+    Write the fixed bodies the backend serves as static files under
+    C{root} (one file per entry of L{BODY_SIZES}, named like its path).
+
+    @param root: the backend's document root; created if missing.
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    pattern = b"0123456789abcdef" * 64
+    for name, size in BODY_SIZES.items():
+        body = (pattern * (size // len(pattern) + 1))[:size]
+        (root / name).write_bytes(body)
+
+
+def backendConfig(port: int, connections: int) -> str:
+    """
+    The backend nginx: one worker serving the fixed bodies from C{html/}
+    with sendfile, and a POST sink, on 127.0.0.1:C{port}.
+
+    @param port: where the backend listens.
+    @param connections: C{worker_connections}; enough for every upstream
+        connection the proxies open.
+    @return: a complete nginx.conf (paths relative to its C{-p} prefix).
+    """
+    return f"""\
+worker_processes 1;
+worker_rlimit_nofile {connections * 2};
+events {{
+    worker_connections {connections};
+}}
+http {{
+    access_log off;
+{_TEMP_PATHS}    default_type application/octet-stream;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_requests 1000000;
+    keepalive_timeout 300s;
+    server {{
+        listen 127.0.0.1:{port};
+        root html;
+        location / {{
+        }}
+        location = {POST_PATH} {{
+            client_max_body_size 1m;
+            client_body_buffer_size 64k;
+            return 200 "ok\\n";
+        }}
+    }}
+}}
+"""
+
+
+def proxyConfig(port: int, backendPort: int, streamPort: int, connections: int) -> str:
+    """
+    The proxy config, one text for nginx and twisted_rproxy: one worker,
+    no access log, a keepalive upstream spoken to in HTTP/1.1 with the
+    client's C{Connection} header cleared, and C{proxy_buffering off} for
+    the streaming location.  Everything else is left at the defaults the
+    two share.
+
+    @param port: where the proxy listens (127.0.0.1).
+    @param backendPort: the nginx backend's port.
+    @param streamPort: the SSE backend's port.
+    @param connections: C{worker_connections} (and the fd limit asked
+        for), sized for the idle-connection scenarios.
+    @return: a complete nginx.conf.
+    """
+    proxyHeaders = """\
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+"""
+    return f"""\
+worker_processes 1;
+worker_rlimit_nofile {connections + 1024};
+events {{
+    worker_connections {connections};
+}}
+http {{
+    access_log off;
+    # The default 16k sends a 16 KiB body through a temporary file, then
+    # to the upstream with sendfile after the head, where Nagle and
+    # delayed ACKs stall every request ~40 ms (2,000 req/s instead of
+    # 28,000): keep bodies of the post16k scenario in memory.
+    client_body_buffer_size 32k;
+{_TEMP_PATHS}
+    upstream backend {{
+        server 127.0.0.1:{backendPort};
+        keepalive {UPSTREAM_KEEPALIVE};
+    }}
+    upstream stream {{
+        server 127.0.0.1:{streamPort};
+        keepalive {UPSTREAM_KEEPALIVE};
+    }}
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            proxy_pass http://backend;
+{proxyHeaders}        }}
+        location {SSE_PATH} {{
+            proxy_pass http://stream;
+{proxyHeaders}            proxy_buffering off;
+        }}
+    }}
+}}
+"""
+
+
+def haproxyConfig(port: int, backendPort: int, streamPort: int, connections: int,
+                  strictLimits: bool = True) -> str:
+    """
+    haproxy's equivalent of L{proxyConfig}: one thread, HTTP mode with
+    keepalive on both sides (haproxy's default connection reuse), no
+    logging, the streaming path routed to the SSE backend with
+    C{option http-no-delay} (haproxy never buffers a body, but without it
+    sends with MSG_MORE and the kernel holds small events back up to
+    200 ms: the equivalent of C{proxy_buffering off}).
+
+    @param port: where haproxy listens (127.0.0.1).
+    @param backendPort: the nginx backend's port.
+    @param streamPort: the SSE backend's port.
+    @param connections: C{maxconn}.
+    @param strictLimits: when false, C{no strict-limits}: haproxy reserves
+        two descriptors per connection and by default refuses to start when
+        the fd limit is lower; this way it warns and runs (idle client
+        connections need only one each, as in nginx).
+    @return: a complete haproxy.cfg.
+    """
+    limits = "" if strictLimits else "    no strict-limits\n"
+    return f"""\
+global
+    maxconn {connections}
+    nbthread 1
+{limits}
+defaults
+    mode http
+    option http-keep-alive
+    timeout connect 60s
+    timeout client 75s
+    timeout server 60s
+    timeout http-keep-alive 75s
+
+frontend bench
+    bind 127.0.0.1:{port}
+    use_backend stream if {{ path_beg {SSE_PATH} }}
+    default_backend backend
+
+backend backend
+    server b1 127.0.0.1:{backendPort}
+
+backend stream
+    option http-no-delay
+    server s1 127.0.0.1:{streamPort}
+"""
