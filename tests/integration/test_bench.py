@@ -1,0 +1,137 @@
+"""
+Smoke tests of the benchmark harness (bench/): the configs it generates
+are accepted by twisted_rproxy (and nginx), its report code copes with
+missing figures, and one very short real run writes the JSON it promises.
+No performance figure is asserted anywhere: speed is measured by running
+C{python3 bench/run.py}, never judged by the test suite.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench import configs, report
+from bench.load import _ChunkedDecoder, wrkScript
+from tests.integration.harness import REPO_ROOT, _subprocessEnv, findNginx
+
+WRK_FIGURES = {"rps", "requests", "p50_ms", "p99_ms", "cpu_percent", "cpu_seconds",
+               "rss_mib", "peak_rss_mib", "error_total", "errors", "connections"}
+"""What every proxy's entry in a wrk scenario carries."""
+
+
+def _checkConfig(command: list, prefix: Path) -> subprocess.CompletedProcess:
+    """Run a C{-t} config check, returning the finished process."""
+    return subprocess.run(command, cwd=str(prefix), env=_subprocessEnv(),
+                          capture_output=True, text=True, timeout=60)
+
+
+class TestConfigs:
+    """The generated configs are the ones the benchmark claims to run."""
+
+    def testProxyConfigShape(self) -> None:
+        """One worker, keepalive HTTP/1.1 upstream, unbuffered streaming."""
+        text = configs.proxyConfig(8080, 9000, 9001, 4096)
+        for expected in ("worker_processes 1;", f"keepalive {configs.UPSTREAM_KEEPALIVE};",
+                         "proxy_http_version 1.1;", 'proxy_set_header Connection "";',
+                         "proxy_buffering off;", "listen 127.0.0.1:8080;",
+                         "server 127.0.0.1:9000;", "server 127.0.0.1:9001;"):
+            assert expected in text
+
+    def testRproxyAcceptsProxyConfig(self, tmp_path: Path) -> None:
+        """twisted_rproxy -t accepts the shared proxy config unchanged."""
+        conf = tmp_path / "nginx.conf"
+        conf.write_text(configs.proxyConfig(8080, 9000, 9001, 4096))
+        result = _checkConfig([sys.executable, "-m", "twisted_rproxy", "-t", "-p",
+                               str(tmp_path), "-c", str(conf)], tmp_path)
+        assert result.returncode == 0, result.stderr
+
+    def testNginxAcceptsConfigs(self, tmp_path: Path) -> None:
+        """nginx -t accepts the proxy and backend configs."""
+        nginx = findNginx()
+        if nginx is None:
+            pytest.skip("nginx is not installed")
+        for name, text in (("proxy", configs.proxyConfig(8080, 9000, 9001, 4096)),
+                           ("backend", configs.backendConfig(9000, 4096))):
+            prefix = tmp_path / name
+            (prefix / "logs").mkdir(parents=True)
+            conf = prefix / "nginx.conf"
+            conf.write_text(text)
+            extra = "user root; " if os.geteuid() == 0 else ""
+            result = _checkConfig(
+                [nginx, "-t", "-p", f"{prefix}/", "-e", str(prefix / "error.log"),
+                 "-c", str(conf), "-g", f"{extra}pid {prefix / 'nginx.pid'};"], prefix)
+            assert result.returncode == 0, result.stderr
+
+    def testBodies(self, tmp_path: Path) -> None:
+        """The backend's files have exactly the advertised sizes."""
+        configs.writeBodies(tmp_path)
+        for name, size in configs.BODY_SIZES.items():
+            assert (tmp_path / name).stat().st_size == size
+
+    def testWrkScript(self) -> None:
+        """The POST script sets the body size; both print the JSON line."""
+        assert "BENCHJSON" in wrkScript() and "POST" not in wrkScript()
+        assert 'string.rep("x", 16384)' in wrkScript(16384)
+
+
+class TestReport:
+    """Ratios, tables and targets from a synthetic run."""
+
+    def testRatiosAndTable(self) -> None:
+        """Ratios are rproxy/nginx; a failed proxy still gets a row."""
+        results = {"nginx": {"rps": 100.0, "p50_ms": 1.0, "p99_ms": 2.0, "cpu_percent": 50.0,
+                             "rss_mib": 8.0, "peak_rss_mib": 8.0, "error_total": 0},
+                   "rproxy": {"rps": 50.0, "p50_ms": 2.0, "p99_ms": 3.0, "cpu_percent": 100.0,
+                              "rss_mib": 40.0, "peak_rss_mib": 40.0, "error_total": 0}}
+        ratio = report.ratios("wrk", results)
+        assert ratio["rps"] == 0.5 and ratio["p99_ms"] == 1.5
+        table = report.formatTable({"name": "get1k", "title": "t", "kind": "wrk",
+                                    "results": dict(results, haproxy={"error": "boom"}),
+                                    "ratio": ratio})
+        assert "rproxy/nginx" in table and "failed: boom" in table
+
+    def testTargetsWithoutFigures(self) -> None:
+        """Targets whose scenarios did not run are reported as unmeasured."""
+        targets = report.evaluateTargets({"meta": {}, "scenarios": {}})
+        assert targets and all(t["value"] is None and t["met"] is None for t in targets)
+
+    def testChunkedDecoder(self) -> None:
+        """The SSE client decodes chunked bodies however the bytes are split."""
+        raw = b"6\r\ndata: \r\n3\r\n1\n\n\r\n0\r\n\r\n"
+        decoder = _ChunkedDecoder()
+        assert b"".join(decoder.feed(raw[i:i + 1]) for i in range(len(raw))) == b"data: 1\n\n"
+        assert decoder.finished
+
+
+def testQuickRun(tmp_path: Path) -> None:
+    """
+    C{bench/run.py --quick --duration 1 --scenarios get1k --proxies rproxy}
+    runs end to end and writes JSON with the documented keys.  Skipped when
+    wrk is missing, except under CI (env CI set), where the harness must
+    install it itself as it does on a fresh machine.
+    """
+    if shutil.which("wrk") is None and not os.environ.get("CI"):
+        pytest.skip("wrk is not installed (apt-get install wrk)")
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "bench" / "run.py"), "--quick", "--duration", "1",
+         "--scenarios", "get1k", "--proxies", "rproxy", "--no-chart",
+         "--output", str(tmp_path)],
+        cwd=str(REPO_ROOT), capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "pinning:" in result.stdout
+    data = json.loads((tmp_path / "latest.json").read_text())
+    assert {"meta", "scenarios", "targets"} <= set(data)
+    assert {"pinning", "versions", "duration_s", "proxies"} <= set(data["meta"])
+    scenario = data["scenarios"]["get1k"]
+    assert {"name", "kind", "title", "results", "ratio"} <= set(scenario)
+    figures = scenario["results"]["rproxy"]
+    assert "error" not in figures, figures
+    assert WRK_FIGURES <= set(figures)
+    assert all(isinstance(figures[k], (int, float)) for k in WRK_FIGURES - {"errors"})
