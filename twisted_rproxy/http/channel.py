@@ -103,6 +103,7 @@ class HTTPChannel(Protocol):
         self._timerWhy = ""
         self._inReadHeads = False
         self._chunkedOut = False
+        self.lost = False
         self._tunnel: Any = None
         self.clientAddress: Any = None
         self.serverAddress: Any = None
@@ -125,6 +126,7 @@ class HTTPChannel(Protocol):
         Tell an unfinished exchange the client has gone, so its upstream
         request is abandoned.
         """
+        self.lost = True
         tunnel = self._state == _TUNNEL
         self._state = _CLOSED
         self._cancelTimer()
@@ -426,6 +428,13 @@ class HTTPChannel(Protocol):
                 self.transport.resumeProducing()
 
     # -- writing ------------------------------------------------------------
+
+    def isIdle(self) -> bool:
+        """
+        Whether no request is in progress (a keepalive connection between
+        requests), so a graceful shutdown may close it now.
+        """
+        return self._exchange is None and self._state == _HEAD and not self._buffer
 
     @property
     def requestCount(self) -> int:
