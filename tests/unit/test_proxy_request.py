@@ -702,6 +702,40 @@ class RequestBodyTests(ProxyTestCase):
         channel.dataReceived(b"67890")
         self.assertTrue(backend.received.endswith(b"1234567890"))
 
+    def test_slowStreamedBodyIsNotAReadTimeout(self) -> None:
+        """
+        A client streaming its body slower than C{proxy_read_timeout} is
+        not cut off: the read timeout starts once the body is sent.
+        """
+        self.makeProxy(f"""location / {{
+            proxy_request_buffering off; proxy_read_timeout 10s;
+            proxy_pass http://{BACKEND};
+        }}""")
+        channel, client = self.get("/", b"Content-Length: 10\r\n", b"POST", b"12345")
+        self.backend()
+        self.reactor.advance(50)
+        channel.dataReceived(b"67890")
+        self.assertEqual(client.value(), b"")
+        self.reactor.advance(10)
+        self.assertEqual(self.status(client), 504)
+
+    def test_backendNotReadingBodyIsASendTimeout(self) -> None:
+        """
+        A backend that stops reading the body for C{proxy_send_timeout} is
+        a 504 "while sending request to upstream".
+        """
+        self.makeProxy(f"""location / {{
+            proxy_request_buffering off; proxy_send_timeout 5s;
+            proxy_pass http://{BACKEND};
+        }}""")
+        _, client = self.get("/", b"Content-Length: 10\r\n", b"POST", b"12345")
+        backend = self.backend()
+        backend.transport.producer.pauseProducing()
+        self.reactor.advance(5)
+        self.assertEqual(self.status(client), 504)
+        self.assertLogged("upstream timed out (110: Connection timed out) while sending "
+                          "request to upstream")
+
     def test_bigBodySpillsToFile(self) -> None:
         """
         A body over C{client_body_buffer_size} is kept in a temporary file

@@ -11,7 +11,7 @@ advances it.
 
 from __future__ import annotations
 
-from typing import Any, List, Optional, Tuple
+from typing import Any, List, Tuple
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone, ConnectionLost, ConnectionRefusedError
@@ -472,6 +472,45 @@ class CodecTests(SynchronousTestCase):
             str(error), "upstream timed out (110: Connection timed out) while reading upstream"
         )
         self.assertTrue(self.transport.disconnected)
+
+    def test_readTimeoutWaitsForTheBody(self) -> None:
+        """
+        While the request body is still going out the read timeout does
+        not run (a slow uploader is not a slow backend); it starts once
+        the body is sent.
+        """
+        self.protocol.startRequest(b"POST", b"POST / HTTP/1.1\r\n\r\n", self.handler, 5,
+                                   sendTimeout=5, bodyFollows=True)
+        self.clock.advance(100)
+        self.protocol.writeBody(b"late body")
+        self.protocol.bodySent()
+        self.clock.advance(4.9)
+        self.assertEqual(self.handler.failures, [])
+        self.clock.advance(0.1)
+        [(error, _)] = self.handler.failures
+        self.assertEqual(str(error), "upstream timed out (110: Connection timed out) while "
+                                     "reading response header from upstream")
+
+    def test_sendTimeout(self) -> None:
+        """
+        A backend that leaves its socket full for C{proxy_send_timeout}
+        while the request goes out is a timeout "while sending request to
+        upstream"; draining in time stops the clock.
+        """
+        self.protocol.startRequest(b"POST", b"POST / HTTP/1.1\r\n\r\n", self.handler, 60,
+                                   sendTimeout=3, bodyFollows=True)
+        self.protocol.sendBlocked()
+        self.clock.advance(2)
+        self.protocol.sendUnblocked()
+        self.clock.advance(10)
+        self.protocol.sendBlocked()
+        self.clock.advance(3)
+        [(error, _)] = self.handler.failures
+        self.assertEqual((error.kind, error.status), ("timeout", 504))
+        self.assertEqual(str(error), "upstream timed out (110: Connection timed out) while "
+                                     "sending request to upstream")
+        self.assertTrue(self.transport.disconnected)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
 
     def test_noTimerWhenIdle(self) -> None:
         """

@@ -77,7 +77,10 @@ class UpstreamHTTPProtocol(Protocol):
         self._decoder: Optional[ChunkedDecoder] = None
         self._method = b"GET"
         self._timer: Any = None
+        self._sendTimer: Any = None
         self._readTimeout = 60.0
+        self._sendTimeout = 0.0
+        self._sending = False
         self._gotBytes = False
         self._connectionClose = False
         self._upgrade = False
@@ -93,10 +96,17 @@ class UpstreamHTTPProtocol(Protocol):
 
     # -- sending --------------------------------------------------------
 
-    def startRequest(self, method: bytes, head: bytes, handler: Any, readTimeout: float) -> None:
+    def startRequest(self, method: bytes, head: bytes, handler: Any, readTimeout: float,
+                     sendTimeout: float = 0.0, bodyFollows: bool = False) -> None:
         """
         Send a request head; the body (if any) follows through
-        L{writeBody}.  The read timeout runs from now, between reads.
+        L{writeBody} and ends with L{bodySent}.
+
+        As in nginx, C{readTimeout} (the longest wait between two reads)
+        starts once the whole request is sent, or at the first response
+        byte; while the request is going out, C{sendTimeout} limits how
+        long the backend may leave its socket full (L{sendBlocked}), so a
+        slow client streaming its body is never the backend's timeout.
         """
         self._handler = handler
         self._method = method
@@ -106,15 +116,47 @@ class UpstreamHTTPProtocol(Protocol):
         self._connectionClose = False
         self._upgrade = False
         self._readTimeout = readTimeout
+        self._sendTimeout = sendTimeout
+        self._sending = bodyFollows
         self.requests += 1
         self.transport.write(head)
-        self._armTimer()
+        if not bodyFollows:
+            self._armTimer()
 
     def writeBody(self, data: bytes) -> None:
         """
         Send part of the request body.
         """
         self.transport.write(data)
+
+    def bodySent(self) -> None:
+        """
+        The whole request body is written: wait for the response now.
+        """
+        if not self._sending:
+            return
+        self._sending = False
+        self.sendUnblocked()
+        if self._state == _HEAD and self._handler is not None and self._timer is None:
+            self._armTimer()
+
+    def sendBlocked(self) -> None:
+        """
+        The backend's socket is full while the request is going out:
+        C{proxy_send_timeout} starts.
+        """
+        if (self._sending and self._sendTimeout and self._handler is not None
+                and self._sendTimer is None):
+            self._sendTimer = self._reactor.callLater(self._sendTimeout, self._sendTimedOut)
+
+    def sendUnblocked(self) -> None:
+        """
+        The backend's socket drained: the send timeout stops.
+        """
+        if self._sendTimer is not None:
+            if self._sendTimer.active():
+                self._sendTimer.cancel()
+            self._sendTimer = None
 
     # -- timers -------------------------------------------------------------
 
@@ -130,6 +172,15 @@ class UpstreamHTTPProtocol(Protocol):
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None
+        self.sendUnblocked()
+
+    def _sendTimedOut(self) -> None:
+        self._sendTimer = None
+        self._fail(UpstreamError(
+            "timeout", "upstream timed out (110: Connection timed out)",
+            "sending request to upstream",
+        ))
+        self.transport.abortConnection()
 
     def _timedOut(self) -> None:
         self._timer = None

@@ -202,8 +202,10 @@ class ProxyRequest:
             self.connect()
             return
         self._streamDone = True
-        if self.protocol is not None and self._chunkedUp:
-            self.protocol.writeBody(b"0\r\n\r\n")
+        if self.protocol is not None:
+            if self._chunkedUp:
+                self.protocol.writeBody(b"0\r\n\r\n")
+            self.protocol.bodySent()
 
     def bodyFailed(self, reason: Exception) -> None:
         """
@@ -247,12 +249,17 @@ class ProxyRequest:
         self._chunkedUp = False
         head = self._requestHead()
         self.requestSent = True
-        protocol.startRequest(self.exchange.method, head, self, self.settings.readTimeout)
+        protocol.startRequest(
+            self.exchange.method, head, self, self.settings.readTimeout,
+            self.settings.sendTimeout, bodyFollows=self.body is not None or self.streaming,
+        )
         if self.body is not None:
             self._bodySender = _BodySender(protocol, self.body.pieces())
             self._bodySender.start()
         elif self.streaming:
-            protocol.transport.registerProducer(_ClientBodyPauser(self.exchange), True)
+            protocol.transport.registerProducer(
+                _ClientBodyPauser(self.exchange, protocol), True
+            )
             self.exchange.readBody(self)
 
     def _connectFailed(self, failure: Failure) -> None:
@@ -693,20 +700,23 @@ class _BodySender:
                 transport = self._protocol.transport
                 if transport is not None and transport.producer is self:
                     transport.unregisterProducer()
+                self._protocol.bodySent()
                 return
             self._protocol.writeBody(piece)
 
     def pauseProducing(self) -> None:
         """
-        The backend's socket is full.
+        The backend's socket is full: C{proxy_send_timeout} runs.
         """
         self._paused = True
+        self._protocol.sendBlocked()
 
     def resumeProducing(self) -> None:
         """
         The backend's socket drained.
         """
         self._paused = False
+        self._protocol.sendUnblocked()
         self._pump()
 
     def stopProducing(self) -> None:
@@ -722,19 +732,22 @@ class _ClientBodyPauser:
     Pauses reading the client's body while the backend's socket is full.
     """
 
-    def __init__(self, exchange: Any) -> None:
+    def __init__(self, exchange: Any, protocol: Any) -> None:
         self._exchange = exchange
+        self._protocol = protocol
 
     def pauseProducing(self) -> None:
         """
-        The backend is slow to take the body.
+        The backend is slow to take the body: C{proxy_send_timeout} runs.
         """
         self._exchange.pauseBody()
+        self._protocol.sendBlocked()
 
     def resumeProducing(self) -> None:
         """
         The backend caught up.
         """
+        self._protocol.sendUnblocked()
         self._exchange.resumeBody()
 
     def stopProducing(self) -> None:
