@@ -325,6 +325,20 @@ class ResponseRelayTests(ProxyTestCase):
         channel.resumeProducing()
         self.assertEqual(backend.transport.producerState, "producing")
 
+    def test_accelBufferingNo(self) -> None:
+        """
+        A backend's C{X-Accel-Buffering: no} turns buffering off for its
+        response (and is not relayed), as in nginx.
+        """
+        self.makeProxy(SIMPLE)
+        channel, client = self.get("/events")
+        backend = self.backend()
+        backend.respond(b"HTTP/1.1 200 OK\r\nX-Accel-Buffering: no\r\n"
+                        b"Content-Length: 100000\r\n\r\nxx")
+        channel.pauseProducing()
+        self.assertEqual(backend.transport.producerState, "paused")
+        self.assertNotIn(b"X-Accel", client.value())
+
     def test_backendConnectionHeadersNotRelayed(self) -> None:
         """
         The backend's hop-by-hop headers, and those its Connection header

@@ -92,6 +92,7 @@ class ProxyRequest:
         self._bodySender: Optional[_BodySender] = None
         self._streamDone = False
         self._spillLogged = False
+        self.buffering = self.settings.buffering
         self.reused = False
 
     # -- starting -------------------------------------------------------
@@ -335,6 +336,11 @@ class ProxyRequest:
             self._releaseConnection(False, failed=False)
             self._finishWithError(status)
             return
+        for name, value in head.headers:
+            if name.lower() == b"x-accel-buffering":
+                # The backend's own say, as nginx honours it per response
+                # (SSE and long polls set "no").
+                self.buffering = value.strip().lower() != b"no"
         headers = self._responseHeaders(head)
         if status == 101:
             self._upgrade(head, headers)
@@ -601,7 +607,7 @@ class ProxyRequest:
         """
         self.clientPaused = True
         self.pausedBytes = 0
-        unbuffered = not self.settings.buffering or self.tunnel is not None
+        unbuffered = not self.buffering or self.tunnel is not None
         if unbuffered and self.protocol is not None and not self.upstreamPaused:
             self.upstreamPaused = True
             self.protocol.pauseProducing()
