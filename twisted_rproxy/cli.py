@@ -26,6 +26,9 @@ SIGNALS = {
 
 
 def _parser() -> argparse.ArgumentParser:
+    """
+    @return: the parser of nginx's command-line flags.
+    """
     parser = argparse.ArgumentParser(
         prog="rproxy", add_help=False,
         description="twisted_rproxy, driven like nginx.",
@@ -38,48 +41,84 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("-q", action="store_true", dest="quiet", help="suppress non-error messages during configuration testing")
     parser.add_argument("-s", dest="signal", choices=sorted(SIGNALS), help="send signal to a master process")
     parser.add_argument("-p", dest="prefix", help="set prefix path (default: current directory)")
-    parser.add_argument("-e", dest="errorlog", help="set error log file")
+    parser.add_argument("-e", dest="errorlog", help="set error log file (default: logs/error.log)")
     parser.add_argument("-c", dest="config", help="set configuration file (default: the embedded demo)")
     parser.add_argument("-g", dest="directives", default="", help="set global directives out of configuration file")
     return parser
 
 
 def _say(text: str) -> None:
+    """
+    Write one line to standard error as nginx does, prefixed by the
+    program name.
+    """
     sys.stderr.write(f"rproxy: {text}\n")
 
 
-def _globals(options: argparse.Namespace) -> str:
-    directives = options.directives
-    if options.errorlog:
-        directives = f"error_log {options.errorlog};" + directives
-    return directives
+#: The error log when neither the config nor C{-e} names one (nginx's).
+DEFAULT_ERROR_LOG = "logs/error.log"
 
 
-def _load(options: argparse.Namespace, prefix: str) -> Any:
-    from .service import loadConfig
-
+def _configPath(options: argparse.Namespace, prefix: str) -> str:
+    """
+    @return: the config file to read: C{-c} (relative to the prefix, as
+        nginx resolves it), else the embedded demo.
+    """
     path = options.config
     if path is None:
         from .demo import DEMO_CONFIG
 
-        path = DEMO_CONFIG
-    elif not os.path.isabs(path):
-        path = os.path.join(prefix, path)
-    config = loadConfig(path=path, prefix=prefix, globalDirectives=_globals(options))
-    if not config.mainConf.get("error_log"):
-        # nginx's default: logs/error.log under the prefix.
-        logs = os.path.join(prefix, "logs")
-        os.makedirs(logs, exist_ok=True)
-        config = loadConfig(
-            path=path, prefix=prefix,
-            globalDirectives="error_log logs/error.log;" + _globals(options),
-        )
+        return DEMO_CONFIG
+    return path if os.path.isabs(path) else os.path.join(prefix, path)
+
+
+def _load(options: argparse.Namespace, prefix: str) -> Any:
+    """
+    Parse and compile the config once.
+
+    @return: the L{CompiledConfig} and the path it was read from.
+    """
+    from .service import loadConfig
+
+    path = _configPath(options, prefix)
+    # nginx's install makes PREFIX/logs, where the default access and error
+    # logs and pid file go; make it here, since the prefix is any directory.
+    os.makedirs(os.path.join(prefix, "logs"), exist_ok=True)
+    config = loadConfig(path=path, prefix=prefix, globalDirectives=options.directives)
     return config, path
 
 
+def _errorLogDefault(options: argparse.Namespace, prefix: str) -> str:
+    """
+    @return: the error log used when the config sets no C{error_log}:
+        C{-e}, else C{logs/error.log} under the prefix.
+    """
+    return options.errorlog or DEFAULT_ERROR_LOG
+
+
 def _pidPath(config: Any) -> str:
+    """
+    @return: the absolute path of the C{pid} file.
+    """
     pid = config.mainConf.get("pid")
     return pid if os.path.isabs(pid) else os.path.join(config.prefix, pid)
+
+
+def _configFiles(config: Any, path: str) -> List[str]:
+    """
+    @return: the main config file and every file it included that holds a
+        directive, in the order they were read, for C{-T}.
+    """
+    files = [path]
+
+    def walk(directives: Any) -> None:
+        for directive in directives or ():
+            if directive.filename not in files and os.path.isfile(directive.filename):
+                files.append(directive.filename)
+            walk(directive.block)
+
+    walk(config.tree)
+    return files
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -98,6 +137,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             import twisted
 
             _say(f"built on Twisted {twisted.__version__}, Python {sys.version.split()[0]}")
+            _say("configure arguments: none (configured at run time by plugins)")
         return 0
     prefix = os.path.abspath(options.prefix or os.getcwd())
     try:
@@ -105,7 +145,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     except (ConfigError, PluginError, OSError) as e:
         _say(f"[emerg] {e}")
         if options.test or options.dump:
-            _say(f"configuration file {options.config} test failed")
+            _say(f"configuration file {_configPath(options, prefix)} test failed")
         return 1
     if options.signal:
         return _sendSignal(config, options.signal)
@@ -116,30 +156,47 @@ def main(argv: Optional[List[str]] = None) -> int:
             _say(f"the configuration file {path} syntax is ok")
             _say(f"configuration file {path} test is successful")
         if options.dump:
-            sys.stdout.write(f"# configuration file {path}:\n")
-            with open(path) as f:
-                sys.stdout.write(f.read())
+            for name in _configFiles(config, path):
+                sys.stdout.write(f"# configuration file {name}:\n")
+                with open(name, encoding="utf-8", errors="surrogateescape") as f:
+                    text = f.read()
+                sys.stdout.write(text if text.endswith("\n") else text + "\n")
+                sys.stdout.write("\n")
         return 0
     return _run(config, options, prefix)
 
 
 def _sendSignal(config: Any, name: str) -> int:
+    """
+    C{-s NAME}: signal the running instance named by the C{pid} file.
+
+    @return: the exit status.
+    """
     pidPath = _pidPath(config)
     try:
         with open(pidPath) as f:
-            pid = int(f.read().strip())
-    except (OSError, ValueError) as e:
-        _say(f'[error] invalid PID number in "{pidPath}" ({e})')
+            text = f.read().strip()
+    except OSError as e:
+        _say(f'[error] open() "{pidPath}" failed ({e.errno}: {e.strerror})')
+        return 1
+    try:
+        pid = int(text)
+    except ValueError:
+        _say(f'[error] invalid PID number "{text}" in "{pidPath}"')
         return 1
     try:
         os.kill(pid, SIGNALS[name])
     except OSError as e:
-        _say(f"[alert] kill({pid}, {SIGNALS[name]}) failed ({e.strerror})")
+        _say(f"[alert] kill({pid}, {int(SIGNALS[name])}) failed ({e.errno}: {e.strerror})")
         return 1
     return 0
 
 
 def _daemonize() -> None:
+    """
+    Detach like nginx's C{daemon on}: fork twice, a new session, standard
+    streams on /dev/null.  The listening sockets are inherited.
+    """
     if os.fork():
         os._exit(0)
     os.setsid()
@@ -151,44 +208,51 @@ def _daemonize() -> None:
 
 
 def _run(config: Any, options: argparse.Namespace, prefix: str) -> int:
+    """
+    Serve C{config} until stopped by a signal.
+
+    @return: the exit status.
+    """
     from twisted.internet import reactor
-    from twisted.logger import globalLogBeginner, textFileLogObserver
+    from twisted.logger import Logger, globalLogBeginner, textFileLogObserver
 
     from .service import ProxyService
 
-    if config.mainConf.get("daemon"):
-        _daemonize()
-    service = ProxyService(config, reactor)
+    daemon = config.mainConf.get("daemon")
+    service = ProxyService(config, reactor, defaultErrorLog=_errorLogDefault(options, prefix))
     try:
+        # Bind before detaching, as nginx does, so that a port in use is
+        # reported on the terminal and in the exit status.
         service.startService()
     except Exception as e:
-        # A socket that cannot be bound: report it as nginx does and exit.
         _say(f"[emerg] {e}")
         return 1
-    if not config.mainConf.get("daemon"):
-        globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stderr)], redirectStandardIO=False)
-    else:
+    if daemon:
+        _daemonize()
         globalLogBeginner.beginLoggingTo([], redirectStandardIO=False)
+    else:
+        globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stderr)], redirectStandardIO=False)
     pidPath = _pidPath(config)
+    myPid = f"{os.getpid()}\n"
     try:
         with open(pidPath + ".tmp", "w") as f:
-            f.write(f"{os.getpid()}\n")
+            f.write(myPid)
         os.replace(pidPath + ".tmp", pidPath)
     except OSError as e:
         _say(f'[emerg] open() "{pidPath}" failed ({e.strerror})')
         return 1
+    log = Logger(namespace="rproxy")
 
     def reload(*_: Any) -> None:
+        # Parse and compile in full first: a broken config, or a new listen
+        # that cannot be bound, leaves the running one untouched.
         try:
             fresh, _path = _load(options, prefix)
-        except (ConfigError, PluginError, OSError) as e:
-            from twisted.logger import Logger
-
-            Logger(namespace="rproxy").error(
-                "reload failed, keeping the running configuration: {error}", error=str(e)
-            )
-            return
-        service.reload(fresh)
+            service.reload(fresh)
+        except (ConfigError, PluginError) as e:
+            log.error("reload failed, keeping the running configuration: {error}", error=str(e))
+        except Exception as e:
+            log.failure("reload failed, keeping the running configuration: {error}", error=str(e))
 
     def stop(*_: Any) -> None:
         reactor.callFromThread(_stop)
@@ -225,7 +289,10 @@ def _run(config: Any, options: argparse.Namespace, prefix: str) -> int:
         demo.startService()
     reactor.run(installSignalHandlers=True)
     try:
-        os.unlink(pidPath)
+        # Only our own pid file: a newer instance may have written its own.
+        with open(pidPath) as f:
+            if f.read() == myPid:
+                os.unlink(pidPath)
     except OSError:
         pass
     if demo is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
 from typing import IO, Any, Optional
 
@@ -36,7 +37,7 @@ def formatLine(event: dict) -> str:
     failure = event.get("log_failure")
     if failure is not None:
         text = f"{text}\n{failure.getTraceback()}"
-    return f"{stamp} [{level}] {os.getpid()}#0: {text}\n"
+    return f"{stamp} [{level}] {os.getpid()}#{threading.get_native_id()}: {text}\n"
 
 
 @implementer(ILogObserver)
@@ -51,16 +52,24 @@ class ErrorLogObserver:
         self._file: Optional[IO[str]] = None
 
     @classmethod
-    def fromConfig(cls, config: Any) -> Optional["ErrorLogObserver"]:
+    def fromConfig(
+        cls, config: Any, default: Optional[str] = None
+    ) -> Optional["ErrorLogObserver"]:
         """
+        @param default: the file to use at level C{error} when the config
+            sets no C{error_log} (the C{rproxy} command passes nginx's
+            C{logs/error.log}).
         @return: an observer for the main-context C{error_log}, or C{None}
-            when the config sets none (events then reach only Twisted's own
-            log, as when embedded).
+            when the config sets none and there is no default (events then
+            reach only Twisted's own log, as when embedded).
         """
         entries = config.mainConf.get("error_log")
-        if not entries:
+        if entries:
+            path, level = entries[0]
+        elif default is not None:
+            path, level = default, "error"
+        else:
             return None
-        path, level = entries[0]
         if path != "stderr" and not os.path.isabs(path):
             path = os.path.join(config.prefix, path)
         return cls(path, level)
