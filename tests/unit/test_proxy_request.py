@@ -702,6 +702,23 @@ class RequestBodyTests(ProxyTestCase):
         channel.dataReceived(b"6\r\n world\r\n0\r\n\r\n")
         self.assertTrue(backend.received.endswith(b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"))
 
+    def test_unbufferedChunkedOverHTTP10IsBuffered(self) -> None:
+        """
+        HTTP/1.0 upstream has no chunked encoding, so a chunked body is
+        buffered whatever C{proxy_request_buffering} says (nginx's
+        documented exception) and sent with a Content-Length.
+        """
+        self.makeProxy(f"""location / {{
+            proxy_request_buffering off; proxy_pass http://{BACKEND};
+        }}""")
+        channel, _ = self.get("/", b"Transfer-Encoding: chunked\r\n", b"POST",
+                              b"5\r\nhello\r\n")
+        self.assertEqual(self.pendingConnects(), 0)
+        channel.dataReceived(b"0\r\n\r\n")
+        sent = self.backend().received
+        self.assertIn(b"Content-Length: 5\r\n", sent)
+        self.assertTrue(sent.endswith(b"\r\n\r\nhello"))
+
     def test_unbufferedLengthStreams(self) -> None:
         """
         With request buffering off, a Content-Length body streams as is.
