@@ -958,3 +958,23 @@ class CaptureVariableTests(ConfigTestCase):
             " location / { return 200 $sub; }\n}"
         )
         self.assertEqual(self.body(config, host="shop.example.com"), "shop")
+
+
+class ServerNameTests(ConfigTestCase):
+    """
+    C{server_name} lines.
+    """
+
+    def test_repeatedLinesAccumulate(self) -> None:
+        """
+        Several server_name lines in one server add up, as in nginx; the
+        first name is C{$server_name}.
+        """
+        config = self.compileHTTP(
+            "server { listen 127.0.0.1:8080; server_name a.example;\n"
+            " server_name b.example c.example; return 200 $server_name; }\n"
+            "server { listen 127.0.0.1:8080; server_name other.example; return 200 other; }"
+        )
+        self.assertEqual(config.servers[0].names, ("a.example", "b.example", "c.example"))
+        self.assertEqual(self.body(config, host="c.example"), "a.example")
+        self.assertEqual(self.body(config, host="other.example"), "other")

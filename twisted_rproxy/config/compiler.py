@@ -285,7 +285,7 @@ class Compiler:
                 scanLocations(child)
 
         for server in self.httpBlock.childrenOf(SERVER):
-            for name in server.values.get("server_name") or ():
+            for name in _serverNames(server.values.get("server_name")):
                 if name.startswith("~"):
                     scanPattern(name[1:], True)
             scanLocations(server)
@@ -302,7 +302,7 @@ class Compiler:
 
     def _buildServer(self, block: Block) -> VirtualServer:
         conf = self.merge(self.httpConf, block)
-        names = tuple(conf.get("server_name") or ("",))
+        names = _serverNames(conf.get("server_name")) or ("",)
         server = VirtualServer(names=names, conf=conf, source=block.directive)
         server.listens = list(conf.get("listen") or [ListenAddress("", 80)])
         for module in self.modules:
@@ -379,6 +379,13 @@ class Compiler:
             self.warnings.extend(table.warnings)
             listeners.append(Listener(defaultAddress, table, default))  # type: ignore[arg-type]
         return listeners
+
+
+def _serverNames(lines: Optional[Sequence[Sequence[str]]]) -> Tuple[str, ...]:
+    """
+    @return: the names of every C{server_name} line of a server, in order.
+    """
+    return tuple(name for line in lines or () for name in line)
 
 
 def _namedCapture(group: str) -> Any:

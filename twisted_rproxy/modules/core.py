@@ -212,8 +212,10 @@ class HTTPCoreModule(ProxyModule):
             spec("location", [SERVER, LOCATION], (1, 2), block=LOCATION),
             spec("listen", [SERVER], (1, None), parse=_parseListen, multiple=True,
                  merge=MERGE_NONE),
+            # Repeatable: nginx adds each server_name line's names to the
+            # server's list.
             spec("server_name", [SERVER], (1, None), parse=_parseServerNames,
-                 merge=MERGE_NONE, multiple=False),
+                 merge=MERGE_NONE, multiple=True),
             spec("client_max_body_size", ALL_HTTP, 1, parse=sizeSlot, default=1024 * 1024),
             spec("client_body_buffer_size", ALL_HTTP, 1, parse=sizeSlot, default=16384),
             spec("client_header_buffer_size", [HTTP, SERVER], 1, parse=sizeSlot, default=1024),
