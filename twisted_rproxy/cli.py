@@ -213,11 +213,13 @@ def _run(config: Any, options: argparse.Namespace, prefix: str) -> int:
 
     @return: the exit status.
     """
-    from twisted.internet import reactor
+    from twisted.internet import reactor as _reactor
     from twisted.logger import Logger, globalLogBeginner, textFileLogObserver
 
     from .service import ProxyService
 
+    # The global reactor provides far more than its declared type says.
+    reactor: Any = _reactor
     daemon = config.mainConf.get("daemon")
     service = ProxyService(config, reactor, defaultErrorLog=_errorLogDefault(options, prefix))
     try:
@@ -261,7 +263,7 @@ def _run(config: Any, options: argparse.Namespace, prefix: str) -> int:
         service.fastShutdown = True
         reactor.callFromThread(_stop)
 
-    stopping = []
+    stopping: List[bool] = []
 
     def _stop() -> None:
         if stopping:

@@ -192,20 +192,21 @@ class ProxyService(MultiService):
         Close idle client connections now and busy ones as they go idle.
         """
         deadline = self._reactor.seconds() + (0 if self.fastShutdown else self.shutdownTimeout)
-        done = Deferred()
+        done: "Deferred[None]" = Deferred()
 
         def sweep() -> None:
             remaining = 0
             expired = self._reactor.seconds() >= deadline
             for factory in self.factories.values():
                 for channel in factory.openChannels():
+                    transport: Any = channel.transport
                     # Counted until really closed, so buffered bytes (a
                     # last chunk) are flushed before the reactor stops.
                     remaining += 1
                     if expired:
-                        channel.transport.abortConnection()
+                        transport.abortConnection()
                     elif channel.isIdle():
-                        channel.transport.loseConnection()
+                        transport.loseConnection()
             if remaining == 0 or expired:
                 if loop.running:
                     loop.stop()

@@ -80,6 +80,8 @@ def spec(
     Shorthand for declaring a L{DirectiveSpec}: C{nargs} is an exact count
     or a C{(min, max)} pair.
     """
+    lo: int
+    hi: Optional[int]
     if isinstance(nargs, int):
         lo, hi = nargs, nargs
     else:
