@@ -44,6 +44,7 @@ class Backend:
     """
 
     def __init__(self, protocol: Any, transport: StringTransport, address: Tuple[str, int]):
+        """Wrap one completed connection to C{address}."""
         self.protocol = protocol
         self.transport = transport
         self.address = address

@@ -248,6 +248,7 @@ class RecordingHandler:
     """
 
     def __init__(self) -> None:
+        """Start with nothing reported."""
         self.heads: List[Any] = []
         self.body: List[bytes] = []
         self.done: List[bool] = []
