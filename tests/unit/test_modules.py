@@ -392,6 +392,19 @@ class AccessLogTests(ConfigTestCase):
         self.assertEqual(self.lines("rot.log.1"), ["/before", "/still-old-file"])
         self.assertEqual(self.lines("rot.log"), ["/after"])
 
+    def test_syslogRefused(self) -> None:
+        """
+        A syslog target is refused by name rather than opened as a file
+        called C{syslog:...}.
+        """
+        for directive in ("access_log syslog:server=127.0.0.1;", "error_log syslog:server=127.0.0.1;"):
+            name = directive.split()[0]
+            self.assertEqual(
+                self.httpError(directive),
+                f'"{name}" to syslog is not supported by twisted_rproxy in {self.confPath}:5',
+            )
+        self.assertEqual(sorted(os.listdir(self.prefix)), ["logs", "nginx.conf"])
+
     def test_invalidLogFormatEscape(self) -> None:
         """
         An escape other than default, json or none.

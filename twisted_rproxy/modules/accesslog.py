@@ -76,6 +76,10 @@ _UNSET = {"default": "-", "json": "", "none": "-"}
 
 
 def _parseLogFormat(directive: Directive) -> Tuple[str, str, str, Directive]:
+    """
+    C{log_format NAME [escape=default|json|none] STRING...}: the strings
+    are joined, as nginx joins them.
+    """
     args = list(directive.args)
     name = args.pop(0)
     escape = "default"
@@ -100,12 +104,25 @@ class AccessLogSpec:
     directive: Directive
 
 
+def _refuseSyslog(directive: Directive) -> None:
+    """
+    Refuse a C{syslog:} target by name: opened as a path it would quietly
+    create a file called C{syslog:server=...} under the prefix.
+    """
+    if directive.args[0].startswith("syslog:"):
+        raise ValueError(f'"{directive.name}" to syslog is not supported by twisted_rproxy')
+
+
 def _parseAccessLog(directive: Directive) -> AccessLogSpec:
+    """
+    C{access_log off} or C{access_log PATH [FORMAT] [if=COND] [buffer=...]}.
+    """
     args = directive.args
     if args[0] == "off":
         if len(args) != 1:
             raise ValueError(f'invalid parameter "{args[1]}"')
         return AccessLogSpec(None, "", None, directive)
+    _refuseSyslog(directive)
     formatName = "combined"
     condition = None
     for arg in args[1:]:
@@ -121,6 +138,10 @@ def _parseAccessLog(directive: Directive) -> AccessLogSpec:
 
 
 def _parseErrorLog(directive: Directive) -> Tuple[str, str]:
+    """
+    C{error_log PATH|stderr [LEVEL]}.
+    """
+    _refuseSyslog(directive)
     level = directive.args[1] if len(directive.args) > 1 else "error"
     if level not in ERROR_LEVELS:
         raise ValueError(f'invalid log level "{level}"')
