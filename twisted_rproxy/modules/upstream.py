@@ -49,10 +49,11 @@ def resolvePeers(address: str, directive: Optional[Directive], defaultPort: int 
     peers = []
     seen = set()
     for family, _t, _p, _c, sockaddr in infos:
-        if family not in (socket.AF_INET, socket.AF_INET6) or sockaddr[0] in seen:
+        address = str(sockaddr[0])
+        if family not in (socket.AF_INET, socket.AF_INET6) or address in seen:
             continue
-        seen.add(sockaddr[0])
-        peers.append(Peer(sockaddr[0], port, None, **params))
+        seen.add(address)
+        peers.append(Peer(address, port, None, **params))
     return peers
 
 

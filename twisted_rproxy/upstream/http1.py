@@ -65,6 +65,11 @@ class UpstreamHTTPProtocol(Protocol):
     @ivar peer: the L{twisted_rproxy.upstream.cluster.Peer}.
     """
 
+    #: A TCP or UNIX transport (an C{ITCPTransport}-like object with
+    #: C{abortConnection} and the C{IPushProducer} methods), which
+    #: C{Protocol}'s C{Optional[ITransport]} does not describe.
+    transport: Any
+
     def __init__(self, peer: Any, reactor: Any, limits: Optional[Limits] = None) -> None:
         self.peer = peer
         self._reactor = reactor
