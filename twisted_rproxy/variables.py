@@ -96,6 +96,13 @@ class VariableTable:
         """
         self.add(simple(name, getter))
 
+    def defines(self, name: str) -> bool:
+        """
+        @return: whether C{$name} itself is defined (not merely resolvable
+            through a prefix family such as C{http_}).
+        """
+        return name.lower() in self._exact
+
     def has(self, name: str) -> bool:
         """
         @return: whether C{$name} can be resolved.

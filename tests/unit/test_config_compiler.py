@@ -265,6 +265,30 @@ class ErrorTests(ConfigTestCase):
             'server { location ~ (a) { return 200 "$0x"; } }', 'unknown "0x" variable'
         )
 
+    def test_duplicateVariable(self) -> None:
+        """
+        A map or a regex named group may not hide a module's variable.
+        """
+        self.assertHTTPError("map $uri $host { default a; }", 'the duplicate "host" variable')
+        self.assertHTTPError(
+            "server { location ~ ^/(?<uri>.*)$ { } }", 'the duplicate "uri" variable'
+        )
+        self.assertHTTPError("map $uri $m {\n ~(?<Host>.) a;\n}", 'the duplicate "host" variable', line=6)
+
+    def test_sharedCaptureNames(self) -> None:
+        """
+        Several regexes may name a group alike, and two maps may define one
+        variable (the later wins), as in nginx.
+        """
+        config = self.compileHTTP(
+            "map $uri $m { default first; }\nmap $uri $m { default second; }\n"
+            "server { listen 127.0.0.1:8080;\n"
+            ' location ~ ^/a/(?<id>.+)$ { return 200 "a $id $m"; }\n'
+            ' location ~ ^/b/(?<id>.+)$ { return 200 "b $id"; }\n}'
+        )
+        self.assertEqual(self.body(config, "/a/1"), "a 1 second")
+        self.assertEqual(self.body(config, "/b/2"), "b 2")
+
     def test_unknownLogFormat(self) -> None:
         """
         access_log naming a format never declared.

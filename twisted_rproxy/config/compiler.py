@@ -8,7 +8,7 @@ blocks as nginx does, and lets each module build its runtime objects.
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 import attr
 
@@ -220,6 +220,7 @@ class Compiler:
         self.warnings: List[str] = []
         self.state: Dict[str, Any] = {}
         self.variables = VariableTable(self._variableSpecs)
+        self.captureVariables: Set[str] = set()
         self.filename = filename
 
         if self._isHttpLevelFile(tree):
@@ -263,15 +264,14 @@ class Compiler:
         the regex is reached may use it.  A pattern that does not compile
         is left for the routing code to report at its file:line.
         """
-        names: Dict[str, str] = {}
 
-        def scanPattern(pattern: str, caseless: bool) -> None:
+        def scanPattern(pattern: str, caseless: bool, directive: Optional[Directive]) -> None:
             try:
                 regex = compilePcre(pattern, caseless)
             except PcreError:
                 return
             for group in regex.regex.groupindex:
-                names.setdefault(group.lower(), group)
+                self.defineCapture(group, directive)
 
         def scanLocations(block: Block) -> None:
             for child in block.childrenOf(LOCATION):
@@ -281,16 +281,31 @@ class Compiler:
                 except ConfigError:
                     continue
                 if modifier in ("~", "~*"):
-                    scanPattern(pattern, modifier == "~*")
+                    scanPattern(pattern, modifier == "~*", child.directive)
                 scanLocations(child)
 
         for server in self.httpBlock.childrenOf(SERVER):
             for name in _serverNames(server.values.get("server_name")):
                 if name.startswith("~"):
-                    scanPattern(name[1:], True)
+                    scanPattern(name[1:], True, server.sources.get("server_name"))
             scanLocations(server)
-        for lowered, group in names.items():
-            self.variables.define(lowered, _namedCapture(group))
+
+    def defineCapture(self, group: str, directive: Optional[Directive]) -> None:
+        """
+        Make the named regex group C{group} a variable.  Several regexes
+        may share a group name; a name some module or map already defines
+        is an error, as in nginx (C{(?<host>...)} would hide C{$host}).
+
+        @param directive: where the regex was written, for the error.
+        @raise ConfigError: C{the duplicate "NAME" variable}.
+        """
+        lowered = group.lower()
+        if lowered in self.captureVariables:
+            return
+        if self.variables.defines(lowered):
+            raise _error(directive, f'the duplicate "{lowered}" variable')
+        self.captureVariables.add(lowered)
+        self.variables.define(lowered, _namedCapture(group))
 
     def _isHttpLevelFile(self, tree: Sequence[Directive]) -> bool:
         for directive in tree:

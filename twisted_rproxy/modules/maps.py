@@ -157,8 +157,18 @@ class MapModule(ProxyModule):
         """
         maps = compiler.httpConf.get("map") or []
         variables = []
+        mapped = set()
         for directive in maps:
             name = directive.args[1][1:]
+            lowered = name.lower()
+            if (
+                compiler.variables.defines(lowered)
+                and lowered not in mapped
+                and lowered not in compiler.captureVariables
+            ):
+                # nginx: a map may not hide a module's variable ($host).
+                raise directive.error(f'the duplicate "{lowered}" variable')
+            mapped.add(lowered)
             variable = MapVariable(name)
             compiler.variables.define(name, variable)
             variables.append((directive, variable))
@@ -193,8 +203,7 @@ class MapModule(ProxyModule):
                 except PcreError as e:
                     raise entry.error(f'invalid regex "{pattern}": {e}')
                 for group in regex.regex.groupindex:
-                    if not compiler.variables.has(group):
-                        compiler.variables.define(group, _namedCapture(group))
+                    compiler.defineCapture(group, entry)
                 regexes.append((regex, compiler.compileValue(entry.args[0], entry)))
                 continue
             value = compiler.compileValue(entry.args[0], entry)
@@ -227,15 +236,3 @@ def _add(table: Dict[str, ComplexValue], key: str, value: ComplexValue,
     if key in table:
         raise entry.error(f'conflicting parameter "{entry.name}"')
     table[key] = value
-
-
-def _namedCapture(group: str) -> Any:
-    """
-    @return: the getter of a variable named after a map regex's named
-        group, set when that regex matches.
-    """
-
-    def get(exchange: Any) -> Optional[str]:
-        return exchange.namedCaptures.get(group)
-
-    return get
