@@ -106,6 +106,24 @@ def backendSawVersion(port: int) -> str:
     return dict((name.lower(), value) for name, value in headers)["x-config-version"]
 
 
+def listeningInode(port: int) -> Optional[str]:
+    """
+    The inode of the socket listening on 127.0.0.1:PORT (from
+    /proc/net/tcp), so a test can tell the same socket from a new one.
+    """
+    try:
+        with open("/proc/net/tcp") as f:
+            rows = f.read().splitlines()[1:]
+    except OSError:
+        return None
+    wanted = "0100007F:%04X" % port
+    for row in rows:
+        fields = row.split()
+        if fields[1] == wanted and fields[3] == "0A":  # 0A: LISTEN
+            return fields[9]
+    return None
+
+
 # ---------------------------------------------------------------------------
 # -t, -T, -v, -V
 # ---------------------------------------------------------------------------
@@ -293,6 +311,8 @@ def testReload(backend: Any, rproxyRunner: Any) -> None:
     main = "pid logs/custom.pid;"
     running = startRunning(rproxyRunner, versionConfig(port, "v1", backend, mainExtra=main))
     assert (configVersion(port), backendSawVersion(port)) == ("v1", "v1")
+    socketBefore = listeningInode(port)
+    assert socketBefore is not None or not os.path.exists("/proc/net/tcp")
     kept = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     kept.request("GET", "/version", headers={"Host": "localhost"})
     assert kept.getresponse().read() == b"v1"
@@ -301,6 +321,7 @@ def testReload(backend: Any, rproxyRunner: Any) -> None:
     running.signal("reload")
     waitFor(lambda: configVersion(port) == "v2", "the new config to answer")
     assert backendSawVersion(port) == "v2"
+    assert listeningInode(port) == socketBefore  # the very same socket
 
     kept.request("GET", "/version", headers={"Host": "localhost"})
     assert kept.getresponse().read() == b"v1"
