@@ -37,6 +37,8 @@ PIPELINE_LIMIT = 65536
 BODY_QUEUE_LIMIT = 65536
 
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_SERVER_FULL = SERVER_SOFTWARE.encode("ascii")
+_SERVER_SHORT = b"twisted_rproxy"
 
 
 class BodyTooLarge(Exception):
@@ -480,10 +482,9 @@ class HTTPChannel(Protocol):
                 or self._awaitingContinue(exchange)
             ):
                 exchange.keepAlive = False
-        server = SERVER_SOFTWARE if conf.get("server_tokens") else "twisted_rproxy"
         parts = [
             b"HTTP/1.1 %d %s\r\nServer: %s\r\nDate: %s\r\n"
-            % (status, reason, server.encode("ascii"), httpDate(self._reactor.seconds()))
+            % (status, reason, self._serverHeader(exchange), httpDate(self._reactor.seconds()))
         ]
         for name, value in headers:
             parts.append(b"%s: %s\r\n" % (name, value))
@@ -496,8 +497,17 @@ class HTTPChannel(Protocol):
         exchange.bytesSent += len(head)
         self.transport.write(head)
 
+    def _serverHeader(self, exchange: Exchange) -> bytes:
+        """
+        The C{Server} value: with the version unless C{server_tokens off}.
+        """
+        return _SERVER_FULL if exchange.conf.get("server_tokens") else _SERVER_SHORT
+
     def _sendSwitchingHead(self, exchange: Exchange, reason: bytes, headers: list) -> None:
-        parts = [b"HTTP/1.1 101 %s\r\n" % reason]
+        parts = [
+            b"HTTP/1.1 101 %s\r\nServer: %s\r\nDate: %s\r\n"
+            % (reason, self._serverHeader(exchange), httpDate(self._reactor.seconds()))
+        ]
         parts += [b"%s: %s\r\n" % pair for pair in headers]
         parts.append(b"\r\n")
         self.transport.write(b"".join(parts))

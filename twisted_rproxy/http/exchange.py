@@ -367,7 +367,9 @@ class Exchange:
         """
         Send part of the response body.
         """
-        if data and not self.aborted:
+        # After finish() the connection may carry the next response: a late
+        # write must not reach the wire.
+        if data and not self.aborted and not self.finished:
             self.channel.sendBody(self, data)
 
     def finish(self) -> None:
