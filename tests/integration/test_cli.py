@@ -377,6 +377,31 @@ def testBrokenReloadKeepsRunning(backend: Any, rproxyRunner: Any) -> None:
     assert backendSawVersion(port) == "v1"
 
 
+def testReloadWithBusyPortKeepsRunning(backend: Any, rproxyRunner: Any) -> None:
+    """
+    A reload whose new listen address is taken logs the error and leaves
+    the running config whole: the old listener and version stay.
+    """
+    import socket
+
+    port = freePort()
+    main = "pid logs/custom.pid;"
+    running = startRunning(rproxyRunner, versionConfig(port, "v1", backend, mainExtra=main))
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen(1)
+        busy = holder.getsockname()[1]
+        both = versionConfig(port, "v2", backend, mainExtra=main).replace(
+            f"listen 127.0.0.1:{port};", f"listen 127.0.0.1:{port};\n        listen 127.0.0.1:{busy};"
+        )
+        running.rewrite(both)
+        running.signal("reload")
+        waitFor(lambda: "reload failed" in running.runner.errorLog, "the reload error")
+    assert configVersion(port) == "v1"
+    assert backendSawVersion(port) == "v1"
+    assert running.runner.isRunning()
+
+
 def testReopen(rproxyRunner: Any) -> None:
     """
     After the access log is renamed (rotation), C{-s reopen} makes new
