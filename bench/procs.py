@@ -265,6 +265,28 @@ def servingPids(leader: int) -> List[int]:
     return childPids(leader) or [leader]
 
 
+def coreBusySeconds(cpu: Optional[str]) -> float:
+    """
+    Seconds CPU C{cpu} has spent running processes (user, nice, system,
+    steal) since boot, from /proc/stat; 0 when unknown.  Interrupt and
+    softirq time is left out: on loopback much of it is the network stack
+    working for the proxy itself.
+
+    @param cpu: a single CPU number as text, as the pinning uses.
+    """
+    if cpu is None or not cpu.isdigit():
+        return 0.0
+    try:
+        with open("/proc/stat", encoding="ascii") as f:
+            for line in f:
+                if line.startswith(f"cpu{cpu} "):
+                    ticks = [int(v) for v in line.split()[1:]]
+                    return (ticks[0] + ticks[1] + ticks[2] + ticks[7]) / CLOCK_TICKS
+    except OSError:
+        pass
+    return 0.0
+
+
 class ProcessSampler:
     """
     CPU time and memory of a proxy's processes across one measurement:
@@ -273,13 +295,20 @@ class ProcessSampler:
     @ivar cpuPercent: CPU used over the wall time, in percent of one core.
     @ivar rssKib: summed VmRSS at the end.
     @ivar peakRssKib: summed VmHWM (peak RSS since the process started).
+    @ivar otherPercent: how busy the proxy's CPU was with anything but the
+        proxy, in percent: other work on the machine landing on the pinned
+        core, which makes that run's figures unreliable.
     """
 
-    def __init__(self, leader: int) -> None:
+    def __init__(self, leader: int, cpu: Optional[str] = None) -> None:
         """
         @param leader: the pid the harness started (nginx's master).
+        @param cpu: the CPU the proxy is pinned to, to watch for other work.
         """
         self.leader = leader
+        self.cpu = cpu
+        self.otherPercent: Optional[float] = None
+        self._startCore = 0.0
         self.pids: Sequence[int] = servingPids(leader)
         self.cpuPercent = 0.0
         self.cpuSeconds = 0.0
@@ -296,6 +325,7 @@ class ProcessSampler:
         """Snapshot CPU time and wall clock."""
         self.pids = servingPids(self.leader)
         self._startCpu = sum(cpuSeconds(p) for p in self._allPids())
+        self._startCore = coreBusySeconds(self.cpu)
         self._startWall = time.monotonic()
 
     def stop(self) -> None:
@@ -303,6 +333,9 @@ class ProcessSampler:
         wall = time.monotonic() - self._startWall
         self.cpuSeconds = sum(cpuSeconds(p) for p in self._allPids()) - self._startCpu
         self.cpuPercent = 100.0 * self.cpuSeconds / wall if wall > 0 else 0.0
+        if self.cpu is not None and wall > 0:
+            busy = 100.0 * (coreBusySeconds(self.cpu) - self._startCore) / wall
+            self.otherPercent = max(0.0, busy - self.cpuPercent)
         self.rssKib, self.peakRssKib = self.memory()
 
     def memory(self) -> Tuple[int, int]:
@@ -314,5 +347,5 @@ class ProcessSampler:
 __all__ = [
     "REPO_ROOT", "PinnedNginx", "PinnedRproxy", "HAProxyRunner", "StreamBackendRunner",
     "startBackend", "ProxySpec", "ProcessSampler", "cpuSeconds", "memoryKib",
-    "cpusAllowed", "servingPids",
+    "cpusAllowed", "servingPids", "coreBusySeconds",
 ]

@@ -27,6 +27,7 @@ COLUMNS: Dict[str, Sequence[Column]] = {
         ("rss_mib", "RSS MiB", ".1f"),
         ("peak_rss_mib", "peak MiB", ".1f"),
         ("error_total", "errors", "d"),
+        ("other_on_cpu_percent", "other %", ".0f"),
     ),
     "sse": (
         ("events_per_s", "events/s", ",.0f"),
@@ -48,10 +49,14 @@ COLUMNS: Dict[str, Sequence[Column]] = {
 }
 """The columns of each kind of scenario's table (and the figures rated)."""
 
+OTHER_WARNING = 20
+"""Percent of the proxy's pinned CPU taken by other work that earns a warning."""
+
 THROUGHPUT = {"wrk": "rps", "sse": "events_per_s", "idle": None}
 """The throughput figure of each kind, charted as the first ratio."""
 
-_NOT_RATED = {"error_total", "events", "opened", "failed", "open_seconds"}
+_NOT_RATED = {"error_total", "events", "opened", "failed", "open_seconds",
+              "other_on_cpu_percent"}
 """Counts shown in tables but meaningless as a ratio."""
 
 
@@ -108,6 +113,8 @@ def formatTable(scenario: Dict[str, Any]) -> str:
     widths = [max(len(r[i]) for r in full) for i in range(len(rows[0]))]
     widths[0] = max(len(r[0]) for r in rows)
     lines = [f"== {scenario['name']}: {scenario['title']}"]
+    crowded = [name for name, figures in scenario["results"].items()
+               if (figures.get("other_on_cpu_percent") or 0) > OTHER_WARNING]
     for row in rows:
         if len(row) != len(rows[0]):
             lines.append(f"  {row[0]:<{widths[0]}}  {row[1]}")
@@ -115,6 +122,9 @@ def formatTable(scenario: Dict[str, Any]) -> str:
         lines.append("  " + "  ".join(
             cell.ljust(widths[0]) if i == 0 else cell.rjust(widths[i])
             for i, cell in enumerate(row)))
+    if crowded:
+        lines.append(f"  warning: other work used over {OTHER_WARNING}% of the proxy's CPU "
+                     f"during {', '.join(crowded)}: those figures are low")
     return "\n".join(lines)
 
 

@@ -343,7 +343,7 @@ class Bench:
             pids = servingPids(leader)
             say(f"   {proxy}: pid {leader}, serving pids {pids} "
                 f"on CPUs {','.join(sorted({cpusAllowed(p) for p in pids}))}")
-            sampler = ProcessSampler(leader)
+            sampler = ProcessSampler(leader, self.proxyCpu)
             measure = getattr(self, "_" + scenario.kind)
             figures: Dict[str, Any] = measure(scenario, sampler)
             figures.update(
@@ -351,6 +351,7 @@ class Bench:
                 cpu_seconds=sampler.cpuSeconds,
                 rss_mib=sampler.rssKib / 1024,
                 peak_rss_mib=sampler.peakRssKib / 1024,
+                other_on_cpu_percent=sampler.otherPercent,
             )
             if not runner.isRunning():
                 figures["error"] = "the proxy died during the run"
@@ -461,7 +462,7 @@ def parseArguments(argv: Optional[Sequence[str]]) -> argparse.Namespace:
                         help="CPU for wrk and the backends (default: the next usable)")
     parser.add_argument("--serve", metavar="PROXY", choices=PROXIES,
                         help="start the backends and PROXY pinned as usual and wait "
-                             "(for profiling by hand); Ctrl-C stops")
+                             "(for profiling by hand); Ctrl-C or SIGTERM stops")
     options = parser.parse_args(argv)
     if options.duration is None:
         options.duration = 2 if options.quick else 8
@@ -488,7 +489,7 @@ def serve(bench: Bench, proxy: str) -> None:
         say(f"load it:    taskset -c {bench.loadCpu or '1'} wrk -t1 -c{CLIENTS} -d30s "
             f"http://127.0.0.1:{bench.port}/1k")
         say(f"profile it: py-spy record -o profile.svg --pid {pids[0]} --duration 10")
-        say("Ctrl-C stops.")
+        say("Ctrl-C (or SIGTERM) stops.")
         signal.pause()
     except KeyboardInterrupt:
         pass
@@ -496,9 +497,17 @@ def serve(bench: Bench, proxy: str) -> None:
         runner.cleanup()
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    """SIGTERM (and SIGINT, even where a shell ignored it): stop cleanly."""
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the benchmark; return the exit status."""
     options = parseArguments(argv)
+    # Every server started is stopped by the finally blocks on the way out.
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
     started = time.monotonic()
     proxies = options.proxies if not options.serve else [options.serve]
     proxies = ensureTools(proxies, options.install_haproxy, options.chart)
