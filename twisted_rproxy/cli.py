@@ -112,6 +112,9 @@ def _configFiles(config: Any, path: str) -> List[str]:
     files = [path]
 
     def walk(directives: Any) -> None:
+        """
+        Collect the files of C{directives} and their blocks.
+        """
         for directive in directives or ():
             if directive.filename not in files and os.path.isfile(directive.filename):
                 files.append(directive.filename)
@@ -248,6 +251,9 @@ def _run(config: Any, options: argparse.Namespace, prefix: str) -> int:
     def reload(*_: Any) -> None:
         # Parse and compile in full first: a broken config, or a new listen
         # that cannot be bound, leaves the running one untouched.
+        """
+        SIGHUP: swap in the config as it now is on disk.
+        """
         try:
             fresh, _path = _load(options, prefix)
             service.reload(fresh)
@@ -257,15 +263,24 @@ def _run(config: Any, options: argparse.Namespace, prefix: str) -> int:
             log.failure("reload failed, keeping the running configuration: {error}", error=str(e))
 
     def stop(*_: Any) -> None:
+        """
+        SIGQUIT: stop after in-flight requests finish.
+        """
         reactor.callFromThread(_stop)
 
     def fastStop(*_: Any) -> None:
+        """
+        SIGTERM/SIGINT: stop at once.
+        """
         service.fastShutdown = True
         reactor.callFromThread(_stop)
 
     stopping: List[bool] = []
 
     def _stop() -> None:
+        """
+        Stop the service (once), then the reactor.
+        """
         if stopping:
             return
         stopping.append(True)

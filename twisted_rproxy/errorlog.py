@@ -47,6 +47,10 @@ class ErrorLogObserver:
     """
 
     def __init__(self, path: str, level: str = "error") -> None:
+        """
+        @param path: a file, or C{stderr}.
+        @param level: the least severe nginx level written.
+        """
         self.path = path
         self.threshold = ERROR_LEVELS.index(level)
         self._file: Optional[IO[str]] = None
@@ -75,6 +79,10 @@ class ErrorLogObserver:
         return cls(path, level)
 
     def _open(self) -> IO[str]:
+        """
+        @return: the stream to write: standard error, or the file
+            (line-buffered, so a crash loses no finished line).
+        """
         if self.path == "stderr":
             return sys.stderr
         return open(self.path, "a", buffering=1)

@@ -98,6 +98,11 @@ def _checkImports(package: Any, cache: Dict[str, Any]) -> None:
 
 
 def _add(found: dict, module: Any, where: Optional[str]) -> None:
+    """
+    Add C{module} to C{found} by name.
+
+    @raise PluginError: the name is taken, naming both modules.
+    """
     if module.name in found:
         raise PluginError(
             f'two modules are named "{module.name}" ({found[module.name]!r} and '

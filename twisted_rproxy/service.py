@@ -41,6 +41,10 @@ class ProxyFactory(Factory):
     noisy = False
 
     def __init__(self, listener: Listener, reactor: Any = None) -> None:
+        """
+        @param listener: the listener whose config new connections use.
+        @param reactor: the reactor channels schedule timers on.
+        """
         self.listener = listener
         self._reactor = reactor
         self.channels: "weakref.WeakSet[HTTPChannel]" = weakref.WeakSet()
@@ -178,6 +182,9 @@ class ProxyService(MultiService):
         d.addCallback(lambda _: self._drain())
 
         def cleanup(result: Any) -> Any:
+            """
+            Close idle upstream connections and the error log.
+            """
             state = self.config.stateOf("upstream")
             if state is not None:
                 state["pool"].closeAll()
@@ -195,6 +202,9 @@ class ProxyService(MultiService):
         done: "Deferred[None]" = Deferred()
 
         def sweep() -> None:
+            """
+            One pass: close idle connections, count the rest.
+            """
             remaining = 0
             expired = self._reactor.seconds() >= deadline
             for factory in self.factories.values():

@@ -37,6 +37,10 @@ class Options(usage.Options):
 
 
 def _fail(error: Exception) -> "None":
+    """
+    Report a start-up error as nginx would and exit 1, since twistd
+    has no other way for makeService to refuse.
+    """
     sys.stderr.write(f"rproxy: [emerg] {error}\n")
     sys.exit(1)
 
@@ -64,6 +68,9 @@ def checkConfig(path: Any, prefix: Any, globalDirectives: str) -> int:
 
 
 def _demoPath() -> str:
+    """
+    @return: the embedded demo config's path.
+    """
     from .demo import DEMO_CONFIG
 
     return DEMO_CONFIG

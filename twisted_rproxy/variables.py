@@ -64,6 +64,9 @@ class VariableTable:
     """
 
     def __init__(self, specs: Sequence[VariableSpec] = ()) -> None:
+        """
+        @param specs: the module-provided variables to start with.
+        """
         self._exact: Dict[str, GetterFactory] = {}
         self._prefixes: List[Tuple[str, GetterFactory]] = []
         self._cache: Dict[str, Getter] = {}
@@ -142,6 +145,9 @@ def _capture(n: int) -> Getter:
     """
 
     def get(exchange: Any) -> Optional[str]:
+        """
+        @return: capture C{n}, or C{None} when the regex had fewer groups.
+        """
         captures = exchange.captures
         return captures[n - 1] if n <= len(captures) else None
 

@@ -69,6 +69,16 @@ class Compiler:
     def __init__(
         self, modules: Iterable[Any], reactor: Any = None, prefix: Optional[str] = None
     ) -> None:
+        """
+        Register every module's directives and variables once, so a clash
+        between plugins is reported before any config is read.
+
+        @param modules: the L{IProxyModule} providers to compile with.
+        @param reactor: given to modules that build runtime objects.
+        @param prefix: where relative paths resolve (default: the working
+            directory).
+        @raise ConfigError: two modules declare one directive or variable.
+        """
         self.prefix = os.path.abspath(prefix) if prefix else os.getcwd()
         self.modules = sorted(modules, key=lambda m: (m.order, m.name))
         self.reactor = reactor
@@ -118,6 +128,10 @@ class Compiler:
         return block
 
     def _parse(self, directiveSpec: DirectiveSpec, directive: Directive) -> Any:
+        """
+        Run a directive's parser, locating a plain C{ValueError} at the
+        directive so modules need not know about file and line.
+        """
         try:
             return directiveSpec.parse(directive)
         except ValueError as e:
@@ -126,6 +140,11 @@ class Compiler:
     def _store(
         self, block: Block, directiveSpec: DirectiveSpec, directive: Directive, value: Any
     ) -> None:
+        """
+        Record a parsed value in C{block}: repeatable directives
+        accumulate, block directives only note where they were, and a
+        scalar set twice is nginx's C{is duplicate} error.
+        """
         name = directive.name
         if directiveSpec.multiple:
             block.values.setdefault(name, []).append(value)
@@ -266,6 +285,9 @@ class Compiler:
         """
 
         def scanPattern(pattern: str, caseless: bool, directive: Optional[Directive]) -> None:
+            """
+            Define the named groups of one pattern.
+            """
             try:
                 regex = compilePcre(pattern, caseless)
             except PcreError:
@@ -274,6 +296,9 @@ class Compiler:
                 self.defineCapture(group, directive)
 
         def scanLocations(block: Block) -> None:
+            """
+            Walk nested locations for regex patterns.
+            """
             for child in block.childrenOf(LOCATION):
                 assert child.directive is not None
                 try:
@@ -308,6 +333,11 @@ class Compiler:
         self.variables.define(lowered, _namedCapture(group))
 
     def _isHttpLevelFile(self, tree: Sequence[Directive]) -> bool:
+        """
+        @return: whether C{tree} is a conf.d-style file: its first directive
+            that is not main-context is an http-level one, and it has no
+            C{http} block.
+        """
         for directive in tree:
             if self.registry.get(directive.name, MAIN) is not None:
                 continue
@@ -316,6 +346,12 @@ class Compiler:
         return False
 
     def _buildServer(self, block: Block) -> VirtualServer:
+        """
+        Compile one C{server} block: merge its values, let modules add
+        server-level filters, compile its locations into a
+        L{LocationTree}, and build the fallback location used before (or
+        without) a location match.
+        """
         conf = self.merge(self.httpConf, block)
         names = _serverNames(conf.get("server_name")) or ("",)
         server = VirtualServer(names=names, conf=conf, source=block.directive)
@@ -338,6 +374,10 @@ class Compiler:
     def _locationSpec(
         self, block: Block, outer: Conf, server: VirtualServer, parent: Optional[Location]
     ) -> LocationSpec:
+        """
+        Compile one C{location} block and its nested ones into the
+        L{LocationSpec} tree the router matches.
+        """
         directive = block.directive
         assert directive is not None
         modifier, pattern = _locationArgs(directive)
@@ -354,6 +394,10 @@ class Compiler:
         return LocationSpec(modifier, pattern, children, location, directive)
 
     def _configureLocation(self, location: Location) -> None:
+        """
+        Let every module install its filters and handler in C{location},
+        then order the request filters by phase.
+        """
         for module in self.modules:
             module.configureLocation(location, self)
         location.requestFilters.sort(key=lambda f: phaseIndex(f.phase))
@@ -362,6 +406,13 @@ class Compiler:
                 raise ConfigError(f"filter {f!r} has a server phase but was added to a location")
 
     def _buildListeners(self, servers: List[VirtualServer]) -> List[Listener]:
+        """
+        Group servers by listen address into L{Listener}s, choosing each
+        address's default server as nginx does.
+
+        @raise ConfigError: a duplicate listen in one server, or two
+            default servers for one address.
+        """
         groups: Dict[Tuple[str, int, Optional[str]], List[Tuple[ListenAddress, VirtualServer]]] = {}
         for server in servers:
             seen = set()
@@ -410,6 +461,9 @@ def _namedCapture(group: str) -> Any:
     """
 
     def get(exchange: Any) -> Optional[str]:
+        """
+        @return: the group's value from the location, else the server name.
+        """
         value = exchange.namedCaptures.get(group)
         if value is None:
             value = exchange.serverCaptures.get(group)
@@ -419,6 +473,10 @@ def _namedCapture(group: str) -> Any:
 
 
 def _error(directive: Optional[Directive], message: str) -> ConfigError:
+    """
+    @return: a L{ConfigError} at C{directive}, or unlocated when the
+    problem has no single directive (an implied default).
+    """
     if directive is None:
         return ConfigError(message)
     return directive.error(message)  # type: ignore[return-value]

@@ -29,6 +29,11 @@ class Conf:
         registry: DirectiveRegistry,
         sources: Mapping[str, Directive],
     ) -> None:
+        """
+        @param values: directive name to value, inherited ones included.
+        @param registry: gives defaults for unset directives.
+        @param sources: directive name to the directive that set it.
+        """
         self._values = dict(values)
         self._registry = registry
         self.sources = dict(sources)

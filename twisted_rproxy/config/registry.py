@@ -99,6 +99,9 @@ class DirectiveRegistry:
     """
 
     def __init__(self) -> None:
+        """
+        Start empty; modules declare their directives with L{add}.
+        """
         self._specs: Dict[str, List[DirectiveSpec]] = {}
         self._owners: Dict[int, str] = {}
 

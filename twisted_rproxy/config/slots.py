@@ -15,7 +15,14 @@ Parser = Callable[[Directive], Any]
 
 
 def _one(convert: Callable[[str], Any]) -> Parser:
+    """
+    @return: a parser applying C{convert} to the single argument and
+        wording its failure as nginx's slot functions do.
+    """
     def parse(directive: Directive) -> Any:
+        """
+        Convert the argument or raise nginx's C{invalid value} error.
+        """
         arg = directive.args[0]
         try:
             return convert(arg)
@@ -53,6 +60,9 @@ def enumSlot(*choices: str) -> Parser:
     """
 
     def parse(directive: Directive) -> str:
+        """
+        Convert the argument or raise nginx's C{invalid value} error.
+        """
         arg = directive.args[0]
         if arg not in choices:
             raise ValueError(f'invalid value "{arg}" in "{directive.name}" directive')

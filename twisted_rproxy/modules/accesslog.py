@@ -162,6 +162,10 @@ class LogFile:
     _open: "weakref.WeakValueDictionary[str, LogFile]" = weakref.WeakValueDictionary()
 
     def __init__(self, path: str) -> None:
+        """
+        Open C{path} for appending, unbuffered so each line is written
+        whole at once.
+        """
         self.path = path
         self._file = open(path, "ab", buffering=0)
 
@@ -206,6 +210,13 @@ class AccessLogSink:
     def __init__(self, logFile: LogFile, parts: Sequence[Tuple[bool, Any]],
                  escape: Any, condition: Optional[ComplexValue],
                  unset: str = "-") -> None:
+        """
+        @param logFile: the shared file.
+        @param parts: C{(isVariable, literal or getter)} pairs of the format.
+        @param escape: escapes one variable value.
+        @param condition: the C{if=} value, or C{None}.
+        @param unset: what an unset variable writes.
+        """
         self.logFile = logFile
         self._parts = parts
         self._escape = escape

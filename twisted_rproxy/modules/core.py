@@ -98,12 +98,19 @@ def _parseListen(directive: Directive) -> ListenAddress:
 
 
 def _port(text: str, address: str) -> int:
+    """
+    @return: a listen port in 1..65535, worded as nginx's error otherwise.
+    """
     if not text.isdigit() or not 0 < int(text) < 65536:
         raise ValueError(f'invalid port in "{address}" of the "listen" directive')
     return int(text)
 
 
 def _parseServerNames(directive: Directive) -> Sequence[str]:
+    """
+    C{server_name NAME...}: names lowercased (regexes kept as written),
+    refusing variables nginx calls suspicious.
+    """
     names = []
     for name in directive.args:
         if not name.startswith("~"):
@@ -115,6 +122,9 @@ def _parseServerNames(directive: Directive) -> Sequence[str]:
 
 
 def _parseHeaderBuffers(directive: Directive) -> tuple:
+    """
+    C{large_client_header_buffers NUMBER SIZE}.
+    """
     number, size = directive.args
     if not number.isdigit() or int(number) < 1:
         raise ValueError(f'invalid value "{number}" in "{directive.name}" directive')
@@ -130,10 +140,17 @@ def _parseHeaderBuffers(directive: Directive) -> tuple:
 def _parseKeepaliveTimeout(directive: Directive) -> float:
     # keepalive_timeout TIMEOUT [HEADER_TIMEOUT]: the second sets the
     # Keep-Alive response header, which nginx rarely needs; it is accepted.
+    """
+    C{keepalive_timeout TIMEOUT [HEADER_TIMEOUT]}: the idle timeout;
+    the optional C{Keep-Alive: timeout=} value is accepted and unused.
+    """
     return timeSlot(directive)
 
 
 def _parseWorkerProcesses(directive: Directive) -> Any:
+    """
+    C{worker_processes N|auto}.
+    """
     arg = directive.args[0]
     if arg == "auto":
         return "auto"

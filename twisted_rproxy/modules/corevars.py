@@ -16,25 +16,40 @@ from ..variables import Getter, VariableSpec, simple
 
 
 def _host(exchange: Any) -> str:
+    """
+    C{$host}: the normalised Host, else the server's first name.
+    """
     return exchange.host or (exchange.server.primaryName if exchange.server else "")
 
 
 def _remoteAddr(exchange: Any) -> str:
+    """
+    C{$remote_addr}: the client's address (C{unix:} for UNIX sockets).
+    """
     peer = exchange.channel.clientAddress
     host = getattr(peer, "host", None)
     return host if host is not None else "unix:"
 
 
 def _remotePort(exchange: Any) -> str:
+    """
+    C{$remote_port}: the client's port, empty for UNIX sockets.
+    """
     port = getattr(exchange.channel.clientAddress, "port", None)
     return "" if port is None else str(port)
 
 
 def _serverAddr(exchange: Any) -> str:
+    """
+    C{$server_addr}: the local address the request arrived on.
+    """
     return getattr(exchange.channel.serverAddress, "host", None) or "unix:"
 
 
 def _serverPort(exchange: Any) -> str:
+    """
+    C{$server_port}: the local port the request arrived on.
+    """
     port = getattr(exchange.channel.serverAddress, "port", None)
     return "" if port is None else str(port)
 
@@ -102,6 +117,9 @@ def _cookieGetter(fullName: str) -> Getter:
 
 
 def _requestLine(exchange: Any) -> str:
+    """
+    C{$request}: the request line as sent (method, target, version).
+    """
     return "%s %s %s" % (
         exchange.method.decode("latin-1"),
         exchange.rawURI.decode("latin-1"),
@@ -110,6 +128,9 @@ def _requestLine(exchange: Any) -> str:
 
 
 def _header(name: bytes) -> Getter:
+    """
+    @return: a getter for one request header by lowercase name.
+    """
     def get(exchange: Any) -> Optional[str]:
         value = exchange.header(name)
         return None if value is None else value.decode("latin-1")
@@ -118,10 +139,16 @@ def _header(name: bytes) -> Getter:
 
 
 def _timeLocal(exchange: Any) -> str:
+    """
+    C{$time_local}: the request start in the common log format.
+    """
     return time.strftime("%d/%b/%Y:%H:%M:%S %z", time.localtime(exchange.startTime))
 
 
 def _timeISO(exchange: Any) -> str:
+    """
+    C{$time_iso8601}: the request start in ISO 8601 with the offset.
+    """
     local = time.localtime(exchange.startTime)
     offset = time.strftime("%z", local)
     return time.strftime("%Y-%m-%dT%H:%M:%S", local) + offset[:3] + ":" + offset[3:]

@@ -32,6 +32,10 @@ class ErrorPage:
 
 
 def _parseErrorPage(directive: Directive) -> ErrorPage:
+    """
+    C{error_page CODE... [=[RESPONSE]] URI}, with nginx's checks on the
+    codes.
+    """
     args = list(directive.args)
     target = args.pop()
     override: Optional[int] = None

@@ -18,6 +18,10 @@ from ..variables import ComplexValue
 
 
 def _parseAddHeader(directive: Directive) -> Tuple[Directive, bool]:
+    """
+    C{add_header NAME VALUE [always]}; the value is compiled later, when
+    the variable table is complete.
+    """
     if len(directive.args) == 3 and directive.args[2] != "always":
         raise ValueError(f'invalid parameter "{directive.args[2]}"')
     return (directive, len(directive.args) == 3)

@@ -44,6 +44,9 @@ class MapVariable:
     """
 
     def __init__(self, name: str) -> None:
+        """
+        An empty map named C{name}; L{fill} gives it its contents.
+        """
         self.name = name
         self.source: Optional[ComplexValue] = None
         self.exact: Dict[str, ComplexValue] = {}

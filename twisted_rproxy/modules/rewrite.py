@@ -23,6 +23,12 @@ CLOSE_CONNECTION = 444
 
 
 def _parseReturn(directive: Directive) -> tuple:
+    """
+    C{return CODE [TEXT|URL]} or C{return URL} (a 302), as nginx reads
+    them.
+
+    @return: C{(code, text or None)}.
+    """
     args = directive.args
     first = args[0]
     if first.isdigit():
@@ -81,6 +87,10 @@ class RewriteModule(ProxyModule):
         return [spec("return", [SERVER, LOCATION], (1, 2), parse=_parseReturn, merge=MERGE_NONE)]
 
     def _filter(self, conf: Any, phase: str, compiler: Any) -> Optional[ReturnFilter]:
+        """
+        @return: the L{ReturnFilter} of C{conf}'s own C{return} for
+            C{phase}, or C{None} when it has none.
+        """
         found = conf.get("return")
         if found is None:
             return None
