@@ -216,7 +216,7 @@ def writeChart(data: Dict[str, Any], path: Path) -> bool:
     """
     A PNG bar chart of the SUBJECT/REFERENCE ratios, one group of bars per
     scenario: throughput, p99 latency, CPU and RSS (KiB per connection for
-    the idle scenarios), with the parity line at 1.
+    the idle scenarios), on a log scale with the parity line at 1.
 
     @return: False when matplotlib is unavailable (nothing written).
     """
@@ -244,7 +244,16 @@ def writeChart(data: Dict[str, Any], path: Path) -> bool:
     width = 0.8 / len(series)
     for index, (label, values) in enumerate(series.items()):
         positions = [i + (index - (len(series) - 1) / 2) * width for i in range(len(names))]
-        axes.bar(positions, [v if v is not None else 0 for v in values], width, label=label)
+        axes.bar(positions, [v if v else float("nan") for v in values], width, label=label)
+    # Log scale: a ratio of 0.2 and one of 5 are equally far from parity.
+    axes.set_yscale("log")
+    ticks = [0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50]
+    axes.set_yticks(ticks)
+    axes.set_yticklabels([f"{t:g}" for t in ticks])
+    axes.minorticks_off()
+    shown = [v for values in series.values() for v in values if v]
+    if shown:
+        axes.set_ylim(min(shown + [1.0]) / 1.5, max(shown + [1.0]) * 1.5)
     axes.axhline(1.0, color="black", linewidth=0.8)
     axes.set_xticks(range(len(names)))
     axes.set_xticklabels(names, rotation=20)
