@@ -513,13 +513,19 @@ class CodecTests(SynchronousTestCase):
         self.assertTrue(self.transport.disconnected)
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
-    def test_noTimerWhenIdle(self) -> None:
+    def test_noTimeoutWhenIdle(self) -> None:
         """
-        A completed response leaves no timer behind on the clock (an idle
-        keepalive connection is the pool's business).
+        A completed response disarms the read timeout: the timer may stay
+        scheduled (so the next request only pushes it later, which is
+        cheap), but when it fires on an idle keepalive connection nothing
+        fails and the connection stays open (idle connections are the
+        pool's business).
         """
         self.send(timeout=5)
         self.protocol.dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+        self.clock.advance(60)
+        self.assertEqual(self.handler.failures, [])
+        self.assertFalse(self.transport.disconnecting)
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
     def test_switchingProtocolsKeepsTrailingBytes(self) -> None:

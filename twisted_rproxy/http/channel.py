@@ -131,7 +131,7 @@ class HTTPChannel(Protocol):
         self.lost = True
         tunnel = self._state == _TUNNEL
         self._state = _CLOSED
-        self._cancelTimer()
+        self._stopTimer()
         if tunnel:
             self._tunnel.clientLost()
         exchange, self._exchange = self._exchange, None
@@ -149,21 +149,41 @@ class HTTPChannel(Protocol):
     # -- timers -------------------------------------------------------------
 
     def _setTimer(self, seconds: Optional[float], why: str) -> None:
-        self._cancelTimer()
-        if seconds:
-            self._timer = self._reactor.callLater(seconds, self._timedOut, why)
-            self._timerWhy = why
+        """
+        Arm the connection's one timer for C{why}.  An already scheduled
+        call is pushed (O(1) in Twisted when later) instead of being
+        cancelled and made again for every request.
+        """
+        if not seconds:
+            self._timerWhy = ""
+            return
+        self._timerWhy = why
+        timer = self._timer
+        if timer is not None and timer.active():
+            timer.reset(seconds)
+        else:
+            self._timer = self._reactor.callLater(seconds, self._timedOut)
 
     def _cancelTimer(self) -> None:
-        if self._timer is not None:
-            if self._timer.active():
-                self._timer.cancel()
-            self._timer = None
-            self._timerWhy = ""
-
-    def _timedOut(self, why: str) -> None:
-        self._timer = None
+        """
+        Disarm the timer; a call still scheduled is ignored when it fires.
+        """
         self._timerWhy = ""
+
+    def _stopTimer(self) -> None:
+        """
+        Really cancel the timer: the connection is gone.
+        """
+        self._timerWhy = ""
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+
+    def _timedOut(self) -> None:
+        self._timer = None
+        why, self._timerWhy = self._timerWhy, ""
+        if not why:
+            return
         if why != "keepalive_timeout":
             self.log.info(
                 "client timed out ({why}) from {peer}", why=why, peer=self._peerText()
@@ -277,7 +297,7 @@ class HTTPChannel(Protocol):
             exchange.bodyFinished()
         exchange.hasBody = framing.kind != "none"
         exchange.dispatch()
-        if self._state == _BODY and self._exchange is exchange and self._timer is None:
+        if self._state == _BODY and self._exchange is exchange and not self._timerWhy:
             # After dispatch, so the chosen location's client_body_timeout
             # applies (an early response has already set it).
             self._setTimer(exchange.conf.get("client_body_timeout"), "client_body_timeout")
@@ -343,8 +363,8 @@ class HTTPChannel(Protocol):
         if maxBody and self._bodyReceived > maxBody:
             self._bodyError(exchange, BodyTooLarge(), 413)
             return
-        if self._timer is not None:
-            self._timer.reset(exchange.conf.get("client_body_timeout"))
+        if self._timerWhy:
+            self._setTimer(exchange.conf.get("client_body_timeout"), "client_body_timeout")
         if exchange.finished:
             return  # discarding the body of an answered request
         exchange.bodyReceived(data)

@@ -11,7 +11,7 @@ import re
 import time
 from typing import Any, Callable, List, Mapping, Optional, Sequence, Tuple
 
-from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -260,8 +260,13 @@ class Exchange:
         if handler is None:
             self.sendLocalReply(404)
             return
-        d = maybeDeferred(handler.handle, self)
-        d.addErrback(self._contentFailed)
+        try:
+            result = handler.handle(self)
+        except Exception:
+            self._contentFailed(Failure())
+            return
+        if isinstance(result, Deferred):
+            result.addErrback(self._contentFailed)
 
     def _contentFailed(self, failure: Failure) -> None:
         self.log.failure("content handler failed for {uri}", failure, uri=self.rawURI)

@@ -82,6 +82,9 @@ class UpstreamHTTPProtocol(Protocol):
         self._decoder: Optional[ChunkedDecoder] = None
         self._method = b"GET"
         self._timer: Any = None
+        self._timerArmed = False
+        self.pooled = False
+        self.idleTimer: Any = None
         self._sendTimer: Any = None
         self._readTimeout = 60.0
         self._sendTimeout = 0.0
@@ -168,12 +171,28 @@ class UpstreamHTTPProtocol(Protocol):
     def _armTimer(self) -> None:
         if not self._readTimeout:
             return
+        self._timerArmed = True
         if self._timer is not None and self._timer.active():
+            # Pushing a pending call later is O(1) in Twisted's reactor,
+            # far cheaper than a cancel and a new callLater per request.
             self._timer.reset(self._readTimeout)
         else:
             self._timer = self._reactor.callLater(self._readTimeout, self._timedOut)
 
     def _cancelTimer(self) -> None:
+        """
+        Disarm the read timer between requests; it stays scheduled (and is
+        ignored if it fires) so the next request only has to reset it.
+        """
+        self._timerArmed = False
+        self.sendUnblocked()
+
+    def _stopTimer(self) -> None:
+        """
+        Really cancel the read timer: the connection is closing or leaving
+        this codec.
+        """
+        self._timerArmed = False
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None
@@ -189,6 +208,8 @@ class UpstreamHTTPProtocol(Protocol):
 
     def _timedOut(self) -> None:
         self._timer = None
+        if not self._timerArmed:
+            return
         stage = "reading response header from upstream" if self._state == _HEAD else (
             "reading upstream"
         )
@@ -338,7 +359,7 @@ class UpstreamHTTPProtocol(Protocol):
         A close ends a close-delimited body; anywhere else it is an error.
         """
         self.connected = False
-        self._cancelTimer()
+        self._stopTimer()
         if self.onLost is not None:
             self.onLost(self)
         if self._handler is None:
@@ -402,7 +423,7 @@ class UpstreamHTTPProtocol(Protocol):
         self._connectionClose = True
         self._decoder = None
         self._buffer = bytearray()
-        self._cancelTimer()
+        self._stopTimer()
 
     def detach(self) -> Any:
         """
@@ -410,7 +431,7 @@ class UpstreamHTTPProtocol(Protocol):
         """
         self._handler = None
         self._state = _IDLE
-        self._cancelTimer()
+        self._stopTimer()
         return self.transport
 
 

@@ -8,7 +8,7 @@ C{keepalive N} does.
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, Deque, Dict, Tuple
+from typing import Any, Deque, Dict, Optional, Tuple
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.endpoints import (
@@ -36,22 +36,36 @@ class ConnectionPool:
 
             reactor = _reactor
         self._reactor = reactor
-        self.idle: Dict[Tuple[int, Any], Deque[Tuple[UpstreamHTTPProtocol, Any]]] = {}
+        self.idle: Dict[Tuple[int, Any], Deque[UpstreamHTTPProtocol]] = {}
+
+    def takeIdle(self, upstream: Any, peer: Any) -> Optional[UpstreamHTTPProtocol]:
+        """
+        @return: an idle keepalive connection to C{peer}, or C{None}.  The
+            synchronous fast path: no Deferred for the common case.
+        """
+        cached = self.idle.get((id(upstream), peer))
+        while cached:
+            protocol = cached.pop()
+            protocol.onLost = None
+            protocol.pooled = False  # its idle timer, if it fires, is ignored
+            if protocol.connected:
+                return protocol
+        return None
 
     def acquire(self, upstream: Any, peer: Any, connectTimeout: float) -> "Deferred[Tuple[UpstreamHTTPProtocol, bool]]":
         """
         @return: a Deferred firing with C{(protocol, reused)}, or failing
             with L{UpstreamError} when the backend cannot be reached.
         """
-        key = (id(upstream), peer)
-        cached = self.idle.get(key)
-        while cached:
-            protocol, timer = cached.pop()
-            if timer.active():
-                timer.cancel()
-            if protocol.connected:
-                protocol.onLost = None
-                return succeed((protocol, True))
+        protocol = self.takeIdle(upstream, peer)
+        if protocol is not None:
+            return succeed((protocol, True))
+        return self.connect(peer, connectTimeout)
+
+    def connect(self, peer: Any, connectTimeout: float) -> "Deferred[Tuple[UpstreamHTTPProtocol, bool]]":
+        """
+        Open a new connection to C{peer} within C{proxy_connect_timeout}.
+        """
         protocol = UpstreamHTTPProtocol(peer, self._reactor)
         d = self._endpoint(peer, connectTimeout).connect(_QuietFactory(protocol))
         if connectTimeout:
@@ -112,32 +126,46 @@ class ConnectionPool:
         key = (id(upstream), protocol.peer)
         cached = self.idle.setdefault(key, deque())
         if len(cached) >= upstream.keepalive:
-            oldest, timer = cached.popleft()
-            if timer.active():
-                timer.cancel()
+            oldest = cached.popleft()
+            oldest.pooled = False
             oldest.onLost = None
             oldest.transport.loseConnection()
-        timer = self._reactor.callLater(
-            upstream.keepaliveTimeout, self._expire, key, protocol
-        )
-        entry = (protocol, timer)
-        cached.append(entry)
+        cached.append(protocol)
+        protocol.pooled = True
         protocol.onLost = lambda p: self._forget(key, p)
+        # One idle timer per connection, pushed later on each reuse (cheap
+        # in Twisted) rather than cancelled and re-made per request.
+        timer = protocol.idleTimer
+        if timer is not None and timer.active():
+            timer.reset(upstream.keepaliveTimeout)
+        else:
+            protocol.idleTimer = self._reactor.callLater(
+                upstream.keepaliveTimeout, self._expire, key, protocol
+            )
 
     def _expire(self, key: Any, protocol: UpstreamHTTPProtocol) -> None:
+        protocol.idleTimer = None
+        if not protocol.pooled:
+            return  # in use again since the timer was set
         self._forget(key, protocol)
         protocol.onLost = None
         protocol.transport.loseConnection()
 
     def _forget(self, key: Any, protocol: UpstreamHTTPProtocol) -> None:
+        """
+        The backend closed an idle connection: drop it and its timer.
+        """
+        protocol.pooled = False
+        if protocol.idleTimer is not None and protocol.idleTimer.active():
+            protocol.idleTimer.cancel()
+        protocol.idleTimer = None
         cached = self.idle.get(key)
         if not cached:
             return
-        for entry in list(cached):
-            if entry[0] is protocol:
-                cached.remove(entry)
-                if entry[1].active():
-                    entry[1].cancel()
+        try:
+            cached.remove(protocol)
+        except ValueError:
+            pass
         if not cached:
             del self.idle[key]
 
@@ -151,11 +179,13 @@ class ConnectionPool:
         """
         Close every idle connection (shutdown).
         """
-        for key in list(self.idle):
-            for protocol, timer in list(self.idle.get(key, ())):
-                if timer.active():
-                    timer.cancel()
+        for cached in list(self.idle.values()):
+            for protocol in list(cached):
+                protocol.pooled = False
                 protocol.onLost = None
+                if protocol.idleTimer is not None and protocol.idleTimer.active():
+                    protocol.idleTimer.cancel()
+                protocol.idleTimer = None
                 protocol.transport.loseConnection()
         self.idle.clear()
 

@@ -233,9 +233,12 @@ class ProxyRequest:
         peer.conns += 1
         self.attempt = Attempt(peer.name, self.reactor.seconds())
         self.exchange.upstreamAttempts.append(self.attempt)
-        d = self._connecting = self.handler.pool.acquire(
-            self.upstream, peer, self.settings.connectTimeout
-        )
+        pool = self.handler.pool
+        idle = pool.takeIdle(self.upstream, peer)
+        if idle is not None:
+            self._connected((idle, True))
+            return
+        d = self._connecting = pool.connect(peer, self.settings.connectTimeout)
         d.addCallbacks(self._connected, self._connectFailed)
 
     def _connected(self, result: Any) -> None:
