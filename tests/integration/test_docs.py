@@ -55,6 +55,7 @@ from tests.integration.harness import (
     RproxyRunner,
     ServerRunner,
     freePort,
+    proxyConfig,
     rawExchange,
     request,
 )
@@ -889,21 +890,21 @@ def testProxyUpgradeTunnel() -> None:
         upgrade.close()
 
 
-@pytest.mark.xfail(strict=True, reason="proxy_hide_header fails to load (AttributeError in HTTPProxyModule._settings); proxy.md says so")
-def testProxyHideHeader(tmp_path: Path) -> None:
+def testProxyHideHeader(backend: Any, rproxyRunner: Any) -> None:
     """
-    proxy_hide_header is declared; proxy.md documents that it does not load
-    yet.  Once it does, this passes: remove the xfail and the note in
-    proxy.md.
+    proxy_hide_header removes a backend header and proxy_pass_header lets
+    a normally hidden one (Server) through, as proxy.md says.
     """
-    from twisted_rproxy.plugins import builtinModules
-    from twisted_rproxy.service import loadConfig
-
-    loadConfig(
-        text="http { access_log off; server { listen 8080; location / {"
-             " proxy_pass http://127.0.0.1:8000; proxy_hide_header X-Secret; } } }",
-        prefix=str(tmp_path), modules=builtinModules(),
-    )
+    port = freePort()
+    rproxyRunner(proxyConfig(
+        port,
+        f"location / {{ proxy_pass http://{backend.address};"
+        " proxy_hide_header X-Secret; proxy_pass_header Server; }",
+    ))
+    response = request(port, path="/header?name=X-Secret&value=s3cret")
+    assert response.status == 200
+    assert response.header("X-Secret") is None
+    assert "TwistedWeb" in (response.header("Server") or "")
 
 
 def testUpstreamFailover(serve: Callable[..., Proxy]) -> None:

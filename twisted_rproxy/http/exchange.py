@@ -357,9 +357,6 @@ class Exchange:
         location = self.location or self._fallback()
         for f in location.responseFilters:
             headers = f.responseHeaders(self, status, headers)
-        for i, (name, value) in enumerate(headers):
-            if value[:1] == b"/" and len(name) == 8 and name.lower() == b"location":
-                headers[i] = (name, absoluteURL(self, value.decode("latin-1")).encode("latin-1"))
         self.responseHeaders = headers
         self.headSent = True
         self.channel.sendHead(self, status, reason or reasonPhrase(status), headers)
@@ -446,7 +443,13 @@ class Exchange:
             self.keepAlive = False
         if not body and status >= 300 and self._errorPageRedirect(status):
             return
-        out = list(headers)
+        # nginx's absolute_redirect: a Location this proxy makes is sent
+        # absolute (a backend's own relative Location is left alone).
+        out = [
+            (name, absoluteURL(self, value.decode("latin-1")).encode("latin-1"))
+            if value[:1] == b"/" and name.lower() == b"location" else (name, value)
+            for name, value in headers
+        ]
         if not body and status >= 300 and status != 304:
             tokens = self.conf.get("server_tokens")
             body = errorPage(status, tokens)

@@ -31,6 +31,18 @@ def _remoteAddr(exchange: Any) -> str:
     return host if host is not None else "unix:"
 
 
+def _binaryRemoteAddr(exchange: Any) -> Optional[str]:
+    """
+    The client address as 4 or 16 raw bytes (one latin-1 character each),
+    the compact key nginx's limit zones use.
+    """
+    host = getattr(exchange.channel.clientAddress, "host", None)
+    if host is None:
+        return None
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    return socket.inet_pton(family, host).decode("latin-1")
+
+
 def _remotePort(exchange: Any) -> str:
     """
     C{$remote_port}: the client's port, empty for UNIX sockets.
@@ -174,14 +186,14 @@ def coreVariables() -> List[VariableSpec]:
     return [
         simple("host", _host),
         simple("remote_addr", _remoteAddr),
-        simple("binary_remote_addr", _remoteAddr),
+        simple("binary_remote_addr", _binaryRemoteAddr),
         simple("remote_port", _remotePort),
         simple("server_addr", _serverAddr),
         simple("server_port", _serverPort),
         simple("scheme", lambda e: e.channel.scheme),
         simple("https", lambda e: "on" if e.channel.scheme == "https" else ""),
         simple("server_name", lambda e: e.server.primaryName if e.server else ""),
-        simple("request_uri", lambda e: e.rawURI.decode("latin-1")),
+        simple("request_uri", lambda e: e.originTarget.decode("latin-1")),
         simple("uri", lambda e: e.path),
         simple("document_uri", lambda e: e.path),
         simple("args", lambda e: e.args),

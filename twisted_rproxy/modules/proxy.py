@@ -14,7 +14,7 @@ from zope.interface import implementer
 
 from ..config.ast import Directive
 from ..config.registry import HTTP, LOCATION, MERGE_NONE, SERVER, DirectiveSpec, spec
-from ..config.slots import flagSlot, numberSlot, sizeSlot, timeSlot
+from ..config.slots import flagSlot, numberSlot, sizeSlot, stringSlot, timeSlot
 from ..config.values import parseSize
 from ..interfaces import IContentHandler
 from ..module import ProxyModule
@@ -135,6 +135,7 @@ class ProxyTarget:
         variables and is resolved per request.
     @ivar uri: the URI part (C{"/"} in C{http://b/}), or C{None}.
     @ivar proxyHost: the value of C{$proxy_host}.
+    @ivar proxyPort: the value of C{$proxy_port}.
     @ivar url: the compiled URL when it has variables.
     @ivar prefix: the location prefix a URI part replaces.
     """
@@ -144,6 +145,7 @@ class ProxyTarget:
     proxyHost: str
     url: Optional[ComplexValue]
     prefix: Optional[str]
+    proxyPort: str = "80"
 
 
 @implementer(IContentHandler)
@@ -169,6 +171,22 @@ class ProxyHandler:
         Proxy C{exchange} to the backend.
         """
         ProxyRequest(self, exchange).start()
+
+
+def hostAndPort(authority: str) -> Tuple[str, str]:
+    """
+    C{$proxy_host} and C{$proxy_port} for a C{proxy_pass} authority, as
+    nginx computes them: the port is dropped from the host when it is 80,
+    an upstream name has port 80, and a UNIX socket is C{localhost}.
+    """
+    if authority.startswith("unix:"):
+        return "localhost", ""
+    hostPart, sep, port = authority.rpartition(":")
+    if not sep or "]" in port:
+        return authority, "80"
+    if port == "80":
+        return hostPart, "80"
+    return authority, port
 
 
 def splitURL(url: str) -> Tuple[str, str, Optional[str]]:
@@ -201,8 +219,8 @@ class HTTPProxyModule(ProxyModule):
             spec("proxy_pass", [LOCATION], 1, parse=_parseProxyPass, merge=MERGE_NONE),
             spec("proxy_set_header", ALL, 2, parse=_parseHeader, multiple=True),
             spec("proxy_http_version", ALL, 1, parse=_parseVersion, default=b"HTTP/1.0"),
-            spec("proxy_hide_header", ALL, 1, multiple=True),
-            spec("proxy_pass_header", ALL, 1, multiple=True),
+            spec("proxy_hide_header", ALL, 1, parse=stringSlot, multiple=True),
+            spec("proxy_pass_header", ALL, 1, parse=stringSlot, multiple=True),
             spec("proxy_redirect", ALL, (1, 2), parse=_parseRedirect, multiple=True),
             spec("proxy_intercept_errors", ALL, 1, parse=flagSlot, default=False),
             spec("proxy_connect_timeout", ALL, 1, parse=timeSlot, default=60.0),
@@ -222,7 +240,7 @@ class HTTPProxyModule(ProxyModule):
             spec("proxy_ignore_client_abort", ALL, 1, parse=flagSlot, default=False),
             spec("proxy_pass_request_headers", ALL, 1, parse=flagSlot, default=True),
             spec("proxy_pass_request_body", ALL, 1, parse=flagSlot, default=True),
-            spec("proxy_socket_keepalive", ALL, 1, parse=flagSlot, default=False),
+            spec("proxy_socket_keepalive", ALL, 1, ignored=True),
             spec("proxy_headers_hash_max_size", ALL, 1, ignored=True),
             spec("proxy_headers_hash_bucket_size", ALL, 1, ignored=True),
         ]
@@ -276,12 +294,8 @@ class HTTPProxyModule(ProxyModule):
                 peers = resolvePeers(authority, directive, 80)
             upstream = Upstream(authority, peers, RoundRobinBalancer(peers, compiler.reactor),
                                 implicit=True)
-            host = authority if not authority.endswith(":80") else authority[:-3]
-        else:
-            host = authority
-        if authority.startswith("unix:"):
-            host = "localhost"
-        return ProxyTarget(upstream, uri, host, None, prefix)
+        host, port = hostAndPort(authority)
+        return ProxyTarget(upstream, uri, host, None, prefix, port)
 
     def _settings(self, conf: Any, target: ProxyTarget, location: Any,
                   compiler: Any) -> ProxySettings:

@@ -17,6 +17,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from ..http.exchange import absoluteURL
 from .body import RequestBody
 from .cluster import Peer, RoundRobinBalancer, Upstream, splitHostPort
 from .http1 import UpstreamError
@@ -105,7 +106,10 @@ class ProxyRequest:
         target = self.handler.target
         if target.url is not None and not self._resolveVariableURL():
             return
-        exchange.proxyHost = target.proxyHost if target.url is None else self.proxyHost
+        if target.url is None:
+            exchange.proxyHost, exchange.proxyPort = target.proxyHost, target.proxyPort
+        else:
+            exchange.proxyHost, exchange.proxyPort = self.proxyHost, self.proxyPort
         exchange.notifyClientClosed(self.clientClosed)
         self.uri = self._requestURI()
         hasBody = exchange.channel.hasRequestBody(exchange) and self.settings.passRequestBody
@@ -151,9 +155,9 @@ class ProxyRequest:
             self.exchange.sendLocalReply(502)
             return False
         self.upstream = upstream
-        self.proxyHost = "localhost" if authority.startswith("unix:") else (
-            authority[:-3] if authority.endswith(":80") else authority
-        )
+        from ..modules.proxy import hostAndPort
+
+        self.proxyHost, self.proxyPort = hostAndPort(authority)
         self.variableURI = uri
         return True
 
@@ -382,8 +386,13 @@ class ProxyRequest:
             start = prefix.evaluate(self.exchange)
             if lower_startswith(text, start, refresh=True):
                 index = text.find(start) if not text.startswith(start) else 0
-                return (text[:index] + replacement.evaluate(self.exchange)
-                        + text[index + len(start):]).encode("latin-1")
+                text = (text[:index] + replacement.evaluate(self.exchange)
+                        + text[index + len(start):])
+                if text[:1] == "/":
+                    # nginx makes a Location that proxy_redirect turned
+                    # relative absolute again (absolute_redirect on).
+                    text = absoluteURL(self.exchange, text)
+                return text.encode("latin-1")
         return value
 
     def responseBody(self, data: bytes) -> None:
