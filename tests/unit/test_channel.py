@@ -1178,3 +1178,44 @@ def testExchangeProvidesInterface() -> None:
     conn.send(get("/hold"))
     [exchange] = HOLD.exchanges
     assert verifyObject(IExchange, exchange)
+
+
+class SendTimeoutTests(ChannelTestCase):
+    """
+    C{send_timeout}: a client that stops reading a response (so the
+    transport pauses the channel) for that long is disconnected; one that
+    catches up in time is not.
+    """
+
+    def _stalledResponse(self) -> Connection:
+        conn = Connection(configText(BASE_SERVER.replace(
+            "keepalive_timeout 30s;", "keepalive_timeout 30s; send_timeout 7s;")))
+        conn.send(get("/hold"))
+        exchange = HOLD.exchanges[-1]
+        exchange.startResponse(200, [(b"Content-Length", b"10")])
+        exchange.write(b"12345")
+        conn.channel.pauseProducing()  # the client's socket buffer is full
+        return conn
+
+    def test_stalledClientDropped(self) -> None:
+        """
+        Paused for C{send_timeout} with the response unfinished: aborted.
+        """
+        conn = self._stalledResponse()
+        conn.clock.advance(6.9)
+        self.assertFalse(conn.closed)
+        conn.clock.advance(0.2)
+        self.assertTrue(conn.closed)
+
+    def test_resumedInTimeKept(self) -> None:
+        """
+        A client that drains before the timeout keeps its connection, and
+        the timer does not fire later.
+        """
+        conn = self._stalledResponse()
+        conn.clock.advance(5)
+        conn.channel.resumeProducing()
+        conn.clock.advance(30)
+        HOLD.exchanges[-1].write(b"67890")
+        HOLD.exchanges[-1].finish()
+        self.assertEqual(conn.responses()[0].body, b"1234567890")

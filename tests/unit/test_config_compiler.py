@@ -829,14 +829,19 @@ class RealConfigTests(ConfigTestCase):
         path = self.copyStock()
         config = self.compile(open(path, encoding="utf-8").read())
         self.assertEqual(config.warnings, [])
-        ignored = [n.split('"')[1] for n in config.notices]
+        # "worker_processes auto" is read, and says that one process runs.
+        workers = [n for n in config.notices if n.startswith('"worker_processes')]
+        self.assertEqual(len(workers), 1)
+        self.assertRegex(workers[0], r'^"worker_processes auto" runs one process .* in /\S+:\d+$')
+        notices = [n for n in config.notices if n not in workers]
+        ignored = [n.split('"')[1] for n in notices]
         for name in ("user", "worker_connections", "sendfile", "tcp_nopush",
                      "types_hash_max_size", "types", "ssl_protocols",
                      "ssl_prefer_server_ciphers", "gzip"):
             self.assertIn(name, ignored)
         for name in ("worker_processes", "pid", "error_log", "access_log", "default_type"):
             self.assertNotIn(name, ignored)
-        for notice in config.notices:
+        for notice in notices:
             self.assertRegex(notice, r"has no effect in twisted_rproxy and is ignored in /\S+:\d+$")
         self.assertIn(f"{path}:1", config.notices[ignored.index("user")])
         self.assertEqual(config.mainConf.get("worker_processes"), "auto")

@@ -397,12 +397,16 @@ class AccessLogTests(ConfigTestCase):
         A syslog target is refused by name rather than opened as a file
         called C{syslog:...}.
         """
-        for directive in ("access_log syslog:server=127.0.0.1;", "error_log syslog:server=127.0.0.1;"):
-            name = directive.split()[0]
-            self.assertEqual(
-                self.httpError(directive),
-                f'"{name}" to syslog is not supported by twisted_rproxy in {self.confPath}:5',
-            )
+        self.assertEqual(
+            self.httpError("access_log syslog:server=127.0.0.1;"),
+            f'"access_log" to syslog is not supported by twisted_rproxy in {self.confPath}:5',
+        )
+        # error_log is only used in the main context (elsewhere it is
+        # ignored with a notice), so that is where syslog is refused.
+        self.assertEqual(
+            str(self.configError("error_log syslog:server=127.0.0.1;\nevents {}\n")),
+            f'"error_log" to syslog is not supported by twisted_rproxy in {self.confPath}:1',
+        )
         self.assertEqual(sorted(os.listdir(self.prefix)), ["logs", "nginx.conf"])
 
     def test_invalidLogFormatEscape(self) -> None:

@@ -753,3 +753,36 @@ class PoolTests(SynchronousTestCase):
         self.pool.closeAll()
         self.assertTrue(transport.disconnecting)
         self.assertEqual(self.reactor.getDelayedCalls(), [])
+
+
+class KeepaliveTimeTests(SynchronousTestCase):
+    """
+    C{keepalive_time}: a backend connection older than this is closed when
+    released instead of being kept idle, as nginx does.
+    """
+
+    def test_oldConnectionNotKept(self) -> None:
+        """
+        Released before C{keepalive_time}, a connection is pooled; released
+        after it, the connection is closed.
+        """
+        from twisted.internet.testing import MemoryReactorClock, StringTransport
+
+        from twisted_rproxy.upstream.cluster import Peer, RoundRobinBalancer, Upstream
+        from twisted_rproxy.upstream.http1 import UpstreamHTTPProtocol
+        from twisted_rproxy.upstream.pool import ConnectionPool
+
+        clock = MemoryReactorClock()
+        peer = Peer("127.0.0.1", 9)
+        upstream = Upstream("u", [peer], RoundRobinBalancer([peer], clock),
+                            keepalive=4, keepaliveTime=100.0)
+        pool = ConnectionPool(clock)
+        young = UpstreamHTTPProtocol(peer, clock)
+        young.makeConnection(StringTransport())
+        clock.advance(50)
+        pool.release(upstream, young, True)
+        self.assertIs(pool.takeIdle(upstream, peer), young)
+        clock.advance(60)  # now 110 s old
+        pool.release(upstream, young, True)
+        self.assertIsNone(pool.takeIdle(upstream, peer))
+        self.assertTrue(young.transport.disconnecting)

@@ -38,7 +38,16 @@ BODY_QUEUE_LIMIT = 65536
 
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _SERVER_FULL = SERVER_SOFTWARE.encode("ascii")
+_OWN_HEADERS = frozenset({b"server", b"date"})
 _SERVER_SHORT = b"twisted_rproxy"
+
+
+def _withoutOwn(own: frozenset, name: bytes) -> Optional[frozenset]:
+    """
+    @return: C{own} less C{name}, or C{None} when nothing is left to add.
+    """
+    rest = own - {name}
+    return rest or None
 
 
 class BodyTooLarge(Exception):
@@ -106,6 +115,7 @@ class HTTPChannel(Protocol):
         self._inReadHeads = False
         self._chunkedOut = False
         self.lost = False
+        self._sendTimer: Any = None
         self._tunnel: Any = None
         self.clientAddress: Any = None
         self.serverAddress: Any = None
@@ -132,6 +142,9 @@ class HTTPChannel(Protocol):
         tunnel = self._state == _TUNNEL
         self._state = _CLOSED
         self._stopTimer()
+        if self._sendTimer is not None and self._sendTimer.active():
+            self._sendTimer.cancel()
+        self._sendTimer = None
         if tunnel:
             self._tunnel.clientLost()
         exchange, self._exchange = self._exchange, None
@@ -191,6 +204,20 @@ class HTTPChannel(Protocol):
         exchange = self._exchange
         if exchange is not None and not exchange.finished:
             exchange.status = exchange.status or 408
+        self.transport.abortConnection()
+
+    def _sendTimedOut(self) -> None:
+        """
+        The client read nothing for C{send_timeout}: drop it, as nginx
+        does ("client timed out ... while sending response to client").
+        """
+        self._sendTimer = None
+        if not self._writePaused or self.lost:
+            return
+        self.log.info(
+            "client timed out (send_timeout) while sending response to client {peer}",
+            peer=self._peerText(),
+        )
         self.transport.abortConnection()
 
     def _peerText(self) -> str:
@@ -480,10 +507,17 @@ class HTTPChannel(Protocol):
             return
         noBody = exchange.method == b"HEAD" or status < 200 or status in (204, 304)
         hasLength = False
+        own = _OWN_HEADERS  # Server and Date, unless the response has them
         for name, _value in headers:
-            if len(name) == 14 and name.lower() == b"content-length":
+            size = len(name)
+            if size == 14 and name.lower() == b"content-length":
                 hasLength = True
-                break
+            elif size in (4, 6) and own is not None:
+                lower = name.lower()
+                if lower == b"server" or lower == b"date":
+                    # proxy_pass_header Server/Date: the backend's is sent
+                    # instead of ours, as nginx does.
+                    own = _withoutOwn(own, lower)
         self._chunkedOut = False
         if not noBody and not hasLength:
             if exchange.version == b"HTTP/1.1":
@@ -502,10 +536,12 @@ class HTTPChannel(Protocol):
                 or self._awaitingContinue(exchange)
             ):
                 exchange.keepAlive = False
-        parts = [
-            b"HTTP/1.1 %d %s\r\nServer: %s\r\nDate: %s\r\n"
-            % (status, reason, self._serverHeader(exchange), httpDate(self._reactor.seconds()))
-        ]
+        parts = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
+        if own is not None:
+            if b"server" in own:
+                parts.append(b"Server: %s\r\n" % self._serverHeader(exchange))
+            if b"date" in own:
+                parts.append(b"Date: %s\r\n" % httpDate(self._reactor.seconds()))
         for name, value in headers:
             parts.append(b"%s: %s\r\n" % (name, value))
         if self._chunkedOut:
@@ -643,14 +679,23 @@ class HTTPChannel(Protocol):
         """
         self._writePaused = True
         exchange = self._exchange
-        if exchange is not None and exchange.responseProducer is not None:
-            exchange.responseProducer.pauseProducing()
+        if exchange is not None:
+            if exchange.responseProducer is not None:
+                exchange.responseProducer.pauseProducing()
+            # send_timeout: how long the client may leave us unable to write.
+            seconds = exchange.conf.get("send_timeout")
+            if seconds and self._sendTimer is None:
+                self._sendTimer = self._reactor.callLater(seconds, self._sendTimedOut)
 
     def resumeProducing(self) -> None:
         """
         The client caught up: resume the response source.
         """
         self._writePaused = False
+        if self._sendTimer is not None:
+            if self._sendTimer.active():
+                self._sendTimer.cancel()
+            self._sendTimer = None
         exchange = self._exchange
         if exchange is not None and exchange.responseProducer is not None:
             exchange.responseProducer.resumeProducing()

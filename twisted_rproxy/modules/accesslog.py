@@ -258,8 +258,9 @@ class AccessLogModule(ProxyModule):
             spec("log_format", [HTTP], (2, None), parse=_parseLogFormat, multiple=True),
             spec("access_log", [HTTP, SERVER, LOCATION], (1, None), parse=_parseAccessLog,
                  multiple=True),
-            spec("error_log", [MAIN, HTTP, SERVER, LOCATION], (1, 2), parse=_parseErrorLog,
-                 multiple=True),
+            spec("error_log", [MAIN], (1, 2), parse=_parseErrorLog, multiple=True),
+            # Per-block error logs: every message goes to the main one here.
+            spec("error_log", [HTTP, SERVER, LOCATION], (1, 2), ignored=True),
         ]
 
     def variables(self) -> Sequence[Any]:

@@ -235,7 +235,8 @@ class HTTPCoreModule(ProxyModule):
                  merge=MERGE_NONE, multiple=True),
             spec("client_max_body_size", ALL_HTTP, 1, parse=sizeSlot, default=1024 * 1024),
             spec("client_body_buffer_size", ALL_HTTP, 1, parse=sizeSlot, default=16384),
-            spec("client_header_buffer_size", [HTTP, SERVER], 1, parse=sizeSlot, default=1024),
+            # nginx's first small header buffer; heads are read whole here.
+            spec("client_header_buffer_size", [HTTP, SERVER], 1, ignored=True),
             spec("large_client_header_buffers", [HTTP, SERVER], 2,
                  parse=_parseHeaderBuffers, default=(4, 8192)),
             spec("client_header_timeout", [HTTP, SERVER], 1, parse=timeSlot, default=60.0),
@@ -247,6 +248,19 @@ class HTTPCoreModule(ProxyModule):
             spec("server_tokens", ALL_HTTP, 1, parse=flagSlot, default=True),
             spec("default_type", ALL_HTTP, 1, parse=stringSlot, default="text/plain"),
         ]
+
+    def configure(self, compiler: Any) -> None:
+        """
+        Say plainly that several workers are not run yet.
+        """
+        workers = compiler.mainConf.get("worker_processes")
+        if workers != 1:
+            source = compiler.mainConf.source("worker_processes")
+            where = f" in {source.filename}:{source.line}" if source is not None else ""
+            compiler.notice(
+                f'"worker_processes {workers}" runs one process in twisted_rproxy for '
+                f"now{where}"
+            )
 
     def variables(self) -> Sequence[Any]:
         """

@@ -109,7 +109,8 @@ class UpstreamModule(ProxyModule):
             spec("keepalive_requests", [UPSTREAM], 1, parse=numberSlot),
             spec("keepalive_timeout", [UPSTREAM], 1, parse=timeSlot),
             spec("keepalive_time", [UPSTREAM], 1, parse=timeSlot),
-            spec("zone", [UPSTREAM], (1, 2)),
+            # Peer state lives in the process until workers share it.
+            spec("zone", [UPSTREAM], (1, 2), ignored=True),
         ]
 
     def variables(self) -> Sequence[Any]:
@@ -146,6 +147,7 @@ class UpstreamModule(ProxyModule):
                 RoundRobinBalancer(peers, reactor),
                 keepalive=block.values.get("keepalive", 0),
                 keepaliveRequests=block.values.get("keepalive_requests", 1000),
+                keepaliveTime=block.values.get("keepalive_time", 3600.0),
                 keepaliveTimeout=block.values.get("keepalive_timeout", 60.0),
             )
         compiler.state[STATE] = {

@@ -153,12 +153,14 @@ class Upstream:
 
     def __init__(self, name: str, peers: List[Peer], balancer: Any,
                  keepalive: int = 0, keepaliveRequests: int = 1000,
+                 keepaliveTime: float = 3600.0,
                  keepaliveTimeout: float = 60.0, implicit: bool = False) -> None:
         self.name = name
         self.peers = peers
         self.balancer = balancer
         self.keepalive = keepalive
         self.keepaliveRequests = keepaliveRequests
+        self.keepaliveTime = keepaliveTime
         self.keepaliveTimeout = keepaliveTimeout
         self.implicit = implicit
 

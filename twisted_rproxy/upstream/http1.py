@@ -85,6 +85,7 @@ class UpstreamHTTPProtocol(Protocol):
         self._timerArmed = False
         self.pooled = False
         self.idleTimer: Any = None
+        self.connectedAt = 0.0
         self._sendTimer: Any = None
         self._readTimeout = 60.0
         self._sendTimeout = 0.0
@@ -101,6 +102,7 @@ class UpstreamHTTPProtocol(Protocol):
         Mark the connection usable.
         """
         self.connected = True
+        self.connectedAt = self._reactor.seconds()
 
     # -- sending --------------------------------------------------------
 

@@ -118,6 +118,7 @@ class ConnectionPool:
             or not protocol.connected
             or not upstream.keepalive
             or protocol.requests >= upstream.keepaliveRequests
+            or self._reactor.seconds() - protocol.connectedAt >= upstream.keepaliveTime
         ):
             protocol.onLost = None
             if protocol.transport is not None:
