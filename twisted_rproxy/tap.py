@@ -6,6 +6,7 @@ runs the embedded demo config and its demo backend.
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -54,6 +55,8 @@ def checkConfig(path: Any, prefix: Any, globalDirectives: str) -> int:
     from .service import loadConfig
 
     name = path or "(embedded demo)"
+    if path is not None:
+        _ensureLogsDirectory(prefix or os.path.dirname(os.path.abspath(path)))
     try:
         config = loadConfig(path=path or _demoPath(), prefix=prefix, globalDirectives=globalDirectives)
     except (ConfigError, PluginError, OSError) as e:
@@ -65,6 +68,17 @@ def checkConfig(path: Any, prefix: Any, globalDirectives: str) -> int:
     sys.stderr.write(f"rproxy: the configuration file {name} syntax is ok\n")
     sys.stderr.write(f"rproxy: configuration file {name} test is successful\n")
     return 0
+
+
+def _ensureLogsDirectory(prefix: str) -> None:
+    """
+    Make C{PREFIX/logs}, where the default access log goes, as the
+    C{rproxy} command does.
+    """
+    try:
+        os.makedirs(os.path.join(prefix, "logs"), exist_ok=True)
+    except OSError:
+        pass  # opening the log then reports the problem at file:line
 
 
 def _demoPath() -> str:
@@ -85,6 +99,8 @@ def makeService(options: Options) -> MultiService:
     if options["test"]:
         sys.exit(checkConfig(options["config"], options["prefix"], options["global"]))
     path = options["config"]
+    if path is not None:
+        _ensureLogsDirectory(options["prefix"] or os.path.dirname(os.path.abspath(path)))
     try:
         config = loadConfig(
             path=path or _demoPath(), prefix=options["prefix"], globalDirectives=options["global"]
