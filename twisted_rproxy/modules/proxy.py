@@ -19,7 +19,7 @@ from ..config.values import parseSize
 from ..interfaces import IContentHandler
 from ..module import ProxyModule
 from ..upstream.cluster import RoundRobinBalancer, Upstream
-from ..upstream.proxyrequest import ProxyRequest
+from ..upstream.proxyrequest import HOP_BY_HOP, ProxyRequest
 from ..variables import ComplexValue, simple
 from .upstream import STATE, resolvePeers
 
@@ -124,6 +124,46 @@ class ProxySettings:
     ignoreClientAbort: bool
     passRequestHeaders: bool
     passRequestBody: bool
+    headerPlan: Tuple[Tuple[int, Any, Any], ...] = attr.ib(init=False, eq=False, repr=False)
+    clientDrop: FrozenSet[bytes] = attr.ib(init=False, eq=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        """
+        Compile the header list once: static lines pre-encoded, empty static
+        values dropped, only variable values left to evaluate per request.
+        """
+        object.__setattr__(self, "headerPlan", headerPlan(self.headers))
+        object.__setattr__(self, "clientDrop", self.overridden | HOP_BY_HOP)
+
+
+#: Kinds of step in L{ProxySettings.headerPlan}.
+PLAN_STATIC, PLAN_VALUE, PLAN_LENGTH, PLAN_CHUNKED = range(4)
+
+
+def headerPlan(
+    headers: Sequence[Tuple[bytes, bytes, ComplexValue]]
+) -> Tuple[Tuple[int, Any, Any], ...]:
+    """
+    @return: the steps that write the configured request headers: a
+        pre-encoded line, a name with a value to evaluate, or the body
+        framing headers (whose value depends on the body actually sent).
+    """
+    plan: List[Tuple[int, Any, Any]] = []
+    for name, lower, value in headers:
+        if lower == b"content-length":
+            plan.append((PLAN_LENGTH, None, None))
+        elif lower == b"transfer-encoding":
+            plan.append((PLAN_CHUNKED, None, None))
+        elif value.static is not None:
+            if value.static:
+                line = b"%s: %s\r\n" % (name, value.static.encode("latin-1", "replace"))
+                if plan and plan[-1][0] == PLAN_STATIC:
+                    plan[-1] = (PLAN_STATIC, plan[-1][1] + line, None)
+                else:
+                    plan.append((PLAN_STATIC, line, None))
+        else:
+            plan.append((PLAN_VALUE, name + b": ", value))
+    return tuple(plan)
 
 
 @attr.s(frozen=True, slots=True, auto_attribs=True)

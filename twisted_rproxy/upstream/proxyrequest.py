@@ -292,26 +292,30 @@ class ProxyRequest:
                 length = int(declared)
             else:
                 self._chunkedUp = True
-        for name, lower, value in settings.headers:
-            if lower == b"content-length":
+        for kind, first, second in settings.headerPlan:
+            if kind == 0:  # PLAN_STATIC: pre-encoded at load
+                lines.append(first)
+            elif kind == 1:  # PLAN_VALUE: evaluated now, omitted if empty
+                text = second.evaluate(exchange)
+                if text:
+                    lines += (first, text.encode("latin-1", "replace"), b"\r\n")
+            elif kind == 2:  # PLAN_LENGTH
                 if length is not None:
                     lines.append(b"Content-Length: %d\r\n" % length)
-                continue
-            if lower == b"transfer-encoding":
-                if self._chunkedUp:
-                    lines.append(b"Transfer-Encoding: chunked\r\n")
-                continue
-            text = value.evaluate(exchange)
-            if text:
-                lines += (name, b": ", text.encode("latin-1", "replace"), b"\r\n")
+            elif self._chunkedUp:  # PLAN_CHUNKED
+                lines.append(b"Transfer-Encoding: chunked\r\n")
         if settings.passRequestHeaders:
-            overridden = settings.overridden
-            hop = _headerTokens(exchange.headerValues(b"connection")) | HOP_BY_HOP
-            for name, value in exchange.requestHeaders:
-                lower = name.lower()
-                if lower in overridden or lower in hop:
-                    continue
-                lines += (name, b": ", value, b"\r\n")
+            headers = exchange.requestHeaders
+            lowers = [name.lower() for name, _value in headers]
+            drop = settings.clientDrop
+            if b"connection" in lowers:
+                # Headers the client's Connection names are hop-by-hop too.
+                drop = drop | _headerTokens(
+                    [v for l, (_n, v) in zip(lowers, headers) if l == b"connection"]
+                )
+            for lower, (name, value) in zip(lowers, headers):
+                if lower not in drop:
+                    lines += (name, b": ", value, b"\r\n")
         lines.append(b"\r\n")
         return b"".join(lines)
 
@@ -362,20 +366,26 @@ class ProxyRequest:
     def _responseHeaders(self, head: Any) -> list:
         settings = self.settings
         upgrade = head.status == 101
-        named = _headerTokens([v for n, v in head.headers if n.lower() == b"connection"])
-        if upgrade:
-            # "Connection: Upgrade" names the Upgrade header the client
-            # needs to see in a 101.
-            named -= {b"upgrade"}
-        drop = settings.hidden | named
+        headers = head.headers
+        lowers = [name.lower() for name, _value in headers]
+        drop = settings.hidden
+        if b"connection" in lowers:
+            named = _headerTokens(
+                [v for l, (_n, v) in zip(lowers, headers) if l == b"connection"]
+            )
+            if upgrade:
+                # "Connection: Upgrade" names the Upgrade header the client
+                # needs to see in a 101.
+                named -= {b"upgrade"}
+            drop = drop | named
+        redirects = settings.redirects
         out = []
-        for name, value in head.headers:
-            lower = name.lower()
+        for lower, (name, value) in zip(lowers, headers):
             if lower in drop or (lower in HOP_BY_HOP and not (
-                upgrade and lower in (b"upgrade", b"connection")
+                upgrade and (lower == b"upgrade" or lower == b"connection")
             )):
                 continue
-            if settings.redirects and lower in (b"location", b"refresh"):
+            if redirects and (lower == b"location" or lower == b"refresh"):
                 value = self._rewriteRedirect(value)
             out.append((name, value))
         return out
