@@ -72,6 +72,9 @@ class Location:
     @ivar requestFilters: phase filters, in run order.
     @ivar responseFilters: response filters, in run order.
     @ivar contentHandler: the terminal handler, or C{None} (404).
+    @ivar errorPages: what replaces an error reply, set by a module (an
+        object with C{handles(status)} and C{redirect(exchange, status)}),
+        or C{None}.
     @ivar server: the L{VirtualServer} this location belongs to.
     """
 
@@ -83,6 +86,7 @@ class Location:
     responseFilters: List[Any] = attr.Factory(list)
     contentHandler: Any = None
     logSinks: List[Any] = attr.Factory(list)
+    errorPages: Any = None
     autoRedirect: bool = False
     server: Any = None
 

@@ -466,12 +466,10 @@ class Exchange:
     def _errorPageRedirect(self, status: int) -> bool:
         # Like nginx with recursive_error_pages off: one error_page
         # redirect per request, so a failing error page cannot loop.
-        pages = self.conf.get("error_page")
-        if not pages or self.variableCache.get("_redirects", 0) >= 1:
+        pages = (self.location or self._fallback()).errorPages
+        if pages is None or self.variableCache.get("_redirects", 0) >= 1:
             return False
-        from ..modules.errorpage import redirectForStatus
-
-        return redirectForStatus(self, status, pages)
+        return pages.redirect(self, status)
 
     def sendRedirect(self, status: int, url: str) -> None:
         """

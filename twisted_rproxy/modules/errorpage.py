@@ -89,6 +89,33 @@ def redirectForStatus(exchange: Any, status: int, pages: Sequence[ErrorPage]) ->
     return False
 
 
+class ErrorPages:
+    """
+    A location's C{error_page} list, as the hook the exchange calls before
+    it answers with an error.
+    """
+
+    def __init__(self, pages: Sequence[ErrorPage]) -> None:
+        self.pages = tuple(pages)
+        self._codes = frozenset(code for page in pages for code in page.codes)
+
+    def handles(self, status: int) -> bool:
+        """
+        @return: whether some C{error_page} covers C{status}.
+        """
+        return status in self._codes
+
+    def redirect(self, exchange: Any, status: int) -> bool:
+        """
+        Apply the first matching C{error_page}.
+
+        @return: whether the exchange was redirected.
+        """
+        if status not in self._codes:
+            return False
+        return redirectForStatus(exchange, status, self.pages)
+
+
 class ErrorPageModule(ProxyModule):
     """
     Declares C{error_page}.
@@ -106,4 +133,10 @@ class ErrorPageModule(ProxyModule):
                  multiple=True)
         ]
 
-
+    def configureLocation(self, location: Any, compiler: Any) -> None:
+        """
+        Give the location its inherited C{error_page} list as its hook.
+        """
+        pages = location.conf.get("error_page")
+        if pages:
+            location.errorPages = ErrorPages(pages)

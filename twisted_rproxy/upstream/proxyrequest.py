@@ -360,8 +360,9 @@ class ProxyRequest:
         exchange.startResponse(status, headers, head.reason or None)
 
     def _hasErrorPage(self, status: int) -> bool:
-        pages = self.exchange.conf.get("error_page") or ()
-        return any(status in page.codes for page in pages)
+        location = self.exchange.location
+        pages = location.errorPages if location is not None else None
+        return pages is not None and pages.handles(status)
 
     def _responseHeaders(self, head: Any) -> list:
         settings = self.settings
