@@ -9,10 +9,13 @@ an operator can act on.
 from __future__ import annotations
 
 import random
+import re
+import sys
 from typing import Callable, List, Sequence, Tuple
 
 import pytest
 
+from twisted_rproxy.http import parser
 from twisted_rproxy.http.parser import (
     ChunkedDecoder,
     Framing,
@@ -1698,3 +1701,242 @@ def test_chunkedRandomRoundTrip() -> None:
         parts = [encoded[a:b] for a, b in zip([0] + cuts, cuts + [len(encoded)])]
         decoded, done, leftover, _ = decode(ChunkedDecoder(), parts)
         assert (decoded, done, leftover) == (data, True, b"NEXT")
+
+
+# Long hostile inputs: the regexes are greedy (Python 3.9 has no
+# possessive quantifiers) and must stay linear when a long input fails.
+
+BIG = Limits(
+    maxRequestLine=1 << 20,
+    maxHeaderLine=1 << 20,
+    maxHeadersSize=1 << 22,
+    maxHeaderCount=1 << 16,
+)
+KIB64 = 64 * 1024
+
+HOSTILE_REQUESTS = [
+    (
+        "64k-value-then-ctl",
+        request(b"Host: a", b"X: " + b"v !~\x80" * (KIB64 // 4) + b"\x7f"),
+        400,
+        "control character",
+    ),
+    (
+        "64k-value-then-bare-cr",
+        request(b"Host: a", b"X: " + b"v" * KIB64 + b"\rx"),
+        400,
+        "CR in header value",
+    ),
+    (
+        "64k-name-then-space",
+        request(b"Host: a", b"X" * KIB64 + b" : y"),
+        400,
+        "whitespace between header name and colon",
+    ),
+    (
+        "4k-lines-last-bad",
+        request(b"Host: a", *[b"X-%d: %s" % (i, b"v" * 10) for i in range(4096)], b"X"),
+        400,
+        "without a colon",
+    ),
+    (
+        "64k-target-no-version",
+        request(start=b"GET /" + b"a" * KIB64 + b" HTTP/1.1\x7f"),
+        400,
+        "invalid HTTP version",
+    ),
+    (
+        "64k-method-then-ctl",
+        request(start=b"G" * KIB64 + b"\x01 / HTTP/1.1"),
+        400,
+        "invalid method",
+    ),
+    (
+        "64k-connect-host-no-port",
+        request(b"Host: a", start=b"CONNECT " + b"a" * KIB64 + b":80x HTTP/1.1"),
+        400,
+        "invalid request target",
+    ),
+    (
+        "64k-connect-ipv6-unclosed",
+        request(b"Host: a", start=b"CONNECT [" + b"0:" * (KIB64 // 2) + b":80 HTTP/1.1"),
+        400,
+        "invalid request target",
+    ),
+    (
+        "64k-scheme-no-colon",
+        request(b"Host: a", start=b"GET " + b"a+" * (KIB64 // 2) + b"/x HTTP/1.1"),
+        400,
+        "invalid request target",
+    ),
+]
+
+
+@pytest.mark.timeout(60, method="thread")
+@pytest.mark.parametrize(
+    "head, status, fragment",
+    [case[1:] for case in HOSTILE_REQUESTS],
+    ids=[case[0] for case in HOSTILE_REQUESTS],
+)
+def test_hostileRequestHeads(head: bytes, status: int, fragment: str) -> None:
+    """
+    Long request heads that fail only at their last byte, under limits
+    large enough to reach the regexes, are refused for the right reason
+    (and, the timeout guards, without backtracking blow-ups).
+    """
+    for _ in range(3):
+        expectError(lambda: parseRequestHead(head, BIG), status, fragment)
+
+
+@pytest.mark.timeout(60, method="thread")
+def test_hostileResponseHeads() -> None:
+    """
+    The same for a backend's status line and header section.
+    """
+    expectError(
+        lambda: parseResponseHead(
+            response(start=b"HTTP/1.1 200 " + b"r " * (KIB64 // 2) + b"\x01"), BIG
+        ),
+        502,
+        "invalid status line",
+    )
+    expectError(
+        lambda: parseResponseHead(
+            response(b"X: " + b"\t" * KIB64 + b"\x00"), BIG
+        ),
+        502,
+        "NUL in header value",
+    )
+
+
+HOSTILE_CHUNK_LINES = [
+    ("8k-empty-values", b"1" + b";a=" * 2731),
+    ("8k-names-only-then-equals", b"1" + b";a" * 4096 + b"="),
+    ("8k-spaces-then-junk", b"1;a" + b" \t" * 4096 + b"x"),
+    ("8k-unclosed-quote", b'1;a="' + b'q\\"' * 2731),
+    ("8k-quoted-then-junk", b'1;a="' + b"q" * 8192 + b'"x'),
+    ("8k-hex-then-junk", b"0" * 8192 + b"g"),
+    ("8k-token-then-quote", b"1;" + b"t" * 8192 + b'"'),
+]
+
+
+@pytest.mark.timeout(60, method="thread")
+@pytest.mark.parametrize(
+    "line",
+    [case[1] for case in HOSTILE_CHUNK_LINES],
+    ids=[case[0] for case in HOSTILE_CHUNK_LINES],
+)
+def test_hostileChunkSizeLines(line: bytes) -> None:
+    """
+    Long malformed chunk-size lines, within a budget large enough to reach
+    the regex, are refused; so are long trailer lines.
+    """
+    decoder = ChunkedDecoder(maxChunkExtensionsAndTrailers=1 << 20)
+    expectError(lambda: decoder.feed(line + b"\r\nx\r\n0\r\n\r\n"), 400, "chunk")
+
+
+@pytest.mark.timeout(60, method="thread")
+def test_hostileTrailer() -> None:
+    """
+    A long trailer line whose last byte is bad is refused.
+    """
+    decoder = ChunkedDecoder(maxChunkExtensionsAndTrailers=1 << 20)
+    expectError(
+        lambda: decoder.feed(b"0\r\nX: " + b"v " * (KIB64 // 2) + b"\x01\r\n\r\n"),
+        400,
+        "control character",
+    )
+
+
+@pytest.mark.timeout(60, method="thread")
+def test_hostileLongValidInputs() -> None:
+    """
+    Long inputs that are valid still parse, the whole of them kept.
+    """
+    value = b"v !~\x80" * (KIB64 // 4)
+    head = parseRequestHead(request(b"Host: a", b"X: " + value), BIG)
+    assert head.headers[-1] == (b"X", value.rstrip())
+    decoder = ChunkedDecoder(maxChunkExtensionsAndTrailers=1 << 20)
+    extensions = b';a="' + b'q\\"' * 2731 + b'"' + b" ; b = c" * 1000
+    data, done, _, _ = decode(decoder, [b"1" + extensions + b"\r\nx\r\n0\r\n\r\n"])
+    assert (data, done) == (b"x", True)
+
+
+def _possessiveSpellings() -> List[Tuple[str, bytes, bytes]]:
+    """
+    The parser's regexes as they were spelled with Python 3.11's
+    possessive quantifiers, before Python 3.9 support, by module name,
+    each with a string it matches to mutate.
+    """
+    token = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]++"
+    value = rb"[\t\x20-\x7e\x80-\xff]"
+    quoted = rb'"(?:[\t \x21\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\t\x20-\x7e\x80-\xff])*+"'
+    extension = (
+        rb"(?:[ \t]*+;[ \t]*+" + token + rb"(?:[ \t]*+=[ \t]*+(?:" + token + rb"|"
+        + quoted + rb"))?+)*+"
+    )
+    return [
+        ("_TOKEN_RE", token, b"X-a"),
+        ("_TARGET_RE", rb"[\x21-\x7e\x80-\xff]++", b"/a?b"),
+        (
+            "_REQUEST_LINE_RE",
+            rb"(" + token + rb") ([\x21-\x7e\x80-\xff]++) (HTTP/1\.[01])\r?",
+            b"GET /a HTTP/1.1\r",
+        ),
+        (
+            "_STATUS_LINE_RE",
+            rb"(HTTP/1\.[01]) ([0-9]{3})(?: (" + value + rb"*+))?\r?",
+            b"HTTP/1.1 200 O K\r",
+        ),
+        (
+            "_FIELDS_RE",
+            rb"(?:" + token + rb":" + value + rb"*+\r?\n)*+\r?\n",
+            b"a: b \r\nc:\nd:e\r\n\r\n",
+        ),
+        ("_FIELD_LINE_RE", token + rb":" + value + rb"*+", b"a: b c"),
+        ("_ABSOLUTE_FORM_RE", rb"[A-Za-z][A-Za-z0-9+.\-]*+://", b"h+1.s://"),
+        (
+            "_AUTHORITY_FORM_RE",
+            rb"(?:\[[0-9A-Fa-f:.]++\]|[^/?#@\[\]:]++):[0-9]++",
+            b"[::1]:80",
+        ),
+        (
+            "_CHUNK_LINE_RE",
+            rb"([0-9A-Fa-f]++)(" + extension + rb")\r",
+            b'1F ;a = b;c="d\\"e" \t;f\r',
+        ),
+        ("_HEX_RE", rb"[0-9A-Fa-f]*+", b"0aF"),
+    ]
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="possessive quantifiers need 3.11")
+@pytest.mark.parametrize(
+    "name, possessive, seed",
+    _possessiveSpellings(),
+    ids=[case[0] for case in _possessiveSpellings()],
+)
+def test_greedyRegexesMatchPossessiveSpellings(
+    name: str, possessive: bytes, seed: bytes
+) -> None:
+    """
+    Each greedy regex matches exactly what its possessive spelling did
+    (same spans and groups, by match and fullmatch) on random mutations of
+    a matching string, made of the bytes that delimit tokens, values and
+    extensions.
+    """
+    greedy = getattr(parser, name)
+    original = re.compile(possessive)
+    pieces = [bytes([byte]) for byte in b'aF9!:;= \t\r\n"\\\x00\x7f\x80[]/@?#.+']
+    pieces += [b"HTTP/1.1", b"200", b"\r\n", b"://", b";a=", b'"q"', b"x:1\r\n"]
+    rng = random.Random(name)
+    for _ in range(20000):
+        text = seed
+        for _ in range(rng.randrange(4)):
+            at = rng.randrange(len(text) + 1)
+            text = text[:at] + rng.choice(pieces) + text[at + rng.randrange(2) :]
+        for method in ("match", "fullmatch"):
+            mine = getattr(greedy, method)(text)
+            theirs = getattr(original, method)(text)
+            assert (mine and (mine.span(), mine.groups())) == (
+                theirs and (theirs.span(), theirs.groups())
+            ), (method, text)

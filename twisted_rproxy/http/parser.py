@@ -27,42 +27,61 @@ _CR = 13
 _LF = 10
 _SLASH = 47
 
+# Python 3.9 (and so PyPy 3.9) has neither possessive quantifiers nor
+# atomic groups, so every repeat below is an ordinary greedy one, written
+# so that it can match its text in one way only.  A repeated class is
+# always followed by a delimiter the class excludes, or by the end: a token
+# by " ", ":", ";", "=", whitespace or CR; a field value or reason phrase
+# by CR or LF; a target by " "; quoted-string text by '"' or "\\"; hex
+# digits by whitespace, ";" or CR.  Alternatives start with different
+# bytes, and an optional part or a further repetition starts with a byte
+# that what would follow instead cannot start with.  So a greedy match
+# finds exactly what a possessive one would, and a failing one stays
+# linear: backtracking gives back one byte (or one iteration) at a time
+# and each retry fails on its first byte, never re-scanning the rest.
+# tests/unit/test_http_parser.py feeds long hostile inputs to check it.
 _TCHAR = rb"!#$%&'*+\-.^_`|~0-9A-Za-z"
-_TOKEN = rb"[" + _TCHAR + rb"]++"
+_TOKEN = rb"[" + _TCHAR + rb"]+"
 # field-vchar (VCHAR / obs-text) plus SP and HTAB: every byte a field value
 # may hold.  Positive classes are markedly faster than negated ones in re.
 _VALUE_CHARS = rb"[\t\x20-\x7e\x80-\xff]"
-_QUOTED_STRING = (
-    rb'"(?:[\t \x21\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\t\x20-\x7e\x80-\xff])*+"'
-)
+# qdtext* (quoted-pair qdtext*)*: the classic unrolled loop; qdtext
+# excludes both '"' and "\\", so each run of it ends where the next piece
+# must start.
+_QDTEXT = rb"[\t \x21\x23-\x5b\x5d-\x7e\x80-\xff]*"
+_QUOTED_STRING = rb'"' + _QDTEXT + rb"(?:\\[\t\x20-\x7e\x80-\xff]" + _QDTEXT + rb')*"'
+# Each extension starts with [ \t]*";" and its optional value with
+# [ \t]*"=": neither can start where the other (or the final CR) can.
 _CHUNK_EXT = (
-    rb"(?:[ \t]*+;[ \t]*+"
+    rb"(?:[ \t]*;[ \t]*"
     + _TOKEN
-    + rb"(?:[ \t]*+=[ \t]*+(?:"
+    + rb"(?:[ \t]*=[ \t]*(?:"
     + _TOKEN
     + rb"|"
     + _QUOTED_STRING
-    + rb"))?+)*+"
+    + rb"))?)*"
 )
 
 _TOKEN_RE = re.compile(_TOKEN)
-_TARGET_RE = re.compile(rb"[\x21-\x7e\x80-\xff]++")
+_TARGET_RE = re.compile(rb"[\x21-\x7e\x80-\xff]+")
 _REQUEST_LINE_RE = re.compile(
-    rb"(" + _TOKEN + rb") ([\x21-\x7e\x80-\xff]++) (HTTP/1\.[01])\r?"
+    rb"(" + _TOKEN + rb") ([\x21-\x7e\x80-\xff]+) (HTTP/1\.[01])\r?"
 )
 _STATUS_LINE_RE = re.compile(
-    rb"(HTTP/1\.[01]) ([0-9]{3})(?: (" + _VALUE_CHARS + rb"*+))?\r?"
+    rb"(HTTP/1\.[01]) ([0-9]{3})(?: (" + _VALUE_CHARS + rb"*))?\r?"
 )
 _ANY_VERSION_RE = re.compile(rb"HTTP/[0-9]\.[0-9]")
 # The whole header section, from just after the start line to the end of
 # the empty line, validated in one pass: every line is token ":" value.
-_FIELDS_RE = re.compile(rb"(?:" + _TOKEN + rb":" + _VALUE_CHARS + rb"*+\r?\n)*+\r?\n")
-_FIELD_LINE_RE = re.compile(_TOKEN + rb":" + _VALUE_CHARS + rb"*+")
-_ABSOLUTE_FORM_RE = re.compile(rb"[A-Za-z][A-Za-z0-9+.\-]*+://")
-_AUTHORITY_FORM_RE = re.compile(rb"(?:\[[0-9A-Fa-f:.]++\]|[^/?#@\[\]:]++):[0-9]++")
+# Lines end at LF, which neither a token nor a value holds, and a line
+# starts with a token byte where the final "\r?\n" cannot match.
+_FIELDS_RE = re.compile(rb"(?:" + _TOKEN + rb":" + _VALUE_CHARS + rb"*\r?\n)*\r?\n")
+_FIELD_LINE_RE = re.compile(_TOKEN + rb":" + _VALUE_CHARS + rb"*")
+_ABSOLUTE_FORM_RE = re.compile(rb"[A-Za-z][A-Za-z0-9+.\-]*://")
+_AUTHORITY_FORM_RE = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[^/?#@\[\]:]+):[0-9]+")
 _BAD_HOST_RE = re.compile(rb"[ \t/\\?#@]")
-_CHUNK_LINE_RE = re.compile(rb"([0-9A-Fa-f]++)(" + _CHUNK_EXT + rb")\r")
-_HEX_RE = re.compile(rb"[0-9A-Fa-f]*+")
+_CHUNK_LINE_RE = re.compile(rb"([0-9A-Fa-f]+)(" + _CHUNK_EXT + rb")\r")
+_HEX_RE = re.compile(rb"[0-9A-Fa-f]*")
 # One regex search is twice as fast as finding "\n\r\n" then "\n\n".
 _HEAD_END_RE = re.compile(rb"\n\r?\n")
 _LINE_END_BYTES = (b"\r", b"\n")
