@@ -604,7 +604,17 @@ def compilePcre(pattern: str, caseless: bool = False) -> PcreRegex:
     try:
         regex = re.compile(source, flags)
     except re.error as e:
-        raise PcreError(str(e)) from None
+        message = str(e)
+        if sys.version_info < (3, 11) and (
+            message.startswith("multiple repeat") or "unknown extension ?>" in message
+        ):
+            # Before 3.11 re has no possessive quantifiers or atomic groups,
+            # and emulating them would renumber the captures: refuse them
+            # by name, so the config is rejected rather than misread.
+            message += (
+                " (possessive quantifiers and atomic groups need Python 3.11 or later)"
+            )
+        raise PcreError(message) from None
     except (OverflowError, RecursionError, ValueError) as e:
         raise PcreError(str(e)) from None
     return PcreRegex(pattern, regex, translator.bytewise)
