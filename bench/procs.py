@@ -164,6 +164,8 @@ class ProxySpec:
     connections: int
     cpu: Optional[str]
     fileLimit: int = 1 << 20
+    python: Optional[str] = None
+    """The interpreter that runs twisted_rproxy (None: this one)."""
 
     def runner(self) -> ServerRunner:
         """A runner (not started) for this proxy with the shared config."""
@@ -177,7 +179,7 @@ class ProxySpec:
         if self.name == "nginx":
             return PinnedNginx(text, self.cpu)
         if self.name == "rproxy":
-            return PinnedRproxy(text, self.cpu)
+            return PinnedRproxy(text, self.cpu, python=self.python)
         raise ValueError(f"unknown proxy {self.name!r}")
 
 

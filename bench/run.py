@@ -6,7 +6,7 @@ this machine, side by side, in one run: same backend, same port, the same
 config text, the proxy pinned to one CPU and the load to another.
 
     python3 bench/run.py [--quick] [--scenarios a,b] [--proxies nginx,rproxy,haproxy]
-                         [--duration S]
+                         [--duration S] [--python PATH]
 
 Prints a table per scenario and writes JSON plus a PNG chart of the
 twisted_rproxy/nginx ratios under bench/results/.  See docs/benchmarks.md.
@@ -140,11 +140,13 @@ def aptInstall(packages: Sequence[str]) -> bool:
     return result.returncode == 0
 
 
-def ensureTools(proxies: List[str], installHaproxy: bool, chart: bool = True) -> List[str]:
+def ensureTools(proxies: List[str], installHaproxy: bool, chart: bool = True,
+                python: Optional[str] = None) -> List[str]:
     """
     Make sure nginx, wrk and taskset exist (installing nginx-light and wrk
     if not), haproxy too when asked to install it, matplotlib for the
-    chart, and the proxy's own dependencies.
+    chart, and the proxy's own dependencies (for C{python}, the interpreter
+    that runs twisted_rproxy, by default this one).
 
     @return: the proxies that can run (haproxy dropped when missing).
     @raise SystemExit: nginx or wrk is missing and cannot be installed.
@@ -163,11 +165,12 @@ def ensureTools(proxies: List[str], installHaproxy: bool, chart: bool = True) ->
     if chart:
         _ensurePython("matplotlib", "matplotlib", "python3-matplotlib")
     if "rproxy" in proxies:
-        check = subprocess.run([sys.executable, "-c", "import twisted_rproxy.cli"],
+        python = python or sys.executable
+        check = subprocess.run([python, "-c", "import twisted_rproxy.cli"],
                                env=_subprocessEnv(), capture_output=True)
         if check.returncode != 0:
-            say("installing twisted_rproxy's dependencies (pip install .)")
-            subprocess.run([sys.executable, "-m", "pip", "install", "-q", str(REPO_ROOT)],
+            say(f"installing twisted_rproxy's dependencies ({python} -m pip install .)")
+            subprocess.run([python, "-m", "pip", "install", "-q", str(REPO_ROOT)],
                            check=False)
     return proxies
 
@@ -227,6 +230,31 @@ def raiseFileLimit(needed: int) -> int:
     return target
 
 
+def usableCpus() -> List[int]:
+    """
+    The CPUs this process may run on: C{os.sched_getaffinity} where the
+    interpreter has it (PyPy 3.9's os lacks it), else the kernel's
+    Cpus_allowed_list.
+    """
+    if hasattr(os, "sched_getaffinity"):
+        return sorted(os.sched_getaffinity(0))
+    cpus: List[int] = []
+    for part in cpusAllowed(os.getpid()).split(","):
+        first, _, last = part.partition("-")
+        if first.isdigit():
+            cpus.extend(range(int(first), int(last or first) + 1))
+    return cpus or list(range(os.cpu_count() or 1))
+
+
+def pinSelf(cpu: str) -> None:
+    """Move this process to C{cpu}: sched_setaffinity, or taskset without it."""
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {int(cpu)})
+    else:
+        subprocess.run(["taskset", "-p", "-c", cpu, str(os.getpid())],
+                       stdout=subprocess.DEVNULL, check=True)
+
+
 def choosePinning(proxyCpu: Optional[int], loadCpu: Optional[int]
                   ) -> Tuple[Optional[str], Optional[str], str]:
     """
@@ -234,7 +262,7 @@ def choosePinning(proxyCpu: Optional[int], loadCpu: Optional[int]
     and a sentence saying so.  With fewer than two usable CPUs nothing is
     pinned.
     """
-    cpus = sorted(os.sched_getaffinity(0))
+    cpus = usableCpus()
     if len(cpus) < 2:
         return None, None, f"NOT pinned: only {len(cpus)} usable CPU"
     proxy = proxyCpu if proxyCpu is not None else cpus[0]
@@ -254,6 +282,12 @@ def _version(command: List[str]) -> str:
     return text[0] if text else "?"
 
 
+def _pythonVersion(python: str) -> str:
+    """C{python}'s version and implementation, e.g. "3.9.16 PyPy", or "?"."""
+    return _version([python, "-c", "import platform, sys; "
+                     "print(sys.version.split()[0], platform.python_implementation())"])
+
+
 def machineMeta(pinning: str, options: argparse.Namespace, proxies: List[str]) -> Dict[str, Any]:
     """What the run was: machine, versions, pinning, settings, load average."""
     model = "?"
@@ -268,6 +302,7 @@ def machineMeta(pinning: str, options: argparse.Namespace, proxies: List[str]) -
         "nginx": _version([findNginx() or "nginx", "-v"]),
         "wrk": _version(["wrk", "--version"]),
         "python": sys.version.split()[0] + " " + platform.python_implementation(),
+        "rproxy_python": _pythonVersion(options.python or sys.executable),
         "twisted_rproxy": _version(["git", "-C", str(REPO_ROOT), "describe", "--always",
                                     "--dirty"]),
     }
@@ -283,6 +318,7 @@ def machineMeta(pinning: str, options: argparse.Namespace, proxies: List[str]) -
         "duration_s": options.duration,
         "clients": CLIENTS,
         "proxies": proxies,
+        "rproxy_python": options.python or sys.executable,
         "versions": versions,
     }
 
@@ -306,6 +342,7 @@ class Bench:
     duration: int
     quick: bool
     fileLimit: int
+    python: Optional[str] = None
     broken: Dict[str, str] = field(default_factory=dict)
 
     @property
@@ -316,7 +353,7 @@ class Bench:
     def spec(self, proxy: str) -> ProxySpec:
         """The proxy's start-up description on the shared port and backends."""
         return ProxySpec(proxy, self.port, self.backendPort, self.streamPort,
-                         self.connections, self.proxyCpu, self.fileLimit)
+                         self.connections, self.proxyCpu, self.fileLimit, self.python)
 
     def runOne(self, scenario: Scenario, proxy: str) -> Dict[str, Any]:
         """
@@ -460,6 +497,9 @@ def parseArguments(argv: Optional[Sequence[str]]) -> argparse.Namespace:
                         help="CPU for the proxy (default: the first usable)")
     parser.add_argument("--load-cpu", type=int, default=None,
                         help="CPU for wrk and the backends (default: the next usable)")
+    parser.add_argument("--python", metavar="PATH", default=None,
+                        help="the interpreter that runs twisted_rproxy (default: this one), "
+                             "e.g. a PyPy venv's bin/python")
     parser.add_argument("--serve", metavar="PROXY", choices=PROXIES,
                         help="start the backends and PROXY pinned as usual and wait "
                              "(for profiling by hand); Ctrl-C or SIGTERM stops")
@@ -510,7 +550,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     signal.signal(signal.SIGINT, _interrupt)
     started = time.monotonic()
     proxies = options.proxies if not options.serve else [options.serve]
-    proxies = ensureTools(proxies, options.install_haproxy, options.chart)
+    proxies = ensureTools(proxies, options.install_haproxy, options.chart, options.python)
     if not proxies:
         say("no proxy to run")
         return 1
@@ -525,7 +565,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 f"{scenario.name} will be skipped")
     proxyCpu, loadCpu, pinning = choosePinning(options.proxy_cpu, options.load_cpu)
     if loadCpu is not None:
-        os.sched_setaffinity(0, {int(loadCpu)})
+        pinSelf(loadCpu)
     say(f"pinning: {pinning}")
     connections = max(4096, wantIdle + 1024)
     backend = startBackend(freePort(), loadCpu)
@@ -533,12 +573,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         stream.start()
         bench = Bench(options.port or freePort(), backend.port, stream.port, connections,
-                      proxyCpu, loadCpu, options.duration, options.quick, limit)
+                      proxyCpu, loadCpu, options.duration, options.quick, limit,
+                      options.python)
         if options.serve:
             serve(bench, options.serve)
             return 0
         data: Dict[str, Any] = {"meta": machineMeta(pinning, options, proxies),
                                 "scenarios": {}}
+        if "rproxy" in proxies:
+            say(f"twisted_rproxy runs on {data['meta']['versions']['rproxy_python']} "
+                f"({data['meta']['rproxy_python']})")
         say(f"proxies: {', '.join(proxies)}; {options.duration} s per measurement; "
             f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())} "
             "(other work on this machine skews the figures)")

@@ -110,6 +110,21 @@ class TestReport:
         assert decoder.finished
 
 
+def testUsableCpus(monkeypatch: pytest.MonkeyPatch) -> None:
+    """
+    The CPUs the harness pins to are read from /proc where os has no
+    sched_getaffinity (PyPy 3.9), and agree with it where it has.
+    """
+    from bench import run
+
+    cpus = run.usableCpus()
+    assert cpus
+    if hasattr(os, "sched_getaffinity"):
+        assert cpus == sorted(os.sched_getaffinity(0))
+        monkeypatch.delattr(os, "sched_getaffinity")
+        assert run.usableCpus() == cpus
+
+
 def testQuickRun(tmp_path: Path) -> None:
     """
     C{bench/run.py --quick --duration 1 --scenarios get1k --proxies rproxy}
@@ -122,13 +137,14 @@ def testQuickRun(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, str(REPO_ROOT / "bench" / "run.py"), "--quick", "--duration", "1",
          "--scenarios", "get1k", "--proxies", "rproxy", "--no-chart",
-         "--output", str(tmp_path)],
+         "--python", sys.executable, "--output", str(tmp_path)],
         cwd=str(REPO_ROOT), capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "pinning:" in result.stdout
     data = json.loads((tmp_path / "latest.json").read_text())
     assert {"meta", "scenarios", "targets"} <= set(data)
     assert {"pinning", "versions", "duration_s", "proxies"} <= set(data["meta"])
+    assert data["meta"]["rproxy_python"] == sys.executable
     scenario = data["scenarios"]["get1k"]
     assert {"name", "kind", "title", "results", "ratio"} <= set(scenario)
     figures = scenario["results"]["rproxy"]
