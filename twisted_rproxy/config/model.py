@@ -189,14 +189,40 @@ class Listener:
     """
     One listening socket and the virtual servers reachable through it.
 
+    A wildcard socket (C{listen 80}, C{listen [::]:80}) also serves the
+    specific addresses of the same port that were not given their own
+    socket (C{listen 127.0.0.1:80} without C{bind}), because nginx binds
+    only the wildcard then (C{ngx_http_init_listening}) and picks each
+    connection's servers by its local address (C{ngx_http_init_connection}).
+
     @ivar address: where to listen (the first C{listen} that named it).
     @ivar serverNames: a L{twisted_rproxy.http.routing.ServerNameTable}.
     @ivar defaultServer: the server for unknown or missing Host.
+    @ivar byLocalAddress: for a wildcard socket with specific addresses
+        merged into it, each such address (as C{getsockname} spells it) to
+        the L{Listener} holding that address's own servers and default
+        server; C{None} otherwise, so that connections to the common
+        single-address socket pay nothing to look it up.
     """
 
     address: ListenAddress
     serverNames: Any
     defaultServer: VirtualServer
+    byLocalAddress: Optional[Dict[str, "Listener"]] = None
+
+    def forLocalAddress(self, host: str) -> "Listener":
+        """
+        Choose the servers for a connection accepted on this socket, as
+        nginx does with the connection's local address.
+
+        @param host: the connection's local address (C{getHost().host}).
+        @return: the listener of the specific address C{host} when one was
+            merged into this wildcard socket, else this listener.
+        """
+        views = self.byLocalAddress
+        if views is None:
+            return self
+        return views.get(host, self)
 
 
 @attr.s(slots=True, auto_attribs=True)
@@ -204,7 +230,7 @@ class CompiledConfig:
     """
     Everything the running proxy needs, built from one config.
 
-    @ivar listeners: one per distinct listen address.
+    @ivar listeners: one per socket to bind (see L{Listener.byLocalAddress}).
     @ivar servers: every virtual server, in config order.
     @ivar mainConf: the main-context values (C{pid}, C{daemon} ...).
     @ivar httpConf: the http-context values.

@@ -130,6 +130,14 @@ class HTTPChannel(Protocol):
         self.connectionNumber = HTTPChannel._connections
         self.clientAddress = self.transport.getPeer()
         self.serverAddress = self.transport.getHost()
+        if self.listener.byLocalAddress is not None:
+            # A wildcard socket serving specific addresses too: use the
+            # servers of the address the client reached, and their
+            # default server's limits, as ngx_http_init_connection does.
+            listener = self.listener = self.listener.forLocalAddress(self.serverAddress.host)
+            conf = listener.defaultServer.conf
+            self._limits = limitsFor(conf)
+            self._headerTimeout = conf.get("client_header_timeout")
         self.transport.registerProducer(self, True)
         self._setTimer(self._headerTimeout, "client_header_timeout")
 
