@@ -961,6 +961,95 @@ class ListenerTests(ConfigTestCase):
         )
         self.assertEqual(config.listeners[1].address.options, ("reuseport",))
 
+    def test_specificAddressMergesIntoWildcard(self) -> None:
+        """
+        C{listen 8080} next to C{listen 127.0.0.2:8080} is one socket, the
+        wildcard's, as in nginx; the specific address's servers, with its
+        own default server, are chosen by the connection's local address.
+        """
+        config = self.compileHTTP(
+            'server { listen 8080; server_name any; return 200 "any"; }\n'
+            'server { listen 127.0.0.2:8080; server_name two; return 200 "two"; }\n'
+            "server { listen 127.0.0.2:8080 default_server; server_name twodefault;"
+            ' return 200 "twodefault"; }'
+        )
+        [listener] = config.listeners
+        self.assertEqual(listener.address.key, ("", 8080, None))
+        two = listener.forLocalAddress("127.0.0.2")
+        self.assertEqual(two.address.display(), "127.0.0.2:8080")
+        self.assertEqual(two.defaultServer.names, ("twodefault",))
+        self.assertIs(listener.forLocalAddress("127.0.0.3"), listener)
+
+        def body(local: str, host: str) -> str:
+            return self.body(config, host=host, local=(local, 8080))
+
+        self.assertEqual(body("127.0.0.2", "two"), "two")
+        self.assertEqual(body("127.0.0.2", "unknown"), "twodefault")
+        self.assertEqual(body("127.0.0.2", "any"), "twodefault")
+        self.assertEqual(body("127.0.0.3", "unknown"), "any")
+        self.assertEqual(body("127.0.0.3", "two"), "any")
+
+    def test_mergedAddressUsesItsDefaultServerLimits(self) -> None:
+        """
+        Connection-level settings come from the default server of the
+        address reached, not the wildcard's, as nginx reads them from
+        C{hc->addr_conf->default_server} before any request.
+        """
+        config = self.compileHTTP(
+            'server { listen 8080; return 200 "any"; }\n'
+            "server { listen 127.0.0.2:8080; large_client_header_buffers 2 1k;"
+            ' return 200 "two"; }'
+        )
+        path = "/" + "x" * 2000
+        self.assertEqual(self.get(config, path, local=("127.0.0.2", 8080)).status, 414)
+        self.assertEqual(self.body(config, path, local=("127.0.0.3", 8080)), "any")
+
+    def test_specificIPv6AddressMergesIntoWildcard(self) -> None:
+        """
+        The same for IPv6: C{[::1]} (however spelled) shares C{[::]}, keyed
+        as C{getsockname} spells it; the IPv4 wildcard stays a socket of
+        its own, since families never share one.
+        """
+        config = self.compileHTTP(
+            "server { listen 8080; server_name v4; }\n"
+            "server { listen [::]:8080; server_name any; }\n"
+            "server { listen [0:0::1]:8080; server_name one; }"
+        )
+        v4, v6 = config.listeners
+        self.assertEqual(v4.address.key, ("", 8080, None))
+        self.assertIsNone(v4.byLocalAddress)
+        self.assertEqual(v6.address.key, ("::", 8080, None))
+        self.assertEqual(v6.forLocalAddress("::1").defaultServer.names, ("one",))
+
+    def test_differentPortsDoNotMerge(self) -> None:
+        """
+        Only addresses of the wildcard's own port are folded into it.
+        """
+        config = self.compileHTTP(
+            "server { listen 8080; }\nserver { listen 127.0.0.1:8081; }"
+        )
+        self.assertEqual([l.address.port for l in config.listeners], [8080, 8081])
+        self.assertIsNone(config.listeners[0].byLocalAddress)
+
+    def test_bindKeepsItsOwnSocket(self) -> None:
+        """
+        C{bind}, or any socket option (nginx sets C{bind} for those too),
+        keeps a specific address's own socket beside the wildcard, even
+        when only one of its servers says so.
+        """
+        for option in ("bind", "reuseport", "backlog=64", "rcvbuf=64k"):
+            config = self.compileHTTP(
+                "server { listen 8080; }\n"
+                "server { listen 127.0.0.1:8080; }\n"
+                f"server {{ listen 127.0.0.1:8080 {option}; }}"
+            )
+            self.assertEqual(
+                [l.address.display() for l in config.listeners],
+                ["0.0.0.0:8080", "127.0.0.1:8080"],
+                option,
+            )
+            self.assertIsNone(config.listeners[0].byLocalAddress)
+
 
 class CaptureVariableTests(ConfigTestCase):
     """

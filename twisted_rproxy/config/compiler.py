@@ -8,6 +8,7 @@ blocks as nginx does, and lets each module build its runtime objects.
 from __future__ import annotations
 
 import os
+import socket
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 import attr
@@ -408,7 +409,9 @@ class Compiler:
     def _buildListeners(self, servers: List[VirtualServer]) -> List[Listener]:
         """
         Group servers by listen address into L{Listener}s, choosing each
-        address's default server as nginx does.
+        address's default server as nginx does, then fold the specific
+        addresses of a port that also has a wildcard into the wildcard's
+        listener (see L{_mergeIntoWildcards}).
 
         @raise ConfigError: a duplicate listen in one server, or two
             default servers for one address.
@@ -421,7 +424,7 @@ class Compiler:
                     raise _error(address.source, f"a duplicate listen {address.display()}")
                 seen.add(address.key)
                 groups.setdefault(address.key, []).append((address, server))
-        listeners = []
+        built: List[Tuple[Listener, bool]] = []
         for entries in groups.values():
             default = None
             defaultAddress = None
@@ -443,8 +446,79 @@ class Compiler:
                     )
             table = ServerNameTable(names, default)
             self.warnings.extend(table.warnings)
-            listeners.append(Listener(defaultAddress, table, default))  # type: ignore[arg-type]
-        return listeners
+            ownSocket = any(_bindsOwnSocket(address) for address, _server in entries)
+            built.append((Listener(defaultAddress, table, default), ownSocket))  # type: ignore[arg-type]
+        return _mergeIntoWildcards(built)
+
+
+_DEFAULT_BACKLOG = attr.fields(ListenAddress).backlog.default
+
+
+def _bindsOwnSocket(address: ListenAddress) -> bool:
+    """
+    Whether a specific address must keep its own socket even when a
+    wildcard on its port could serve it: nginx sets C{bind} for C{bind}
+    itself and for every socket option (C{reuseport}, C{backlog=},
+    C{rcvbuf=}, C{deferred} ...), since options only apply to a socket of
+    the address's own (C{ngx_http_core_listen}).
+    """
+    return bool(address.options) or address.backlog != _DEFAULT_BACKLOG
+
+
+def _ipLiteral(address: ListenAddress) -> Optional[Tuple[int, str]]:
+    """
+    @return: the family of an IP C{listen} address and the host as
+        C{getsockname} spells it (so C{[0:0::1]} matches a connection to
+        C{::1}), or C{None} for a UNIX socket or a host name, which keep
+        the socket they have.
+    """
+    if address.unixPath is not None:
+        return None
+    if not address.host:
+        return socket.AF_INET, "0.0.0.0"
+    family = socket.AF_INET6 if ":" in address.host else socket.AF_INET
+    try:
+        return family, socket.inet_ntop(family, socket.inet_pton(family, address.host))
+    except (OSError, ValueError):
+        return None
+
+
+_WILDCARDS = ("0.0.0.0", "::")
+
+
+def _mergeIntoWildcards(built: List[Tuple[Listener, bool]]) -> List[Listener]:
+    """
+    Bind only the wildcard of a port when it has one, as nginx's
+    C{ngx_http_init_listening} does: a specific address of the same family
+    and port without C{bind} (or another socket option) gets no socket of
+    its own, which would fail with "Address already in use" besides, and
+    its servers are reached through the wildcard's
+    L{Listener.byLocalAddress} instead.
+
+    @param built: each address's listener, and whether it must keep its
+        own socket.
+    @return: the listeners that get a socket, in config order.
+    """
+    wildcards: Dict[Tuple[int, int], Listener] = {}
+    for listener, _ownSocket in built:
+        found = _ipLiteral(listener.address)
+        if found is not None and found[1] in _WILDCARDS:
+            wildcards.setdefault((found[0], listener.address.port), listener)
+    if not wildcards:
+        return [listener for listener, _ownSocket in built]
+    listeners = []
+    for listener, ownSocket in built:
+        found = None if ownSocket else _ipLiteral(listener.address)
+        wildcard = None
+        if found is not None and found[1] not in _WILDCARDS:
+            wildcard = wildcards.get((found[0], listener.address.port))
+        if wildcard is None:
+            listeners.append(listener)
+            continue
+        if wildcard.byLocalAddress is None:
+            wildcard.byLocalAddress = {}
+        wildcard.byLocalAddress[found[1]] = listener  # type: ignore[index]
+    return listeners
 
 
 def _serverNames(lines: Optional[Sequence[Sequence[str]]]) -> Tuple[str, ...]:
