@@ -882,6 +882,75 @@ class InterceptTests(ProxyTestCase):
         self.assertEqual((self.status(client), self.body(client)), (500, b"oops"))
 
 
+class RedirectTests(ProxyTestCase):
+    """
+    C{proxy_redirect} rewrites the backend's C{Location} and C{Refresh}
+    only where the URL starts, as nginx does.
+    """
+
+    def redirected(self, directives: str, name: bytes, value: bytes) -> bytes:
+        """
+        Proxy C{/one/x} to C{/two/x} on the backend with C{directives},
+        have the backend answer 302 with header C{name: value}, and return
+        what the client got for that header.
+        """
+        self.makeProxy(f"location /one/ {{ {directives} proxy_pass http://{BACKEND}/two/; }}")
+        _, client = self.get("/one/x")
+        self.backend().respond(
+            b"HTTP/1.1 302 Found\r\n" + name + b": " + value + b"\r\nContent-Length: 0\r\n\r\n")
+        head = client.value().partition(b"\r\n\r\n")[0]
+        for line in head.split(b"\r\n")[1:]:
+            key, _, got = line.partition(b": ")
+            if key.lower() == name.lower():
+                return got
+        self.fail(f"no {name!r} header in {head!r}")
+
+    def test_defaultRewritesTheProxiedPrefix(self) -> None:
+        """
+        By default the C{proxy_pass} URL becomes the location's prefix, and
+        the result is made absolute again (C{absolute_redirect on}).
+        """
+        got = self.redirected("", b"Location", f"http://{BACKEND}/two/y".encode())
+        self.assertEqual(got, b"http://example.test:8080/one/y")
+
+    def test_prefixElsewhereIsLeftAlone(self) -> None:
+        """
+        A Location that only mentions the backend's URL further on (a
+        login page's C{next=} parameter) is passed unchanged.
+        """
+        value = f"https://sso.test/login?url=http://{BACKEND}/two/y".encode()
+        self.assertEqual(self.redirected("", b"Location", value), value)
+
+    def test_explicitRule(self) -> None:
+        """
+        C{proxy_redirect FROM TO} replaces FROM at the start by TO.
+        """
+        got = self.redirected(f"proxy_redirect http://{BACKEND}/ https://public.test/;",
+                              b"Location", f"http://{BACKEND}/two/y".encode())
+        self.assertEqual(got, b"https://public.test/two/y")
+
+    def test_off(self) -> None:
+        """
+        C{proxy_redirect off} passes the backend's Location as it is.
+        """
+        value = f"http://{BACKEND}/two/y".encode()
+        self.assertEqual(self.redirected("proxy_redirect off;", b"Location", value), value)
+
+    def test_refreshAfterUrl(self) -> None:
+        """
+        In C{Refresh} the URL after C{url=} is rewritten (and, unlike
+        C{Location}, not made absolute).
+        """
+        got = self.redirected("", b"Refresh", f"5; URL=http://{BACKEND}/two/y".encode())
+        self.assertEqual(got, b"5; URL=/one/y")
+
+    def test_refreshWithoutUrl(self) -> None:
+        """
+        A C{Refresh} with no C{url=} is passed unchanged.
+        """
+        self.assertEqual(self.redirected("", b"Refresh", b"5"), b"5")
+
+
 class UpgradeTests(ProxyTestCase):
     """
     A 101 joins the client and backend connections byte for byte.

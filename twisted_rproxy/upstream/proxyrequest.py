@@ -387,16 +387,28 @@ class ProxyRequest:
             )):
                 continue
             if redirects and (lower == b"location" or lower == b"refresh"):
-                value = self._rewriteRedirect(value)
+                value = self._rewriteRedirect(value, lower == b"refresh")
             out.append((name, value))
         return out
 
-    def _rewriteRedirect(self, value: bytes) -> bytes:
+    def _rewriteRedirect(self, value: bytes, refresh: bool) -> bytes:
+        """
+        Apply the first C{proxy_redirect} whose prefix starts the URL: the
+        whole C{Location} value, or what follows C{url=} in C{Refresh}, as
+        nginx's C{ngx_http_proxy_rewrite_redirect} and C{_refresh} do.  A
+        prefix met anywhere else in the value (a C{?next=http://...}
+        parameter, say) is left alone.
+        """
         text = value.decode("latin-1")
+        index = 0
+        if refresh:
+            found = text.lower().find("url=")
+            if found < 0:
+                return value
+            index = found + 4
         for prefix, replacement in self.settings.redirects:
             start = prefix.evaluate(self.exchange)
-            if lower_startswith(text, start, refresh=True):
-                index = text.find(start) if not text.startswith(start) else 0
+            if text.startswith(start, index):
                 text = (text[:index] + replacement.evaluate(self.exchange)
                         + text[index + len(start):])
                 if text[:1] == "/":
@@ -687,16 +699,6 @@ def _literalUpstream(authority: str, reactor: Any) -> Optional[Upstream]:
             return None
         peer = Peer(host, port)
     return Upstream(authority, [peer], RoundRobinBalancer([peer], reactor), implicit=True)
-
-
-def lower_startswith(text: str, prefix: str, refresh: bool = False) -> bool:
-    """
-    Whether a Location value starts with C{prefix}, or (for C{Refresh})
-    contains C{url=PREFIX}.
-    """
-    if text.startswith(prefix):
-        return True
-    return refresh and ("url=" + prefix) in text
 
 
 @implementer(IPushProducer)
