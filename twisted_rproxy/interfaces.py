@@ -134,6 +134,56 @@ class IContentHandler(Interface):
         """
 
 
+class IUpgradeHandler(Interface):
+    """
+    Takes over the client and backend connections once the backend answers
+    C{101 Switching Protocols} (nginx's C{ngx_http_upstream_upgrade}).  A
+    module sets one as a location's C{upgradeHandler}; without one the two
+    connections are joined byte for byte (L{twisted_rproxy.http.tunnel}).
+    This is where a WebSocket relay, or a team's own protocol, plugs in.
+    """
+
+    def startUpgrade(exchange, upstream, headers, onClose):  # type: ignore[misc]
+        """
+        Send the 101 head to the client (C{exchange.startResponse(101,
+        headers)}) and join the connections.  Once it returns, the proxy
+        hands the client's bytes (those already read first) to the pair.
+
+        @param upstream: the backend connection's protocol; what it
+            receives from now on goes to the returned L{IUpgradedPair}.
+        @param headers: the 101's headers, as they go to the client.
+        @param onClose: call once, when the pair has closed.
+        @return: an L{IUpgradedPair}.
+        """
+
+
+class IUpgradedPair(Interface):
+    """
+    A client and a backend connection after a 101, joined by an
+    L{IUpgradeHandler}: the proxy hands it each side's bytes and closes.
+    """
+
+    def write(data):  # type: ignore[misc]
+        """
+        Bytes from the backend, for the client.
+        """
+
+    def fromClient(data):  # type: ignore[misc]
+        """
+        Bytes from the client, for the backend.
+        """
+
+    def loseConnection():  # type: ignore[misc]
+        """
+        The backend closed: close the client once its data is written.
+        """
+
+    def clientLost():  # type: ignore[misc]
+        """
+        The client closed: close the backend.
+        """
+
+
 class IRequestFilter(Interface):
     """
     A request-phase filter.  C{phase} is one of

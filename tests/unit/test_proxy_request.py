@@ -14,7 +14,7 @@ clock advances and every byte on both wires can be checked.
 from __future__ import annotations
 
 import tempfile
-from typing import Any, List, Optional, Tuple
+from typing import Any, List, Optional, Sequence, Tuple
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone, ConnectionLost, ConnectionRefusedError
@@ -22,6 +22,15 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.logger import Logger, formatEvent
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import implementer
+from zope.interface.verify import verifyObject
+
+from twisted_rproxy.config.registry import LOCATION, spec
+from twisted_rproxy.config.slots import flagSlot
+from twisted_rproxy.http.tunnel import BYTE_TUNNEL, Tunnel
+from twisted_rproxy.interfaces import IUpgradedPair, IUpgradeHandler
+from twisted_rproxy.module import ProxyModule
+from twisted_rproxy.plugins import loadModules
 
 from twisted_rproxy.service import ProxyFactory, loadConfig
 from twisted_rproxy.upstream.body import RequestBody
@@ -76,10 +85,11 @@ class ProxyTestCase(SynchronousTestCase):
     client side, its backend connections and its error log lines.
     """
 
-    def makeProxy(self, server: str, http: str = "") -> None:
+    def makeProxy(self, server: str, http: str = "", extraModules: Sequence[Any] = ()) -> None:
         """
         Compile a config whose only server listens on 127.0.0.1:8080 with
-        C{server} inside it (and C{http} in the http block).
+        C{server} inside it (and C{http} in the http block), with the
+        installed modules plus C{extraModules}.
         """
         self.reactor = MemoryReactorClock()
         self.reactor.advance(1000)
@@ -87,7 +97,9 @@ class ProxyTestCase(SynchronousTestCase):
             "events {}\nhttp {\n access_log off;\n" + http
             + "\n server {\n  listen 127.0.0.1:8080;\n" + server + "\n }\n}\n"
         )
-        self.config = loadConfig(text=text, reactor=self.reactor, prefix=tempfile.mkdtemp())
+        modules = list(loadModules()) + list(extraModules) if extraModules else None
+        self.config = loadConfig(text=text, reactor=self.reactor, prefix=tempfile.mkdtemp(),
+                                 modules=modules)
         self.factory = ProxyFactory(self.config.listeners[0], self.reactor)
         self.events: List[dict] = []
         self.patch(ProxyRequest, "log", Logger(observer=self.events.append))
@@ -951,6 +963,71 @@ class RedirectTests(ProxyTestCase):
         self.assertEqual(self.redirected("", b"Refresh", b"5"), b"5")
 
 
+@implementer(IUpgradeHandler)
+class ShoutingUpgrade:
+    """
+    A team's upgrade handler: a byte tunnel that upper-cases what the
+    backend sends, and records the pairs it made.
+    """
+
+    def __init__(self) -> None:
+        self.pairs: List[Any] = []
+
+    def startUpgrade(self, exchange: Any, upstream: Any, headers: list, onClose: Any) -> Any:
+        """Start a byte tunnel, then wrap its backend-to-client side."""
+        pair = BYTE_TUNNEL.startUpgrade(exchange, upstream, headers, onClose)
+        shouting = ShoutingPair(pair)
+        self.pairs.append(shouting)
+        return shouting
+
+
+@implementer(IUpgradedPair)
+class ShoutingPair:
+    """
+    Upper-cases the backend's bytes; the rest is the wrapped tunnel's.
+    """
+
+    def __init__(self, tunnel: Tunnel) -> None:
+        self.tunnel = tunnel
+
+    def write(self, data: bytes) -> None:
+        """Backend bytes, shouted."""
+        self.tunnel.write(data.upper())
+
+    def fromClient(self, data: bytes) -> None:
+        """Client bytes, unchanged."""
+        self.tunnel.fromClient(data)
+
+    def loseConnection(self) -> None:
+        """The backend closed."""
+        self.tunnel.loseConnection()
+
+    def clientLost(self) -> None:
+        """The client closed."""
+        self.tunnel.clientLost()
+
+
+class ShoutModule(ProxyModule):
+    """
+    Declares C{x_shout on|off;} and sets L{ShoutingUpgrade} as the upgrade
+    handler where it is on, as a WebSocket relay plugin would.
+    """
+
+    name = "test_shout"
+
+    def __init__(self) -> None:
+        self.handler = ShoutingUpgrade()
+
+    def directives(self) -> Any:
+        """@return: C{x_shout}."""
+        return [spec("x_shout", [LOCATION], 1, parse=flagSlot, default=False)]
+
+    def configureLocation(self, location: Any, compiler: Any) -> None:
+        """Install the handler where C{x_shout on}."""
+        if location.conf.get("x_shout"):
+            location.upgradeHandler = self.handler
+
+
 class UpgradeTests(ProxyTestCase):
     """
     A 101 joins the client and backend connections byte for byte.
@@ -1020,6 +1097,43 @@ class UpgradeTests(ProxyTestCase):
         sent = self.backend().received
         self.assertNotIn(b"Upgrade", sent)
         self.assertIn(b"Connection: close\r\n", sent)
+
+    def test_moduleUpgradeHandlerTakesOver(self) -> None:
+        """
+        A module's upgrade handler on the location receives both
+        connections after the 101, with the client's bytes (those sent
+        with the request first) and the backend's.
+        """
+        module = ShoutModule()
+        self.makeProxy(self.CONFIG.replace("proxy_pass", "x_shout on; proxy_pass"), self.MAP,
+                       extraModules=[module])
+        channel, client = self.get("/ws", b"Upgrade: websocket\r\nConnection: Upgrade\r\n",
+                                   body=b"early")
+        backend = self.backend()
+        backend.respond(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                        b"Connection: Upgrade\r\n\r\nhello")
+        [pair] = module.handler.pairs
+        verifyObject(IUpgradeHandler, module.handler)
+        verifyObject(IUpgradedPair, pair)
+        self.assertTrue(client.value().endswith(b"\r\n\r\nHELLO"))
+        self.assertTrue(backend.received.endswith(b"\r\n\r\nearly"))
+        channel.dataReceived(b" later")
+        self.assertTrue(backend.received.endswith(b"early later"))
+        backend.close()
+        self.assertTrue(client.disconnecting)
+
+    def test_byteTunnelIsTheDefault(self) -> None:
+        """
+        Without a module's handler the location has none, and the byte
+        tunnel (which provides the interfaces) joins the connections.
+        """
+        self.makeProxy(self.CONFIG, self.MAP)
+        verifyObject(IUpgradeHandler, BYTE_TUNNEL)
+        channel, client = self.get("/ws", b"Upgrade: websocket\r\nConnection: Upgrade\r\n")
+        self.backend().respond(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                               b"Connection: Upgrade\r\n\r\nhello")
+        self.assertIsNone(channel._exchange.location.upgradeHandler)
+        self.assertTrue(client.value().endswith(b"hello"))
 
     def test_unaskedSwitchIs502(self) -> None:
         """

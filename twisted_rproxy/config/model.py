@@ -75,6 +75,9 @@ class Location:
     @ivar errorPages: what replaces an error reply, set by a module (an
         object with C{handles(status)} and C{redirect(exchange, status)}),
         or C{None}.
+    @ivar upgradeHandler: the L{twisted_rproxy.interfaces.IUpgradeHandler}
+        that takes over after a backend's 101, set by a module, or C{None}
+        for a byte tunnel.
     @ivar server: the L{VirtualServer} this location belongs to.
     """
 
@@ -87,6 +90,7 @@ class Location:
     contentHandler: Any = None
     logSinks: List[Any] = attr.Factory(list)
     errorPages: Any = None
+    upgradeHandler: Any = None
     autoRedirect: bool = False
     server: Any = None
 

@@ -12,6 +12,8 @@ from typing import Any, Callable
 from twisted.internet.interfaces import IPushProducer
 from zope.interface import implementer
 
+from ..interfaces import IUpgradedPair, IUpgradeHandler
+
 
 @implementer(IPushProducer)
 class _PauseReading:
@@ -40,6 +42,7 @@ class _PauseReading:
         """
 
 
+@implementer(IUpgradedPair)
 class Tunnel:
     """
     A joined pair of connections.
@@ -86,15 +89,27 @@ class Tunnel:
             self._onClose()
 
 
-def startTunnel(exchange: Any, upstream: Any, headers: list, onClose: Callable[[], None]) -> Tunnel:
+@implementer(IUpgradeHandler)
+class ByteTunnelHandler:
     """
-    Send the 101 head to the client and join the two connections.
+    The upgrade handler of a location that has no other: a byte tunnel.
+    """
 
-    @param upstream: the L{twisted_rproxy.upstream.http1.UpstreamHTTPProtocol}
-        that received the 101; it keeps delivering bytes to its handler.
-    """
-    tunnel = Tunnel(exchange.channel, upstream, onClose)
-    exchange.startResponse(101, headers)
-    upstream.transport.registerProducer(_PauseReading(exchange.channel.transport), True)
-    exchange.channel.enterTunnel(exchange, tunnel)
-    return tunnel
+    def startUpgrade(
+        self, exchange: Any, upstream: Any, headers: list, onClose: Callable[[], None]
+    ) -> Tunnel:
+        """
+        Send the 101 head to the client and join the two connections, each
+        socket filling up pausing reads from the other.
+
+        @param upstream: the L{twisted_rproxy.upstream.http1.UpstreamHTTPProtocol}
+            that received the 101; it keeps delivering bytes to its handler.
+        @return: the L{Tunnel}.
+        """
+        tunnel = Tunnel(exchange.channel, upstream, onClose)
+        exchange.startResponse(101, headers)
+        upstream.transport.registerProducer(_PauseReading(exchange.channel.transport), True)
+        return tunnel
+
+
+BYTE_TUNNEL = ByteTunnelHandler()

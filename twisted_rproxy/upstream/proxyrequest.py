@@ -665,14 +665,23 @@ class ProxyRequest:
     # -- upgrade ------------------------------------------------------------
 
     def _upgrade(self, head: Any, headers: list) -> None:
-        from ..http.tunnel import startTunnel
+        """
+        Hand both connections to the location's upgrade handler (a byte
+        tunnel unless a module set another).
+        """
+        from ..http.tunnel import BYTE_TUNNEL
 
         exchange = self.exchange
         if exchange.header(b"upgrade") is None:
             self._releaseConnection(False, failed=True)
             self._finishWithError(502)
             return
-        self.tunnel = startTunnel(exchange, self.protocol, headers, self._tunnelClosed)
+        location = exchange.location
+        handler = location.upgradeHandler if location is not None else None
+        self.tunnel = (handler or BYTE_TUNNEL).startUpgrade(
+            exchange, self.protocol, headers, self._tunnelClosed)
+        # From here the client's bytes (those already read first) go to it.
+        exchange.channel.enterTunnel(exchange, self.tunnel)
         # The client's socket filling up pauses reads from the backend.
         exchange.setResponseProducer(self)
 
