@@ -20,6 +20,7 @@ from zope.interface import implementer
 
 from .config.model import ListenAddress
 from .config.values import parseSize
+from .transport import adoptFlushingPort
 
 
 class ListenError(Exception):
@@ -32,7 +33,9 @@ class ListenError(Exception):
 class ListenEndpoint:
     """
     Listens on one TCP address with nginx's socket options, handing the
-    bound socket to the reactor with C{adoptStreamPort}.
+    bound socket to the reactor as a L{FlushingPort
+    <twisted_rproxy.transport.FlushingPort>} (C{adoptStreamPort} on
+    reactors without Twisted's POSIX transports).
     """
 
     def __init__(self, reactor: Any, address: ListenAddress) -> None:
@@ -87,7 +90,7 @@ class ListenEndpoint:
                 ListenError(f"bind() to {self.address.display()} failed ({e.strerror})")
             )
         try:
-            port = self._reactor.adoptStreamPort(sock.fileno(), sock.family, factory)
+            port = adoptFlushingPort(self._reactor, sock.fileno(), sock.family, factory)
         finally:
             sock.close()  # the reactor holds its own duplicate
         return succeed(port)

@@ -11,15 +11,12 @@ from collections import deque
 from typing import Any, Deque, Dict, Optional, Tuple
 
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.endpoints import (
-    TCP4ClientEndpoint,
-    TCP6ClientEndpoint,
-    UNIXClientEndpoint,
-)
+from twisted.internet.endpoints import UNIXClientEndpoint
 from twisted.internet.protocol import Factory
 from twisted.internet.error import ConnectError, TimeoutError
 from twisted.python.failure import Failure
 
+from ..transport import flushingClientEndpoint
 from .http1 import UpstreamError, UpstreamHTTPProtocol
 
 
@@ -104,9 +101,7 @@ class ConnectionPool:
         wait = max(timeout, 0.001) if timeout else 60
         if peer.unixPath is not None:
             return UNIXClientEndpoint(self._reactor, peer.unixPath, timeout=wait)
-        if ":" in peer.host:
-            return TCP6ClientEndpoint(self._reactor, peer.host, peer.port, timeout=wait)
-        return TCP4ClientEndpoint(self._reactor, peer.host, peer.port, timeout=wait)
+        return flushingClientEndpoint(self._reactor, peer.host, peer.port, wait)
 
     def release(self, upstream: Any, protocol: UpstreamHTTPProtocol, reusable: bool) -> None:
         """

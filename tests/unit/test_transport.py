@@ -1,0 +1,281 @@
+# -*- test-case-name: tests.unit.test_transport -*-
+"""
+Tests for L{twisted_rproxy.transport}: writes made while a read is being
+delivered go out with one C{send} when the read returns, without arming the
+reactor; everything else (short sends, closing, writes outside a read) is
+left to the reactor as Twisted does it.  The transports sit on one end of a
+real socket pair; the reactor is a recorder, so nothing spins.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import Any, List, Tuple
+
+from twisted.internet.error import ConnectionLost
+from twisted.internet.protocol import Protocol
+from twisted.trial.unittest import SynchronousTestCase
+
+from twisted_rproxy.transport import (
+    FlushingServer,
+    adoptFlushingPort,
+    flushingClientEndpoint,
+    supportsFlushing,
+)
+
+
+class RecordingReactor:
+    """
+    The reactor methods a TCP transport calls, recorded rather than run.
+
+    @ivar writers: transports currently armed for writability.
+    """
+
+    def __init__(self) -> None:
+        self.readers: List[Any] = []
+        self.writers: List[Any] = []
+
+    def addReader(self, reader: Any) -> None:
+        """Record C{reader}."""
+        if reader not in self.readers:
+            self.readers.append(reader)
+
+    def removeReader(self, reader: Any) -> None:
+        """Forget C{reader}."""
+        if reader in self.readers:
+            self.readers.remove(reader)
+
+    def addWriter(self, writer: Any) -> None:
+        """Record C{writer}: the epoll_ctl the flushing avoids."""
+        if writer not in self.writers:
+            self.writers.append(writer)
+
+    def removeWriter(self, writer: Any) -> None:
+        """Forget C{writer}."""
+        if writer in self.writers:
+            self.writers.remove(writer)
+
+    def callLater(self, *args: Any, **kwargs: Any) -> None:
+        """Timers are not needed here."""
+        raise AssertionError("no timer expected")
+
+
+class Relay(Protocol):
+    """
+    Writes what it reads onto other transports, as the proxy does.
+
+    @ivar targets: the transports each read is written to.
+    @ivar closeAfter: call C{loseConnection} on the targets after writing.
+    """
+
+    def __init__(self) -> None:
+        self.targets: List[Any] = []
+        self.closeAfter = False
+        self.received: List[bytes] = []
+
+    def dataReceived(self, data: bytes) -> None:
+        """Relay C{data} to every target."""
+        self.received.append(data)
+        for target in self.targets:
+            target.write(data.upper())
+            if self.closeAfter:
+                target.loseConnection()
+
+
+def connected(reactor: RecordingReactor, number: int) -> Tuple[FlushingServer, Relay, socket.socket]:
+    """
+    A L{FlushingServer} on one end of a socket pair, with a L{Relay}.
+
+    @return: the transport, its protocol, and the other end of the pair.
+    """
+    ours, theirs = socket.socketpair()
+    ours.setblocking(False)
+    theirs.setblocking(False)
+    protocol = Relay()
+    transport = FlushingServer(ours, protocol, ("127.0.0.1", 1000 + number), None, number, reactor)
+    protocol.makeConnection(transport)
+    return transport, protocol, theirs
+
+
+def received(sock: socket.socket) -> bytes:
+    """
+    @return: everything readable on C{sock} now.
+    """
+    chunks = []
+    while True:
+        try:
+            chunk = sock.recv(1 << 20)
+        except BlockingIOError:
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+class FlushAfterReadTests(SynchronousTestCase):
+    """
+    L{FlushingServer} (and so L{FlushingClient}, which shares the mixin).
+    """
+
+    def setUp(self) -> None:
+        self.reactor = RecordingReactor()
+        self.source, self.relay, self.sourcePeer = connected(self.reactor, 1)
+        self.target, _, self.targetPeer = connected(self.reactor, 2)
+        self.addCleanup(self.sourcePeer.close)
+        self.addCleanup(self.targetPeer.close)
+        self.addCleanup(self.source.socket.close)
+        self.addCleanup(self.target.socket.close)
+
+    def test_writeDuringReadIsSentWhenTheReadReturns(self) -> None:
+        """
+        A write made while another transport delivers a read reaches the
+        socket by the time C{doRead} returns, and the reactor was never
+        asked to watch for writability.
+        """
+        self.relay.targets.append(self.target)
+        self.sourcePeer.sendall(b"request")
+        self.assertIsNone(self.source.doRead())
+        self.assertEqual(received(self.targetPeer), b"REQUEST")
+        self.assertEqual(self.reactor.writers, [])
+
+    def test_severalWritesOneSend(self) -> None:
+        """
+        Two writes to one transport in one read go out together, in order,
+        and a transport written to twice is flushed once.
+        """
+        self.relay.targets += [self.target, self.target]
+        self.sourcePeer.sendall(b"ab")
+        self.source.doRead()
+        self.assertEqual(received(self.targetPeer), b"ABAB")
+        self.assertEqual(self.reactor.writers, [])
+
+    def test_severalTargets(self) -> None:
+        """
+        Every transport written to during the read is flushed, including
+        the one delivering it.
+        """
+        self.relay.targets += [self.target, self.source]
+        self.sourcePeer.sendall(b"x")
+        self.source.doRead()
+        self.assertEqual(received(self.targetPeer), b"X")
+        self.assertEqual(received(self.sourcePeer), b"X")
+        self.assertEqual(self.reactor.writers, [])
+
+    def test_writeOutsideAReadArmsTheReactor(self) -> None:
+        """
+        A write from anywhere but a read (a timer, say) is Twisted's
+        ordinary buffered write: the reactor is armed and sends it.
+        """
+        self.target.write(b"later")
+        self.assertEqual(self.reactor.writers, [self.target])
+        self.assertEqual(received(self.targetPeer), b"")
+        self.assertIsNone(self.target.doWrite())
+        self.assertEqual(received(self.targetPeer), b"later")
+        self.assertEqual(self.reactor.writers, [])
+
+    def test_shortSendLeavesTheRestToTheReactor(self) -> None:
+        """
+        When the socket takes only part of the data, the rest stays
+        buffered and the reactor is armed to send it once it can.
+        """
+        self.target.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        big = b"y" * (4 << 20)
+        self.relay.targets.append(self.target)
+        self.sourcePeer.sendall(b"z")
+        self.target.write(big)  # outside a read: armed at once
+        self.reactor.writers.clear()
+        self.source.doRead()
+        self.assertEqual(self.reactor.writers, [self.target])
+        got = received(self.targetPeer)
+        while self.reactor.writers:
+            self.target.doWrite()
+            got += received(self.targetPeer)
+        self.assertEqual(got, big + b"Z")
+
+    def test_shortSendDuringARead(self) -> None:
+        """
+        A large write queued during a read sends what fits, then arms the
+        reactor for the rest.
+        """
+        self.target.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        self.target.bufferSize = 1 << 30  # no producer pausing in this test
+
+        class Big(Relay):
+            def dataReceived(self, data: bytes) -> None:
+                for target in self.targets:
+                    target.write(b"w" * (4 << 20))
+
+        big = Big()
+        big.targets.append(self.target)
+        self.source.protocol = big
+        self.sourcePeer.sendall(b"go")
+        self.source.doRead()
+        self.assertEqual(self.reactor.writers, [self.target])
+        got = received(self.targetPeer)
+        self.assertTrue(got, "part of the data was sent with the read")
+        while self.reactor.writers:
+            self.target.doWrite()
+            got += received(self.targetPeer)
+        self.assertEqual(len(got), 4 << 20)
+
+    def test_loseConnectionDuringAReadIsTheReactors(self) -> None:
+        """
+        A transport closed during the read is armed for the reactor, which
+        flushes what was written and then closes, as Twisted does.
+        """
+        self.relay.targets.append(self.target)
+        self.relay.closeAfter = True
+        self.sourcePeer.sendall(b"bye")
+        self.source.doRead()
+        self.assertEqual(self.reactor.writers, [self.target])
+        self.assertTrue(self.target.disconnecting)
+        why = self.target.doWrite()
+        self.assertIsNotNone(why, "doWrite reports the close to the reactor")
+        self.assertEqual(received(self.targetPeer), b"BYE")
+
+    def test_writeAfterCloseIsDropped(self) -> None:
+        """
+        A write to a transport whose peer has gone arms the reactor, which
+        then reports the lost connection; nothing is raised into the read.
+        """
+        self.targetPeer.close()
+        self.relay.targets.append(self.target)
+        self.sourcePeer.sendall(b"q")
+        self.assertIsNone(self.source.doRead())
+        self.assertEqual(self.relay.received, [b"q"])
+        self.assertEqual(self.reactor.writers, [self.target])
+        self.assertIsInstance(self.target.doWrite(), ConnectionLost)
+
+
+class ReactorSupportTests(SynchronousTestCase):
+    """
+    The flushing classes are used only on reactors with Twisted's POSIX
+    TCP transports; others keep their own.
+    """
+
+    def test_memoryReactorKeepsItsOwnTransports(self) -> None:
+        """
+        On a L{MemoryReactor}, listening and connecting go to the reactor's
+        own methods, so tests that inspect C{tcpClients} still see them.
+        """
+        from twisted.internet.testing import MemoryReactor
+
+        reactor = MemoryReactor()
+        self.assertFalse(supportsFlushing(reactor))
+        endpoint = flushingClientEndpoint(reactor, "127.0.0.1", 80, 5)
+        endpoint.connect(Protocol)  # type: ignore[arg-type]
+        self.assertEqual(reactor.tcpClients[0][:2], ("127.0.0.1", 80))
+        sock = socket.socket()
+        self.addCleanup(sock.close)
+        adoptFlushingPort(reactor, sock.fileno(), sock.family, None)
+        self.assertEqual(len(reactor.adoptedPorts), 1)
+
+    def test_realReactorIsSupported(self) -> None:
+        """
+        The reactor Twisted installs by default here supports flushing.
+        """
+        from twisted.internet.epollreactor import EPollReactor
+
+        # Only its type matters: no epoll descriptor is made.
+        self.assertTrue(supportsFlushing(EPollReactor.__new__(EPollReactor)))

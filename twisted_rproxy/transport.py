@@ -1,0 +1,199 @@
+# -*- test-case-name: tests.unit.test_transport -*-
+"""
+TCP transports that send what a read caused at the end of that read.
+
+Twisted's L{FileDescriptor.write} buffers and arms the socket for
+writability (an C{epoll_ctl}); the reactor then sends on its next pass and
+disarms it again (another C{epoll_ctl}).  A proxy writes on one connection
+because it read on another, so every request paid four C{epoll_ctl} calls
+and two extra reactor passes: about a sixth of the proxy's CPU under load
+(docs/benchmarks.md, the profile).
+
+Here, a write made while one of these transports is delivering a read is
+queued instead, and every queued transport is flushed with one C{send} as
+soon as that read returns.  Whatever the socket does not take at once is
+left to the reactor as usual, so backpressure and producers behave exactly
+as in Twisted.  Writes made anywhere else (timers, connection set-up) take
+Twisted's ordinary path.
+"""
+
+from __future__ import annotations
+
+from typing import Any, List
+
+from twisted.internet import tcp
+from twisted.internet.abstract import FileDescriptor
+from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint
+from twisted.internet.posixbase import PosixReactorBase
+from twisted.logger import Logger
+
+_log = Logger()
+
+
+class _ReadFlushQueue:
+    """
+    The transports written to during the read being delivered now.
+
+    @ivar reading: whether a flushing transport's C{doRead} is on the stack.
+    @ivar pending: transports to flush when that read returns, in the
+        order they were first written to.
+    """
+
+    def __init__(self) -> None:
+        self.reading = False
+        self.pending: List["_FlushAfterRead"] = []
+
+    def flush(self) -> None:
+        """
+        Send each pending transport's buffer; arm the reactor for the rest.
+        """
+        pending, self.pending = self.pending, []
+        for transport in pending:
+            transport._flushQueued = False
+            transport._flushNow()
+
+
+_QUEUE = _ReadFlushQueue()
+
+
+class _FlushAfterRead:
+    """
+    Mixin for L{tcp.Connection} subclasses: defer C{startWriting} during a
+    read, and flush at its end.
+    """
+
+    _flushQueued = False
+
+    def doRead(self) -> Any:
+        """
+        Deliver a read, then flush every transport it wrote to.
+        """
+        queue = _QUEUE
+        if queue.reading:
+            return super().doRead()  # type: ignore[misc]
+        queue.reading = True
+        try:
+            return super().doRead()  # type: ignore[misc]
+        finally:
+            queue.reading = False
+            if queue.pending:
+                queue.flush()
+
+    def startWriting(self) -> None:
+        """
+        During a read, queue this transport to be flushed when it returns;
+        otherwise arm the reactor as Twisted does.
+        """
+        queue = _QUEUE
+        if queue.reading:
+            if not self._flushQueued:
+                self._flushQueued = True
+                queue.pending.append(self)
+            return
+        FileDescriptor.startWriting(self)  # type: ignore[arg-type]
+
+    def _flushNow(self) -> None:
+        """
+        Try to send the buffer now.  A closing transport, a socket error or
+        a short send goes back to the reactor, which then does exactly what
+        it would have done without this class.
+        """
+        if not self.connected:  # type: ignore[attr-defined]
+            return
+        if self.disconnecting or self._writeDisconnecting:  # type: ignore[attr-defined]
+            FileDescriptor.startWriting(self)  # type: ignore[arg-type]
+            return
+        try:
+            failed = self.doWrite()  # type: ignore[attr-defined]
+        except Exception:
+            _log.failure("sending after a read failed; leaving it to the reactor")
+            failed = True
+        if (
+            failed is not None
+            or self._tempDataLen  # type: ignore[attr-defined]
+            or self.offset < len(self.dataBuffer)  # type: ignore[attr-defined]
+        ):
+            FileDescriptor.startWriting(self)  # type: ignore[arg-type]
+
+
+class FlushingServer(_FlushAfterRead, tcp.Server):
+    """
+    An accepted TCP connection that flushes at the end of each read.
+    """
+
+
+class FlushingClient(_FlushAfterRead, tcp.Client):
+    """
+    An outgoing TCP connection that flushes at the end of each read.
+    """
+
+
+class FlushingPort(tcp.Port):
+    """
+    A listening port whose connections are L{FlushingServer}s.
+    """
+
+    transport = FlushingServer
+
+
+class FlushingConnector(tcp.Connector):
+    """
+    A connector whose connection is a L{FlushingClient}.
+    """
+
+    def _makeTransport(self) -> FlushingClient:
+        return FlushingClient(self.host, self.port, self.bindAddress, self, self.reactor)
+
+
+class _FlushingConnectReactor:
+    """
+    The one reactor method Twisted's TCP client endpoints call,
+    C{connectTCP}, making a L{FlushingConnector} on the real reactor.
+    """
+
+    def __init__(self, reactor: PosixReactorBase) -> None:
+        self._reactor = reactor
+
+    def connectTCP(
+        self, host: str, port: int, factory: Any, timeout: float = 30, bindAddress: Any = None
+    ) -> FlushingConnector:
+        """
+        Connect like L{PosixReactorBase.connectTCP}, with flushing.
+        """
+        connector = FlushingConnector(host, port, factory, timeout, bindAddress, self._reactor)
+        connector.connect()
+        return connector
+
+
+def supportsFlushing(reactor: Any) -> bool:
+    """
+    @return: whether C{reactor} runs Twisted's own POSIX TCP transports
+        (epoll, poll, select, asyncio), which these classes extend.  Test
+        reactors and others keep their own transports.
+    """
+    return isinstance(reactor, PosixReactorBase) and hasattr(
+        tcp.Port, "_fromListeningDescriptor"
+    )
+
+
+def adoptFlushingPort(reactor: Any, fileno: int, family: int, factory: Any) -> Any:
+    """
+    Like C{reactor.adoptStreamPort}, with L{FlushingServer} connections
+    where the reactor supports them.
+    """
+    if not supportsFlushing(reactor):
+        return reactor.adoptStreamPort(fileno, family, factory)
+    port = FlushingPort._fromListeningDescriptor(reactor, fileno, family, factory)
+    port.startListening()
+    return port
+
+
+def flushingClientEndpoint(reactor: Any, host: str, port: int, timeout: float) -> Any:
+    """
+    A TCP client endpoint (IPv6 when C{host} is) whose connection flushes
+    at the end of each read where the reactor supports it.
+    """
+    endpointType = TCP6ClientEndpoint if ":" in host else TCP4ClientEndpoint
+    if supportsFlushing(reactor):
+        reactor = _FlushingConnectReactor(reactor)
+    return endpointType(reactor, host, port, timeout=timeout)
