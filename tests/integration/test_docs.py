@@ -63,7 +63,6 @@ from tests.integration.harness import (
 DOCS = REPO_ROOT / "docs"
 EXAMPLES = DOCS / "examples"
 PLUGIN_FILE = EXAMPLES / "twisted" / "plugins" / "rproxy_example.py"
-WEB_MODULE = REPO_ROOT / "twisted_rproxy" / "web.py"
 
 DEADLINE = 20.0
 """Seconds a polled condition may take before the test fails (never a wait)."""
@@ -1105,7 +1104,6 @@ def testEmbeddingProxyFactory(commands: Callable[..., CommandRunner], backend: B
     assert echoHeaders(response)["x-served-via"] == "endpoint"
 
 
-@pytest.mark.skipif(not WEB_MODULE.exists(), reason="twisted_rproxy.web is not written yet")
 def testEmbeddingLocationResource(commands: Callable[..., CommandRunner], backend: Backend) -> None:
     """embedding.md: LocationResource proxies /api/ of a twisted.web site."""
     port = freePort()
