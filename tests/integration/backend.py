@@ -32,7 +32,12 @@ Routes:
     event waits for a C{/trigger?key=K} request, so a test knows the stream
     cannot have ended when it sees an event.
   - C{/trigger?key=K}: release the next event of the gated stream C{K}
-    (404 if there is none).
+    (404 if there is none), or the answer of the held request C{K}.
+  - C{/hold?key=K}: sends nothing at all (not even a status line) until a
+    C{/trigger?key=K}, then answers 200 C{released K}: a stalled backend
+    that a test can release when it chooses.
+  - C{/holding?key=K}: 200 while a C{/hold?key=K} request is waiting, else
+    404, so a test knows the held request really reached the backend.
   - C{/pattern?size=N}: like C{/big}, but byte I of the body is C{I % 251},
     so a lost, repeated or reordered piece shows.
   - C{/truncate?size=N&send=M}: promises C{Content-Length: N}, sends M
@@ -301,6 +306,8 @@ class BackendResource(resource.Resource):
             "/keepalive-close": self.renderKeepaliveClose,
             "/sse-gated": self.renderSseGated,
             "/trigger": self.renderTrigger,
+            "/hold": self.renderHold,
+            "/holding": self.renderHolding,
             "/pattern": self.renderPattern,
             "/truncate": self.renderTruncate,
             "/reset": self.renderReset,
@@ -497,6 +504,40 @@ class BackendResource(resource.Resource):
             return b"no such stream\n"
         callbacks[0]()
         return b"triggered\n"
+
+    def renderHold(self, request: server.Request) -> Any:
+        """
+        Answer nothing until C{/trigger?key=K}, then 200 C{released K}: a
+        stall that ends when the test says so, never on a clock.
+        """
+        key = _arg(request, "key", "default")
+
+        def gone(_f: Any) -> None:
+            """The proxy gave up on the request: forget the gate."""
+            if _gates.get(key) == [release]:
+                _gates.pop(key, None)
+
+        def release() -> None:
+            """Answer the held request now."""
+            _gates.pop(key, None)
+            request.setHeader(b"Content-Type", b"text/plain")
+            body = b"released %s\n" % (key.encode("latin-1"),)
+            request.setHeader(b"Content-Length", b"%d" % (len(body),))
+            request.write(body)
+            request.finish()
+
+        request.notifyFinish().addErrback(gone)
+        _gates[key] = [release]
+        return server.NOT_DONE_YET
+
+    def renderHolding(self, request: server.Request) -> bytes:
+        """Say whether the held request C{key} is waiting (200) or not (404)."""
+        key = _arg(request, "key", "default")
+        request.setHeader(b"Content-Type", b"text/plain")
+        if key not in _gates:
+            request.setResponseCode(404)
+            return b"not holding\n"
+        return b"holding\n"
 
     def renderPattern(self, request: server.Request) -> Any:
         """Stream a checkable large body with backpressure."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import re
+import select
 import shutil
 import socket
 import tempfile
@@ -815,3 +816,110 @@ def testHopByHopHeadersAreNotForwarded(
         assert name not in names
     assert dict(echo["headers"])["X-Kept"] == "kept"
     assert dict(echo["headers"])["Connection"] == "close"
+
+
+# ---------------------------------------------------------------------------
+# 11. a stalled backend request holds up nobody else
+# ---------------------------------------------------------------------------
+
+
+def uniqueKey(label: str) -> str:
+    """A gate key no other test (or earlier run on this backend) uses."""
+    return f"{label}-{os.getpid()}-{time.monotonic_ns()}"
+
+
+def backendHolding(backend: Backend, key: str) -> bool:
+    """Whether the backend is still holding the C{/hold?key=KEY} request."""
+    return request(backend.port, path=f"/holding?key={key}").status == 200
+
+
+def nothingReceived(client: RawClient) -> bool:
+    """
+    Whether the proxy has sent C{client} nothing at all so far (no
+    status line, no close), checked without blocking.
+    """
+    readable, _, _ = select.select([client.sock], [], [], 0)
+    return not readable and not client.buffer
+
+
+STALL_SERVER = """
+        location / {
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_pass http://u;
+        }
+        location /hold {
+            proxy_read_timeout %s;
+            proxy_pass http://u;
+        }"""
+"""Stalled and ordinary requests to one upstream (with a keepalive pool),
+so a request stuck on a backend connection must not hold the pool, the
+listener or the reactor for anyone else."""
+
+
+def testStalledRequestDoesNotDelayOthers(
+    backend: Backend, rproxyRunner: RunnerFactory
+) -> None:
+    """
+    While client A's request is stuck on the backend (which has provably
+    received it and answers nothing until the test says so), client B's
+    requests to the same proxy and the same upstream are answered 200
+    with their own bodies, and A is still waiting with nothing sent to
+    it; once the backend is released, A gets its own answer.  A proxy
+    that serialised requests per upstream, per pool or per process would
+    fail B (it would wait until the release, which never comes first).
+    """
+    proxy = startProxy(
+        rproxyRunner, STALL_SERVER % "60s",
+        httpExtra=f"upstream u {{ server {backend.address}; keepalive 1; }}",
+    )
+    key = uniqueKey("stalled")
+    stalled = RawClient(proxy.port)
+    try:
+        stalled.get(f"/hold?key={key}")
+        waitFor(lambda: backendHolding(backend, key), "the held request to reach the backend")
+        for i in range(5):
+            other = request(proxy.port, path=f"/other/{i}", timeout=DEADLINE)
+            assert other.status == 200
+            assert other.json()["uri"] == f"/other/{i}"
+        assert backendHolding(backend, key), "the stalled request ended early"
+        assert nothingReceived(stalled), "the stalled client got something before the release"
+        assert request(backend.port, path=f"/trigger?key={key}").status == 200
+        status, headers = stalled.readHead()
+        assert status == 200
+        length = int(header(headers, "content-length") or "0")
+        assert stalled.readExactly(length) == f"released {key}\n".encode()
+    finally:
+        stalled.close()
+
+
+def testStalledRequestTimesOutWithoutHarmingOthers(
+    backend: Backend, rproxyRunner: RunnerFactory
+) -> None:
+    """
+    The same stall under a 1s C{proxy_read_timeout}: other clients'
+    requests succeed (whether they finish before or after the timeout
+    fires does not matter to what is asserted), A gets its 504 with
+    nginx's timeout line, and the proxy gives up the backend connection
+    (the backend sees the held request go away).
+    """
+    proxy = startProxy(
+        rproxyRunner, STALL_SERVER % "1s",
+        httpExtra=f"upstream u {{ server {backend.address}; keepalive 1; }}",
+    )
+    key = uniqueKey("timeout")
+    stalled = RawClient(proxy.port)
+    try:
+        stalled.get(f"/hold?key={key}")
+        waitFor(lambda: backendHolding(backend, key), "the held request to reach the backend")
+        for i in range(5):
+            other = request(proxy.port, path=f"/other/{i}", timeout=DEADLINE)
+            assert (other.status, other.json()["uri"]) == (200, f"/other/{i}")
+        status, _headers = stalled.readHead()
+        assert status == 504
+    finally:
+        stalled.close()
+    line = waitForLog(proxy, r"upstream timed out \(110: Connection timed out\)")
+    assert "/hold?key=" in line
+    waitFor(lambda: not backendHolding(backend, key), "the proxy to drop the backend connection")
+
