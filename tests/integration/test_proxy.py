@@ -21,8 +21,9 @@ import shutil
 import socket
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable, Iterator, List, Optional, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 import pytest
 
@@ -923,3 +924,201 @@ def testStalledRequestTimesOutWithoutHarmingOthers(
     assert "/hold?key=" in line
     waitFor(lambda: not backendHolding(backend, key), "the proxy to drop the backend connection")
 
+
+# ---------------------------------------------------------------------------
+# 12. no descriptor leaks
+# ---------------------------------------------------------------------------
+
+FD_KEEPALIVE = 2
+"""The upstream pool's size in the leak test: at most this many idle
+backend connections may legitimately stay open after the storm."""
+
+FD_ROUNDS = 50
+"""How many requests of each failing kind the leak test makes."""
+
+_TCP_LISTEN = "0A"
+"""/proc/net/tcp's state code for a listening socket."""
+
+
+def tcpSockets() -> Dict[str, Tuple[int, int, str]]:
+    """
+    Every TCP socket the kernel knows, by inode: C{(local port, remote
+    port, state code)} from /proc/net/tcp and /proc/net/tcp6.
+    """
+    sockets: Dict[str, Tuple[int, int, str]] = {}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                rows = f.read().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            localPort = int(fields[1].rsplit(":", 1)[1], 16)
+            remotePort = int(fields[2].rsplit(":", 1)[1], 16)
+            sockets[fields[9]] = (localPort, remotePort, fields[3])
+    return sockets
+
+
+def openDescriptors(pid: int) -> Dict[int, str]:
+    """
+    A process's open descriptors, C{{fd: what it refers to}}, read from
+    /proc/PID/fd; a TCP socket is described by its ports and state so a
+    failure says what leaked.
+    """
+    sockets = tcpSockets()
+    described: Dict[int, str] = {}
+    for name in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{name}")
+        except FileNotFoundError:
+            continue  # closed while we were listing
+        match = re.fullmatch(r"socket:\[(\d+)\]", target)
+        if match and match.group(1) in sockets:
+            local, remote, state = sockets[match.group(1)]
+            target = f"tcp {local}->{remote} state {state}"
+        described[int(name)] = target
+    return described
+
+
+def heldConnections(pid: int, port: int, local: bool) -> int:
+    """
+    How many connected TCP sockets process C{pid} holds whose local
+    (C{local=True}: accepted client connections of a listener on C{port})
+    or remote (C{local=False}: connections to a backend on C{port}) port
+    is C{port}.
+    """
+    count = 0
+    for target in openDescriptors(pid).values():
+        match = re.fullmatch(r"tcp (\d+)->(\d+) state (\w+)", target)
+        if not match or match.group(3) == _TCP_LISTEN:
+            continue
+        if int(match.group(1 if local else 2)) == port:
+            count += 1
+    return count
+
+
+def descriptorsBesidesPool(pid: int, backendPort: int) -> int:
+    """
+    The number of C{pid}'s open descriptors that are not connections to
+    the backend: what must come back exactly to its baseline, since only
+    the idle keepalive pool may differ.
+    """
+    return len(openDescriptors(pid)) - heldConnections(pid, backendPort, local=False)
+
+
+def abortMidBody(port: int) -> None:
+    """
+    Ask for a 64 MiB body, read its head and the first piece, then close
+    the socket while the rest is still on its way.
+    """
+    client = RawClient(port)
+    try:
+        client.get("/big?size=%d" % (64 * 1024 * 1024,))
+        status, _headers = client.readHead()
+        assert status == 200
+        client.readExactly(1)
+    finally:
+        client.close()
+
+
+def abortMidStream(port: int) -> None:
+    """
+    Open an unbuffered event stream that would run for minutes, read its
+    first event, and close the socket.
+    """
+    client = RawClient(port)
+    try:
+        client.get("/sse?n=100000&interval=0.05")
+        status, _headers = client.readHead()
+        assert status == 200
+        client.readUntil(b"data: 0\n\n")
+    finally:
+        client.close()
+
+
+def abortWhileWaiting(port: int, backend: Backend) -> None:
+    """
+    Send a request the backend holds unanswered, wait until the backend
+    has it, and close the socket before any response head exists.
+    """
+    key = uniqueKey("abort")
+    client = RawClient(port)
+    try:
+        client.get(f"/hold?key={key}")
+        waitFor(lambda: backendHolding(backend, key), "the held request to reach the backend")
+    finally:
+        client.close()
+
+
+def testNoDescriptorLeakOnFailures(
+    backend: Backend, deadPort: int, rproxyRunner: RunnerFactory
+) -> None:
+    """
+    A storm of failing exchanges leaves the proxy with exactly the open
+    descriptors it had before, read from /proc/PID/fd: 50 each of 502 (a
+    dead port), 504 (a 1s read timeout, 25 at a time) and client aborts
+    (mid-body with buffering on, mid-stream with buffering off, and while
+    the backend has not answered yet).  Every kind runs once as a
+    warm-up first, so log files and other lazily made descriptors are in
+    the baseline.  The only allowed difference is idle keepalive
+    connections to the backend, at most the pool's size (2); apart from
+    those the count must be equal, and no client connection may remain.
+    """
+    proxy = startProxy(rproxyRunner, f"""
+        proxy_http_version 1.1;
+        proxy_set_header Connection "";
+        location /dead {{ proxy_pass http://127.0.0.1:{deadPort}; }}
+        location /stall {{ proxy_read_timeout 1s; proxy_pass http://u; }}
+        location /sse {{ proxy_buffering off; proxy_pass http://u; }}
+        location / {{ proxy_pass http://u; }}""",
+        httpExtra=f"upstream u {{ server {backend.address}; keepalive {FD_KEEPALIVE}; }}",
+    )
+    assert proxy.process is not None
+    pid = proxy.process.pid
+
+    def storm(rounds: int) -> None:
+        """Run C{rounds} exchanges of every failing kind."""
+        for _ in range(rounds):
+            assert request(proxy.port, path="/dead").status == 502
+        with ThreadPoolExecutor(max_workers=25) as pool:
+            statuses = list(pool.map(
+                lambda i: request(proxy.port, path=f"/stall?i={i}", timeout=DEADLINE).status,
+                range(rounds),
+            ))
+        assert statuses == [504] * rounds
+        for _ in range(rounds):
+            abortMidBody(proxy.port)
+            abortMidStream(proxy.port)
+            abortWhileWaiting(proxy.port, backend)
+
+    def settled() -> bool:
+        """No client connection is held any more (closes have landed)."""
+        return heldConnections(pid, proxy.port, local=True) == 0
+
+    assert request(proxy.port, path="/warm").status == 200
+    storm(1)
+    waitFor(settled, "the warm-up's client connections to close")
+    baseline = descriptorsBesidesPool(pid, backend.port)
+    before = openDescriptors(pid)
+
+    storm(FD_ROUNDS)
+
+    def returned() -> bool:
+        """Back to the baseline, with no more than the pool's idle connections."""
+        return (
+            settled()
+            and descriptorsBesidesPool(pid, backend.port) == baseline
+            and heldConnections(pid, backend.port, local=False) <= FD_KEEPALIVE
+        )
+
+    deadline = time.monotonic() + DEADLINE
+    while not returned():
+        if time.monotonic() >= deadline:
+            pytest.fail(
+                f"descriptors did not return to the baseline ({baseline} besides the pool)\n"
+                f"before: {sorted(before.items())}\nafter: {sorted(openDescriptors(pid).items())}"
+            )
+        time.sleep(0.05)
+    # The proxy is still healthy after all that.
+    assert request(proxy.port, path="/after").json()["uri"] == "/after"
