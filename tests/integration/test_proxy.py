@@ -1122,3 +1122,42 @@ def testNoDescriptorLeakOnFailures(
         time.sleep(0.05)
     # The proxy is still healthy after all that.
     assert request(proxy.port, path="/after").json()["uri"] == "/after"
+
+
+# ---------------------------------------------------------------------------
+# 13. server_tokens
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("tokens", ["default", "on", "off"])
+def testServerTokens(
+    tokens: str, backend: Backend, deadPort: int, rproxyRunner: RunnerFactory
+) -> None:
+    """
+    C{server_tokens on}, the default, puts the version into the Server
+    header of every response (the proxy's own, a proxied one whose
+    backend Server header is replaced, and error pages) and into the
+    footer of the built-in 404 and 502 pages, as nginx does with its own
+    name; C{server_tokens off} leaves the bare name in both places and
+    the version nowhere.
+    """
+    from twisted_rproxy._version import __version__
+
+    directive = "" if tokens == "default" else f"server_tokens {tokens};"
+    proxy = startProxy(rproxyRunner, f"""
+        {directive}
+        location = /own {{ return 200 "own\\n"; }}
+        location = /missing {{ return 404; }}
+        location /down {{ proxy_pass http://127.0.0.1:{deadPort}; }}
+        location / {{ proxy_pass http://{backend.address}; }}""")
+    versioned = f"twisted_rproxy/{__version__}"
+    software = "twisted_rproxy" if tokens == "off" else versioned
+    for path, status in (("/own", 200), ("/proxied", 200), ("/missing", 404), ("/down", 502)):
+        response = request(proxy.port, path=path)
+        assert (path, response.status) == (path, status)
+        assert (path, response.headerValues("Server")) == (path, [software])
+        if status >= 400:
+            page = response.body.decode("ascii")
+            assert f"<hr><center>{software}</center>" in page, page
+            if tokens == "off":
+                assert __version__ not in page, page
