@@ -12,6 +12,7 @@ from __future__ import annotations
 import http.client
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -221,6 +222,49 @@ def testVersion(prefix: Path) -> None:
     assert "Twisted" in lines[1] and "Python" in lines[1]
 
 
+@pytest.fixture
+def rproxyScript() -> str:
+    """
+    The installed C{rproxy} console script (what C{pip install} puts on
+    PATH); skipped where it is not installed, as in a bare checkout.
+    """
+    script = shutil.which("rproxy")
+    if script is None:
+        pytest.skip("no rproxy console script on PATH (pip install . puts it there)")
+    return script
+
+
+def testConsoleScriptTestGoodConfig(rproxyScript: str, prefix: Path) -> None:
+    """
+    The installed C{rproxy} script, not just C{python -m twisted_rproxy}:
+    C{rproxy -t -c CONF} exits 0 with nginx's "syntax is ok" and "test is
+    successful" lines, so the entry point in setup.cfg is wired to the
+    same CLI.  (This checkout's package comes first on PYTHONPATH, so the
+    script runs the code under test.)
+    """
+    conf = write(prefix / "good.conf", proxyConfig(freePort(), "location / { return 200 ok; }"))
+    result = run([rproxyScript, "-p", str(prefix), "-t", "-c", str(conf)], prefix)
+    assert result.returncode == 0, result.stderr
+    assert f"rproxy: the configuration file {conf} syntax is ok\n" in result.stderr
+    assert f"rproxy: configuration file {conf} test is successful\n" in result.stderr
+
+
+def testConsoleScriptTestBadConfig(rproxyScript: str, prefix: Path) -> None:
+    """
+    The installed C{rproxy -t} on a broken config exits non-zero, naming
+    the error at FILE:LINE, then says the test failed.
+    """
+    conf = write(
+        prefix / "bad.conf",
+        "events {}\nhttp {\n    server {\n        listen 127.0.0.1:1;\n"
+        "        no_such_directive on;\n    }\n}\n",
+    )
+    result = run([rproxyScript, "-p", str(prefix), "-t", "-c", str(conf)], prefix)
+    assert result.returncode != 0
+    assert f'unknown directive "no_such_directive" in {conf}:5' in result.stderr
+    assert f"rproxy: configuration file {conf} test failed" in result.stderr
+
+
 def testSignalWithoutPidFile(prefix: Path) -> None:
     """
     C{-s} with no running instance fails saying which pid file it read.
@@ -229,6 +273,61 @@ def testSignalWithoutPidFile(prefix: Path) -> None:
     result = run(rproxyCommand(prefix, "-c", "nginx.conf", "-s", "reload"), prefix)
     assert result.returncode == 1
     assert f'open() "{prefix}/logs/rproxy.pid" failed' in result.stderr
+
+
+# ---------------------------------------------------------------------------
+# -e: the error log
+# ---------------------------------------------------------------------------
+
+
+class ErrorLogFlagRunner(RproxyRunner):
+    """
+    C{rproxy} started with C{-e PATH}: the error log nginx's flag names,
+    for configs without an C{error_log} directive.
+    """
+
+    label = "rproxy-e"
+
+    def __init__(self, confText: str, errorLog: str, **kwargs: Any) -> None:
+        """Remember the C{-e} argument (absolute, or relative to the prefix)."""
+        super().__init__(confText, **kwargs)
+        self.errorLogArgument = errorLog
+
+    @property
+    def errorLogPath(self) -> Path:
+        """Where C{-e} says the log goes: relative paths are in the prefix."""
+        return self.prefix / self.errorLogArgument
+
+    def command(self) -> List[str]:
+        """The usual foreground command with C{-e PATH} added."""
+        return super().command() + ["-e", self.errorLogArgument]
+
+
+@pytest.mark.parametrize("where", ["absolute", "relative"])
+def testErrorLogFlag(where: str, deadPort: int, tmp_path: Path) -> None:
+    """
+    C{rproxy -e FILE} sends the error log to FILE (an absolute path
+    outside the prefix, or one relative to the prefix as nginx resolves
+    it) when the config names no C{error_log}: a 502's C{[error]} line
+    lands there, and none of it goes to the default C{logs/error.log}.
+    """
+    errorLog = str(tmp_path / "elsewhere.log") if where == "absolute" else "logs/custom-error.log"
+    port = freePort()
+    runner = ErrorLogFlagRunner(
+        proxyConfig(port, f"location / {{ proxy_pass http://127.0.0.1:{deadPort}; }}"), errorLog
+    )
+    try:
+        runner.start()
+        assert request(port, path="/to-the-e-log").status == 502
+        line = waitFor(
+            lambda: re.search(r".*\[error\].*connect\(\) failed.*", runner.errorLog),
+            "the 502 in the -e log",
+        ).group(0)
+        assert 'request: "GET /to-the-e-log HTTP/1.1"' in line
+        default = runner.prefix / "logs" / "error.log"
+        assert not default.exists() or "to-the-e-log" not in default.read_text()
+    finally:
+        runner.cleanup()
 
 
 # ---------------------------------------------------------------------------
