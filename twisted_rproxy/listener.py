@@ -9,9 +9,10 @@ Twisted's own endpoint.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
-from typing import Any
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.endpoints import serverFromString
@@ -96,10 +97,80 @@ class ListenEndpoint:
         return succeed(port)
 
 
-def endpointFor(reactor: Any, address: ListenAddress) -> Any:
+#: The environment variable through which a master hands its listening
+#: sockets to the workers it starts: JSON C{{address: [fd, family]}}.
+INHERITED_ENV = "RPROXY_LISTEN_FDS"
+
+#: Listening sockets a process inherited, by C{ListenAddress.display()}.
+Inherited = Mapping[str, Tuple[int, int]]
+
+
+def inheritedSockets(environ: Mapping[str, str] = os.environ) -> Dict[str, Tuple[int, int]]:
     """
+    @return: the listening sockets a master passed to this worker, or none.
+    """
+    text = environ.get(INHERITED_ENV)
+    if not text:
+        return {}
+    return {address: (int(fd), int(family)) for address, (fd, family) in json.loads(text).items()}
+
+
+@implementer(IStreamServerEndpoint)
+class InheritedEndpoint:
+    """
+    Serves on a listening socket made by another process (the master),
+    as nginx's workers serve on the master's sockets.
+    """
+
+    def __init__(self, reactor: Any, fileno: int, family: int) -> None:
+        self._reactor = reactor
+        self.fileno = fileno
+        self.family = family
+
+    def listen(self, factory: Any) -> "Deferred[Any]":
+        """
+        Start accepting connections on the inherited socket.
+        """
+        return succeed(adoptFlushingPort(self._reactor, self.fileno, self.family, factory))
+
+
+def bindSocket(address: ListenAddress) -> socket.socket:
+    """
+    Make the listening socket for C{address} without serving on it, for a
+    master that hands it to its workers.
+
+    @raise ListenError: when it cannot be bound.
+    """
+    if address.unixPath is None:
+        try:
+            return ListenEndpoint(None, address).makeSocket()
+        except OSError as e:
+            raise ListenError(f"bind() to {address.display()} failed ({e.strerror})") from e
+    if os.path.exists(address.unixPath):
+        try:
+            os.unlink(address.unixPath)
+        except OSError:
+            pass
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(address.unixPath)
+        sock.listen(address.backlog)
+        sock.setblocking(False)
+    except OSError as e:
+        sock.close()
+        raise ListenError(f"bind() to {address.display()} failed ({e.strerror})") from e
+    return sock
+
+
+def endpointFor(reactor: Any, address: ListenAddress, inherited: Optional[Inherited] = None) -> Any:
+    """
+    @param inherited: sockets this process inherited from its master; an
+        address among them is served on that socket instead of a new one.
     @return: the server endpoint for a C{listen} address.
     """
+    if inherited and address.display() in inherited:
+        fileno, family = inherited[address.display()]
+        return InheritedEndpoint(reactor, fileno, family)
     if address.unixPath is not None:
         if os.path.exists(address.unixPath):
             # nginx removes a stale socket file before binding.

@@ -23,7 +23,7 @@ from .config.model import CompiledConfig, Listener
 from .config.parser import parseFile, parseString
 from .errorlog import ErrorLogObserver
 from .http.channel import HTTPChannel
-from .listener import endpointFor
+from .listener import Inherited, endpointFor
 from .plugins import loadModules
 
 __all__ = ["ProxyFactory", "ProxyService", "loadConfig", "makeProxyService"]
@@ -72,12 +72,15 @@ def loadConfig(
     modules: Optional[Sequence[Any]] = None,
     reactor: Any = None,
     globalDirectives: str = "",
+    tree: Optional[Sequence[Any]] = None,
 ) -> CompiledConfig:
     """
     Parse and compile a config file or text.
 
     @param path: a config file (includes resolve against its directory).
     @param text: config text, when there is no file.
+    @param tree: an already parsed config (the directives of C{path},
+        includes expanded), compiled as it is without reading any file.
     @param prefix: where relative log and pid paths resolve (nginx C{-p});
         default the config file's directory, or the working directory.
     @param modules: the feature modules; default every installed plugin.
@@ -86,7 +89,11 @@ def loadConfig(
     """
     if modules is None:
         modules = loadModules()
-    if path is not None:
+    if tree is not None:
+        filename = path or "<string>"
+        if prefix is None:
+            prefix = os.path.dirname(os.path.abspath(filename)) if path else os.getcwd()
+    elif path is not None:
         tree = parseFile(path)
         filename = path
         if prefix is None:
@@ -111,13 +118,18 @@ class ProxyService(MultiService):
         config: CompiledConfig,
         reactor: Any = None,
         defaultErrorLog: Optional[str] = None,
+        inherited: Optional[Inherited] = None,
     ) -> None:
         """
         @param defaultErrorLog: the error log file when the config names
             none (see L{ErrorLogObserver.fromConfig}).
+        @param inherited: listening sockets made by a master process, by
+            address; those addresses are served on them instead of new
+            sockets (see L{twisted_rproxy.master}).
         """
         super().__init__()
         self.defaultErrorLog = defaultErrorLog
+        self._inherited = inherited
         if reactor is None:
             from twisted.internet import reactor as _reactor
 
@@ -139,7 +151,7 @@ class ProxyService(MultiService):
         """
         key = listener.address.key
         factory = ProxyFactory(listener, self._reactor)
-        endpoint = endpointFor(self._reactor, listener.address)
+        endpoint = endpointFor(self._reactor, listener.address, self._inherited)
         service = StreamServerEndpointService(endpoint, factory)
         service._raiseSynchronously = True
         service.setName("listen " + listener.address.display())

@@ -19,6 +19,7 @@ Twisted's ordinary path.
 
 from __future__ import annotations
 
+import socket
 from typing import Any, List
 
 from twisted.internet import tcp
@@ -181,7 +182,7 @@ def adoptFlushingPort(reactor: Any, fileno: int, family: int, factory: Any) -> A
     Like C{reactor.adoptStreamPort}, with L{FlushingServer} connections
     where the reactor supports them.
     """
-    if not supportsFlushing(reactor):
+    if family == socket.AF_UNIX or not supportsFlushing(reactor):
         return reactor.adoptStreamPort(fileno, family, factory)
     port = FlushingPort._fromListeningDescriptor(reactor, fileno, family, factory)
     port.startListening()

@@ -6,7 +6,7 @@ directives that each remember where they were written.
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import Any, List, Optional, Sequence, Tuple
 
 import attr
 
@@ -37,3 +37,25 @@ class Directive:
         from .errors import ConfigError
 
         return ConfigError(message, self.filename, self.line)
+
+
+def treeToData(tree: Sequence[Directive]) -> List[Any]:
+    """
+    @return: C{tree} as JSON-ready lists, so a master can hand the very
+        config it checked to its workers instead of having them read files
+        that may have changed since.
+    """
+    return [
+        [d.name, list(d.args), None if d.block is None else treeToData(d.block), d.filename, d.line]
+        for d in tree
+    ]
+
+
+def treeFromData(data: Sequence[Any]) -> Tuple[Directive, ...]:
+    """
+    @return: the directive tree L{treeToData} described.
+    """
+    return tuple(
+        Directive(name, tuple(args), None if block is None else treeFromData(block), filename, line)
+        for name, args, block, filename, line in data
+    )
