@@ -78,13 +78,18 @@ def _load(options: argparse.Namespace, prefix: str) -> Any:
 
     @return: the L{CompiledConfig} and the path it was read from.
     """
+    from .master import WORKER_ENV, readConfigData
     from .service import loadConfig
 
     path = _configPath(options, prefix)
     # nginx's install makes PREFIX/logs, where the default access and error
     # logs and pid file go; make it here, since the prefix is any directory.
     os.makedirs(os.path.join(prefix, "logs"), exist_ok=True)
-    config = loadConfig(path=path, prefix=prefix, globalDirectives=options.directives)
+    tree = None
+    if os.environ.get(WORKER_ENV):
+        # A worker compiles the tree its master checked, not the files.
+        path, tree = readConfigData(sys.stdin.buffer)
+    config = loadConfig(path=path, prefix=prefix, globalDirectives=options.directives, tree=tree)
     return config, path
 
 
@@ -212,19 +217,103 @@ def _daemonize() -> None:
 
 def _run(config: Any, options: argparse.Namespace, prefix: str) -> int:
     """
-    Serve C{config} until stopped by a signal.
+    Serve C{config} until stopped by a signal: in this process, as a
+    master of C{worker_processes} workers, or as one such worker.
+
+    @return: the exit status.
+    """
+    from .master import WORKER_ENV, workerCount
+
+    masterPid = os.environ.get(WORKER_ENV)
+    if masterPid:
+        return _serve(config, options, prefix, int(masterPid))
+    count = workerCount(config.mainConf.get("worker_processes"))
+    if count > 1:
+        return _runMaster(config, options, prefix, count)
+    return _serve(config, options, prefix, None)
+
+
+def _startLogging(daemon: bool) -> None:
+    """
+    Send Twisted's log to standard error, or nowhere once detached (the
+    error log observer writes the file either way).
+    """
+    from twisted.logger import globalLogBeginner, textFileLogObserver
+
+    if daemon:
+        globalLogBeginner.beginLoggingTo([], redirectStandardIO=False)
+    else:
+        globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stderr)], redirectStandardIO=False)
+
+
+def _writePidFile(config: Any) -> Optional[str]:
+    """
+    Write this process's pid to the C{pid} file.
+
+    @return: what was written, or C{None} after reporting a failure.
+    """
+    pidPath = _pidPath(config)
+    myPid = f"{os.getpid()}\n"
+    try:
+        with open(pidPath + ".tmp", "w") as f:
+            f.write(myPid)
+        os.replace(pidPath + ".tmp", pidPath)
+    except OSError as e:
+        _say(f'[emerg] open() "{pidPath}" failed ({e.strerror})')
+        return None
+    return myPid
+
+
+def _removePidFile(config: Any, myPid: str) -> None:
+    """
+    Remove the C{pid} file if it is still ours: a newer instance may have
+    written its own.
+    """
+    pidPath = _pidPath(config)
+    try:
+        with open(pidPath) as f:
+            if f.read() == myPid:
+                os.unlink(pidPath)
+    except OSError:
+        pass
+
+
+def _startDemo(options: argparse.Namespace, reactor: Any) -> Any:
+    """
+    @return: the demo backend's service, started, when no C{-c} was
+        given (the embedded demo config proxies to it), else C{None}.
+    """
+    if options.config is not None:
+        return None
+    from .demo import demoBackendService
+
+    demo = demoBackendService(reactor)
+    demo.startService()
+    return demo
+
+
+def _serve(config: Any, options: argparse.Namespace, prefix: str, masterPid: Optional[int]) -> int:
+    """
+    Serve C{config} in this process.  With C{masterPid}, this is one of a
+    master's workers: it serves on the master's sockets, and the master
+    alone writes the pid file, runs the demo backend and handles reloads.
 
     @return: the exit status.
     """
     from twisted.internet import reactor as _reactor
-    from twisted.logger import Logger, globalLogBeginner, textFileLogObserver
+    from twisted.logger import Logger
 
+    from .listener import inheritedSockets
     from .service import ProxyService
 
     # The global reactor provides far more than its declared type says.
     reactor: Any = _reactor
-    daemon = config.mainConf.get("daemon")
-    service = ProxyService(config, reactor, defaultErrorLog=_errorLogDefault(options, prefix))
+    worker = masterPid is not None
+    daemon = config.mainConf.get("daemon") and not worker
+    service = ProxyService(
+        config, reactor, defaultErrorLog=_errorLogDefault(options, prefix),
+        inherited=inheritedSockets() if worker else None,
+    )
     try:
         # Bind before detaching, as nginx does, so that a port in use is
         # reported on the terminal and in the exit status.
@@ -234,18 +323,12 @@ def _run(config: Any, options: argparse.Namespace, prefix: str) -> int:
         return 1
     if daemon:
         _daemonize()
-        globalLogBeginner.beginLoggingTo([], redirectStandardIO=False)
-    else:
-        globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stderr)], redirectStandardIO=False)
-    pidPath = _pidPath(config)
-    myPid = f"{os.getpid()}\n"
-    try:
-        with open(pidPath + ".tmp", "w") as f:
-            f.write(myPid)
-        os.replace(pidPath + ".tmp", pidPath)
-    except OSError as e:
-        _say(f'[emerg] open() "{pidPath}" failed ({e.strerror})')
-        return 1
+    _startLogging(daemon)
+    myPid = None
+    if not worker:
+        myPid = _writePidFile(config)
+        if myPid is None:
+            return 1
     log = Logger(namespace="rproxy")
 
     def reload(*_: Any) -> None:
@@ -290,7 +373,15 @@ def _run(config: Any, options: argparse.Namespace, prefix: str) -> int:
         else:
             reactor.stop()
 
-    signal.signal(signal.SIGHUP, lambda *a: reactor.callFromThread(reload))
+    if worker:
+        # The master reloads by starting new workers, not by signalling
+        # this one; and a worker whose master died stops at once.
+        from .master import watchMaster
+
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        watchMaster(reactor, masterPid, lambda: fastStop())
+    else:
+        signal.signal(signal.SIGHUP, lambda *a: reactor.callFromThread(reload))
     signal.signal(signal.SIGUSR1, lambda *a: reactor.callFromThread(service.reopenLogs))
     signal.signal(signal.SIGQUIT, stop)
     # nginx: TERM/INT stop at once, QUIT waits for in-flight requests.
@@ -298,22 +389,88 @@ def _run(config: Any, options: argparse.Namespace, prefix: str) -> int:
     # go in once it is running.
     reactor.callWhenRunning(signal.signal, signal.SIGTERM, fastStop)
     reactor.callWhenRunning(signal.signal, signal.SIGINT, fastStop)
-    demo = None
-    if options.config is None:
-        from .demo import demoBackendService
-
-        demo = demoBackendService(reactor)
-        demo.startService()
+    demo = None if worker else _startDemo(options, reactor)
     reactor.run(installSignalHandlers=True)
-    try:
-        # Only our own pid file: a newer instance may have written its own.
-        with open(pidPath) as f:
-            if f.read() == myPid:
-                os.unlink(pidPath)
-    except OSError:
-        pass
+    if myPid is not None:
+        _removePidFile(config, myPid)
     if demo is not None:
         demo.stopService()
+    return 0
+
+
+def _runMaster(config: Any, options: argparse.Namespace, prefix: str, count: int) -> int:
+    """
+    Bind the listening sockets, then keep C{count} workers serving on
+    them until stopped, as nginx's master process does.
+
+    @return: the exit status.
+    """
+    from twisted.internet import reactor as _reactor
+    from twisted.logger import Logger
+
+    from .errorlog import ErrorLogObserver
+    from .listener import ListenError
+    from .master import Master, workerCommand, workerCount
+
+    reactor: Any = _reactor
+    master = Master(reactor, workerCommand(options, prefix), count)
+    try:
+        master.bind(config)
+    except ListenError as e:
+        _say(f"[emerg] {e}")
+        return 1
+    daemon = config.mainConf.get("daemon")
+    if daemon:
+        _daemonize()
+    _startLogging(daemon)
+    errorLog = ErrorLogObserver.fromConfig(config, _errorLogDefault(options, prefix))
+    if errorLog is not None:
+        errorLog.start()
+    myPid = _writePidFile(config)
+    if myPid is None:
+        return 1
+    log = Logger(namespace="rproxy")
+
+    def reload() -> None:
+        """
+        SIGHUP: check the config on disk, then serve it with new workers.
+        """
+        try:
+            fresh, _path = _load(options, prefix)
+            master.reload(fresh, workerCount(fresh.mainConf.get("worker_processes")))
+        except (ConfigError, PluginError, ListenError) as e:
+            log.error("reload failed, keeping the running configuration: {error}", error=str(e))
+        except Exception as e:
+            log.failure("reload failed, keeping the running configuration: {error}", error=str(e))
+
+    def reopen() -> None:
+        """
+        SIGUSR1: reopen the master's error log and the workers' logs.
+        """
+        if errorLog is not None:
+            errorLog.reopen()
+        master.reopen()
+
+    def stop(graceful: bool) -> None:
+        """
+        Stop the workers (once), then the reactor.
+        """
+        if not master.stopping:
+            master.stop(graceful).addBoth(lambda _: reactor.stop())
+
+    signal.signal(signal.SIGHUP, lambda *a: reactor.callFromThread(reload))
+    signal.signal(signal.SIGUSR1, lambda *a: reactor.callFromThread(reopen))
+    signal.signal(signal.SIGQUIT, lambda *a: reactor.callFromThread(stop, True))
+    reactor.callWhenRunning(signal.signal, signal.SIGTERM, lambda *a: reactor.callFromThread(stop, False))
+    reactor.callWhenRunning(signal.signal, signal.SIGINT, lambda *a: reactor.callFromThread(stop, False))
+    reactor.callWhenRunning(master.start, config)
+    demo = _startDemo(options, reactor)
+    reactor.run(installSignalHandlers=True)
+    _removePidFile(config, myPid)
+    if demo is not None:
+        demo.stopService()
+    if errorLog is not None:
+        errorLog.stop()
     return 0
 
 

@@ -94,6 +94,7 @@ def makeService(options: Options) -> MultiService:
     """
     Build the proxy service (plus the demo backend when no config is given).
     """
+    from .master import workerCount
     from .service import loadConfig, ProxyService
 
     if options["test"]:
@@ -107,6 +108,13 @@ def makeService(options: Options) -> MultiService:
         )
     except (ConfigError, PluginError, OSError) as e:
         _fail(e)
+    workers = config.mainConf.get("worker_processes")
+    if workerCount(workers) > 1:
+        # One twistd process is one process; the rproxy command is the
+        # master that runs workers.
+        sys.stderr.write(
+            f'rproxy: [notice] "worker_processes {workers}" runs one process under twistd; '
+            f"the rproxy command runs that many workers\n")
     top = MultiService()
     ProxyService(config).setServiceParent(top)
     if path is None:

@@ -249,19 +249,6 @@ class HTTPCoreModule(ProxyModule):
             spec("default_type", ALL_HTTP, 1, parse=stringSlot, default="text/plain"),
         ]
 
-    def configure(self, compiler: Any) -> None:
-        """
-        Say plainly that several workers are not run yet.
-        """
-        workers = compiler.mainConf.get("worker_processes")
-        if workers != 1:
-            source = compiler.mainConf.source("worker_processes")
-            where = f" in {source.filename}:{source.line}" if source is not None else ""
-            compiler.notice(
-                f'"worker_processes {workers}" runs one process in twisted_rproxy for '
-                f"now{where}"
-            )
-
     def variables(self) -> Sequence[Any]:
         """
         @return: the request variables (C{$host}, C{$uri}, C{$http_*} ...).
