@@ -166,6 +166,8 @@ class ProxySpec:
     fileLimit: int = 1 << 20
     python: Optional[str] = None
     """The interpreter that runs twisted_rproxy (None: this one)."""
+    workers: int = 1
+    """C{worker_processes} (haproxy: C{nbthread})."""
 
     def runner(self) -> ServerRunner:
         """A runner (not started) for this proxy with the shared config."""
@@ -173,9 +175,11 @@ class ProxySpec:
             text = haproxyConfig(self.port, self.backendPort, self.streamPort,
                                  self.connections,
                                  strictLimits=self.fileLimit >= 2 * self.connections + 1024)
+            text = text.replace("nbthread 1", f"nbthread {self.workers}")
             binary = shutil.which("haproxy") or "/usr/sbin/haproxy"
             return HAProxyRunner(text, self.port, self.cpu, binary=binary)
         text = proxyConfig(self.port, self.backendPort, self.streamPort, self.connections)
+        text = text.replace("worker_processes 1;", f"worker_processes {self.workers};")
         if self.name == "nginx":
             return PinnedNginx(text, self.cpu)
         if self.name == "rproxy":

@@ -82,6 +82,8 @@ SCENARIOS: Dict[str, Scenario] = {s.name: s for s in (
              {"path": "/1k"}),
     Scenario("get1k_close", "wrk", "1 KiB GET, new connection per request",
              {"path": "/1k", "headers": ("Connection: close",)}),
+    Scenario("get1k_2w", "wrk", "1 KiB GET, 50 keepalive clients, 2 workers on both CPUs",
+             {"path": "/1k", "workers": 2}),
     Scenario("get64k", "wrk", "64 KiB GET, 50 keepalive clients",
              {"path": "/64k"}),
     Scenario("get1m", "wrk", "1 MiB GET, 50 keepalive clients",
@@ -350,10 +352,19 @@ class Bench:
         """The most idle connections the fd limit lets a proxy hold."""
         return max(0, self.fileLimit - 1024)
 
-    def spec(self, proxy: str) -> ProxySpec:
-        """The proxy's start-up description on the shared port and backends."""
+    def spec(self, proxy: str, workers: int = 1) -> ProxySpec:
+        """
+        The proxy's start-up description on the shared port and backends.
+
+        @param workers: worker processes (threads for haproxy); with more
+            than one the proxy may use every usable CPU, sharing the load
+            generator's.
+        """
+        cpu = self.proxyCpu
+        if workers > 1 and cpu is not None and self.loadCpu is not None:
+            cpu = f"{cpu},{self.loadCpu}"
         return ProxySpec(proxy, self.port, self.backendPort, self.streamPort,
-                         self.connections, self.proxyCpu, self.fileLimit, self.python)
+                         self.connections, cpu, self.fileLimit, self.python, workers)
 
     def runOne(self, scenario: Scenario, proxy: str) -> Dict[str, Any]:
         """
@@ -366,7 +377,7 @@ class Bench:
                              f"idle connections, not {scenario.params['count']}"}
         if proxy in self.broken:
             return {"error": f"not started (it failed to start before: {self.broken[proxy]})"}
-        runner = self.spec(proxy).runner()
+        runner = self.spec(proxy, scenario.params.get("workers", 1)).runner()
         try:
             try:
                 runner.start()
