@@ -660,6 +660,7 @@ RUN_BLOCKS = [
     ("logging.md", "logs"),
     ("variables.md", "show-variables"),
     ("cli.md", "reload"),
+    ("cli.md", "workers"),
     ("embedding.md", "app-conf"),
     ("plugins.md", "request-id"),
 ]
@@ -1050,6 +1051,21 @@ def testCliReloadAndQuit(serve: Callable[..., Proxy]) -> None:
     assert result.returncode == 0, result.stderr
     pollUntil(lambda: not runner.isRunning(), "the process to quit")
     assert not pidFile.exists()
+
+
+def testCliWorkers(serve: Callable[..., Proxy]) -> None:
+    """
+    cli.md: worker_processes 2 answers from two worker processes, neither
+    of them the master named by the pid file, and still proxies.
+    """
+    proxy = serve("cli.md", "workers")
+    master = int((proxy.runner.prefix / "logs" / "rproxy.pid").read_text())
+    assert master == proxy.runner.process.pid
+    seen: set = set()
+    pollUntil(lambda: seen.add(bodyText(proxy.get("/pid")).strip()) or len(seen) == 2,
+              "both workers to answer")
+    assert str(master) not in seen
+    assert proxy.get("/hello").json()["uri"] == "/hello"
 
 
 def testTwistdCheck(tmp_path: Path) -> None:
