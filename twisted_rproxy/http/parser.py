@@ -148,6 +148,8 @@ class RequestHead:
     target: bytes
     version: bytes
     headers: Headers
+    framing: Optional["Framing"] = attr.ib(default=None, eq=False, repr=False)
+    """How the body is delimited, found while parsing (L{requestFraming})."""
 
 
 @attr.s(slots=True, auto_attribs=True)
@@ -165,9 +167,12 @@ class ResponseHead:
     status: int
     reason: bytes
     headers: Headers
+    framing: Optional["Framing"] = attr.ib(default=None, eq=False, repr=False)
+    """How the body is delimited by the headers alone, found while parsing
+    (L{responseFraming} then applies the method and status)."""
 
 
-@attr.s(slots=True, auto_attribs=True)
+@attr.s(frozen=True, slots=True, auto_attribs=True)
 class Framing:
     """
     How a message body is delimited (RFC 9112 section 6.3).
@@ -180,6 +185,12 @@ class Framing:
 
     kind: str
     length: int = 0
+
+
+# Shared, never changed: most messages are framed one of these ways.
+_NO_BODY = Framing("none")
+_CHUNKED = Framing("chunked")
+_TO_EOF = Framing("eof")
 
 
 def findHeadEnd(buffer: Union[bytes, bytearray], start: int = 0) -> int:
@@ -267,9 +278,8 @@ def parseRequestHead(head: bytes, limits: Limits) -> RequestHead:
     headers = _parseFields(head, lines, limits, True)
     hosts, lengths, codings = _framingFields(headers)
     _checkHost(version, hosts)
-    if lengths or codings:
-        _requestFraming(version, lengths, codings)
-    return RequestHead(method, target, version, headers)
+    framing = _requestFraming(version, lengths, codings) if lengths or codings else _NO_BODY
+    return RequestHead(method, target, version, headers, framing)
 
 
 def parseResponseHead(head: bytes, limits: Limits) -> ResponseHead:
@@ -300,9 +310,8 @@ def parseResponseHead(head: bytes, limits: Limits) -> ResponseHead:
         raise HTTPError(502, "upstream sent invalid status code")
     headers = _parseFields(head, lines, limits, False)
     _, lengths, codings = _framingFields(headers)
-    if lengths or codings:
-        _responseBodyFraming(version, lengths, codings)
-    return ResponseHead(version, status, reason or b"", headers)
+    framing = _responseBodyFraming(version, lengths, codings) if lengths or codings else _TO_EOF
+    return ResponseHead(version, status, reason or b"", headers, framing)
 
 
 def requestFraming(head: RequestHead) -> Framing:
@@ -312,6 +321,8 @@ def requestFraming(head: RequestHead) -> Framing:
 
     @raise HTTPError: 400 or 501 on conflicting or unsupported framing.
     """
+    if head.framing is not None:
+        return head.framing
     _, lengths, codings = _framingFields(head.headers)
     return _requestFraming(head.version, lengths, codings)
 
@@ -327,8 +338,10 @@ def responseFraming(requestMethod: bytes, head: ResponseHead) -> Framing:
 
     @raise HTTPError: 502 on conflicting or malformed framing headers.
     """
-    _, lengths, codings = _framingFields(head.headers)
-    framing = _responseBodyFraming(head.version, lengths, codings)
+    framing = head.framing
+    if framing is None:
+        _, lengths, codings = _framingFields(head.headers)
+        framing = _responseBodyFraming(head.version, lengths, codings)
     status = head.status
     if (
         requestMethod == b"HEAD"
@@ -337,7 +350,7 @@ def responseFraming(requestMethod: bytes, head: ResponseHead) -> Framing:
         or status == 304
         or (requestMethod == b"CONNECT" and status < 300)
     ):
-        return Framing("none")
+        return _NO_BODY
     return framing
 
 
@@ -807,10 +820,10 @@ def _requestFraming(
                 )
         if len(parsed) > 1:
             raise HTTPError(400, "chunked transfer coding applied more than once")
-        return Framing("chunked")
+        return _CHUNKED
     if lengths:
         return Framing("length", _contentLength(lengths, 400))
-    return Framing("none")
+    return _NO_BODY
 
 
 def _responseBodyFraming(
@@ -835,11 +848,11 @@ def _responseBodyFraming(
                 502, "upstream applied chunked transfer coding more than once"
             )
         if parsed[-1] == b"chunked":
-            return Framing("chunked")
-        return Framing("eof")
+            return _CHUNKED
+        return _TO_EOF
     if lengths:
         return Framing("length", _contentLength(lengths, 502))
-    return Framing("eof")
+    return _TO_EOF
 
 
 def _contentLength(values: List[bytes], status: int) -> int:
