@@ -7,7 +7,7 @@ other balancers derive from.
 
 from __future__ import annotations
 
-from typing import Any, Collection, List, Optional, Tuple
+from typing import Any, Collection, Iterable, List, Optional, Tuple
 
 from zope.interface import implementer
 
@@ -23,11 +23,16 @@ class Peer:
     @ivar port: the port (0 for a UNIX socket).
     @ivar unixPath: the socket path, or C{None}.
     @ivar conns: connections in use now.
+    @ivar server: the address as written in its C{server} directive
+        (C{backend.example.com:8080}), shared by every address a name
+        resolves to; consistent hashing places its points by it, as nginx
+        does.
     """
 
     def __init__(self, host: Optional[str], port: int, unixPath: Optional[str] = None,
                  weight: int = 1, maxFails: int = 1, failTimeout: float = 10.0,
-                 backup: bool = False, down: bool = False, maxConns: int = 0) -> None:
+                 backup: bool = False, down: bool = False, maxConns: int = 0,
+                 server: Optional[str] = None) -> None:
         self.host = host
         self.port = port
         self.unixPath = unixPath
@@ -49,6 +54,7 @@ class Peer:
             self.name = f"[{host}]:{port}"
         else:
             self.name = f"{host}:{port}"
+        self.server = self.name if server is None else server
 
     def __repr__(self) -> str:
         return f"<Peer {self.name}>"
@@ -81,6 +87,11 @@ class RoundRobinBalancer:
         return self.primary + self.backup
 
     def _available(self, peer: Peer, now: float) -> bool:
+        """
+        @return: whether C{peer} may take a request now: not C{down}, not
+            marked failed (C{max_fails} within C{fail_timeout}) and below
+            its C{max_conns}.
+        """
         if peer.down:
             return False
         if peer.maxFails and peer.fails >= peer.maxFails and now - peer.checked <= peer.failTimeout:
@@ -89,37 +100,86 @@ class RoundRobinBalancer:
             return False
         return True
 
-    def _pickFrom(self, peers: List[Peer], excluded: Collection[Peer]) -> Optional[Peer]:
-        now = self._reactor.seconds()
+    def _usable(self, peers: Iterable[Peer], excluded: Collection[Peer],
+                now: float) -> List[Peer]:
+        """
+        @return: the peers of C{peers} that are available and not excluded,
+            in order.
+        """
+        return [p for p in peers if p not in excluded and self._available(p, now)]
+
+    def _smooth(self, candidates: Iterable[Peer]) -> Optional[Peer]:
+        """
+        One step of the smooth weighted round-robin over C{candidates}
+        (already filtered): the other balancers use it to break ties, as
+        nginx's do.
+
+        @return: the chosen peer, or C{None} when there are no candidates.
+        """
         best = None
         total = 0
-        for peer in peers:
-            if peer in excluded or not self._available(peer, now):
-                continue
+        for peer in candidates:
             peer.currentWeight += peer.effectiveWeight
             total += peer.effectiveWeight
             if peer.effectiveWeight < peer.weight:
                 peer.effectiveWeight += 1
             if best is None or peer.currentWeight > best.currentWeight:
                 best = peer
+        if best is not None:
+            best.currentWeight -= total
+        return best
+
+    def _chosen(self, peer: Peer, now: float) -> Peer:
+        """
+        Note that C{peer} was picked: a peer whose C{fail_timeout} has
+        passed starts a new accounting period (nginx's C{checked}).
+
+        @return: C{peer}.
+        """
+        if now - peer.checked > peer.failTimeout:
+            peer.checked = now
+        return peer
+
+    def _pickFrom(self, peers: List[Peer], excluded: Collection[Peer]) -> Optional[Peer]:
+        """
+        @return: the smooth weighted round-robin's pick among C{peers}, or
+            C{None} when none is usable.
+        """
+        now = self._reactor.seconds()
+        best = self._smooth(self._usable(peers, excluded, now))
         if best is None:
             return None
-        best.currentWeight -= total
-        if now - best.checked > best.failTimeout:
-            best.checked = now
-        return best
+        return self._chosen(best, now)
+
+    def _single(self, excluded: Collection[Peer]) -> Optional[Peer]:
+        """
+        The pick of a group of one primary peer and no backup, which nginx
+        never marks failed.
+
+        @return: that peer, or C{None} when it is excluded, C{down} or at
+            C{max_conns}.
+        """
+        peer = self.primary[0]
+        if peer in excluded or peer.down:
+            return None
+        if peer.maxConns and peer.conns >= peer.maxConns:
+            return None
+        return peer
+
+    @property
+    def isSingle(self) -> bool:
+        """
+        Whether the group is one primary peer and no backup (nginx's
+        C{peers->single}).
+        """
+        return len(self.primary) == 1 and not self.backup
 
     def pick(self, exchange: Any, excluded: Collection[Peer] = ()) -> Optional[Peer]:
         """
         @return: the next peer, or C{None} when all are down or excluded.
         """
-        if len(self.primary) == 1 and not self.backup:
-            peer = self.primary[0]
-            if peer in excluded or peer.down:
-                return None
-            if peer.maxConns and peer.conns >= peer.maxConns:
-                return None
-            return peer  # a single peer is never marked unavailable (nginx)
+        if self.isSingle:
+            return self._single(excluded)  # never marked unavailable (nginx)
         found = self._pickFrom(self.primary, excluded)
         if found is None and self.backup:
             found = self._pickFrom(self.backup, excluded)
