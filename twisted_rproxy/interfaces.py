@@ -238,3 +238,25 @@ class IBalancer(Interface):
         """
         Report the outcome of using C{peer}; C{failed} feeds passive health.
         """
+
+
+class IBalancerFactory(Interface):
+    """
+    What a balancing directive of an C{upstream} block (C{least_conn},
+    C{ip_hash}, C{hash}, C{random}, or a team's own) parses into: the
+    upstream module finds it among the block's values and asks it for the
+    group's L{IBalancer}, so a new method is only a new directive.
+    """
+
+    method = Attribute("The directive name, for error messages.")
+    supportsBackup = Attribute(
+        "Whether C{server ... backup} may be used with this method (nginx's "
+        "C{NGX_HTTP_UPSTREAM_BACKUP} flag)."
+    )
+
+    def buildBalancer(peers, compiler):  # type: ignore[misc]
+        """
+        @param peers: the group's L{twisted_rproxy.upstream.cluster.Peer}s.
+        @param compiler: the config compiler (C{reactor}, C{compileValue}).
+        @return: an L{IBalancer} over C{peers}.
+        """

@@ -13,6 +13,7 @@ from ..config.ast import Directive
 from ..config.registry import HTTP, UPSTREAM, DirectiveSpec, spec
 from ..config.slots import numberSlot, timeSlot
 from ..config.values import parseInt, parseTime
+from ..interfaces import IBalancerFactory
 from ..module import ProxyModule
 from ..upstream.cluster import Peer, RoundRobinBalancer, Upstream, splitHostPort
 from ..upstream.pool import ConnectionPool
@@ -36,6 +37,7 @@ def resolvePeers(address: str, directive: Optional[Directive], defaultPort: int 
 
     @raise ConfigError: C{host not found in upstream "..."}.
     """
+    params.setdefault("server", address)
     if address.startswith("unix:"):
         return [Peer(None, 0, address[5:], **params)]
     try:
@@ -49,11 +51,11 @@ def resolvePeers(address: str, directive: Optional[Directive], defaultPort: int 
     peers = []
     seen = set()
     for family, _t, _p, _c, sockaddr in infos:
-        address = str(sockaddr[0])
-        if family not in (socket.AF_INET, socket.AF_INET6) or address in seen:
+        ip = str(sockaddr[0])
+        if family not in (socket.AF_INET, socket.AF_INET6) or ip in seen:
             continue
-        seen.add(address)
-        peers.append(Peer(address, port, None, **params))
+        seen.add(ip)
+        peers.append(Peer(ip, port, None, **params))
     return peers
 
 
@@ -136,15 +138,26 @@ class UpstreamModule(ProxyModule):
             name = directive.args[0]
             if name in upstreams:
                 raise directive.error(f'duplicate upstream "{name}"')
+            method = _balancingMethod(block)
             peers: List[Peer] = []
             for server in block.values.get("server", []):
-                peers.extend(resolvePeers(server.args[0], server, **_serverParams(server)))
+                params = _serverParams(server)
+                if method is not None and params.get("backup") and not method.supportsBackup:
+                    raise server.error(
+                        f'balancing method "{method.method}" does not support '
+                        f'parameter "backup"'
+                    )
+                peers.extend(resolvePeers(server.args[0], server, **params))
             if not peers:
                 raise directive.error(f'no servers are inside upstream')
+            if method is None:
+                balancer = RoundRobinBalancer(peers, reactor)
+            else:
+                balancer = method.buildBalancer(peers, compiler)
             upstreams[name] = Upstream(
                 name,
                 peers,
-                RoundRobinBalancer(peers, reactor),
+                balancer,
                 keepalive=block.values.get("keepalive", 0),
                 keepaliveRequests=block.values.get("keepalive_requests", 1000),
                 keepaliveTime=block.values.get("keepalive_time", 3600.0),
@@ -154,6 +167,26 @@ class UpstreamModule(ProxyModule):
             "upstreams": upstreams,
             "pool": ConnectionPool(reactor),
         }
+
+
+def _balancingMethod(block: Any) -> Optional[Any]:
+    """
+    Find the block's balancing directive: any value providing
+    L{IBalancerFactory}, whichever module declared it.
+
+    @return: that factory, or C{None} for the default round-robin.
+    @raise ConfigError: C{load balancing method redefined} at the second
+        one (nginx only warns and keeps the last; a second method is
+        almost surely a mistake, so it is refused here).
+    """
+    found = None
+    for name, value in block.values.items():
+        if not IBalancerFactory.providedBy(value):
+            continue
+        if found is not None:
+            raise block.sources[name].error("load balancing method redefined")
+        found = value
+    return found
 
 
 def _ms(seconds: Optional[float]) -> str:
