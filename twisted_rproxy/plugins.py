@@ -117,6 +117,7 @@ def builtinModules(reactor: Any = None) -> List[Any]:
         plugin scan and for tests.
     """
     from .modules.accesslog import AccessLogModule
+    from .modules.balancers import HashModule, IPHashModule, LeastConnModule, RandomModule
     from .modules.core import HTTPCoreModule
     from .modules.errorpage import ErrorPageModule
     from .modules.headers import HeadersModule
@@ -129,6 +130,10 @@ def builtinModules(reactor: Any = None) -> List[Any]:
         HTTPCoreModule(),
         MapModule(),
         UpstreamModule(),
+        LeastConnModule(),
+        IPHashModule(),
+        HashModule(),
+        RandomModule(),
         RewriteModule(),
         ErrorPageModule(),
         HeadersModule(),
