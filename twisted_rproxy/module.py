@@ -54,5 +54,15 @@ class ProxyModule:
         No location filters or handler.
         """
 
+    def configureListener(self, listener: Any, compiler: Any) -> None:
+        """
+        No listener settings.  Called, when a module has it, once per
+        listening socket after every server is built (an optional hook
+        beyond L{IProxyModule}, so older plugins still verify): the
+        C{ssl} module attaches its TLS contexts here.
+
+        @param listener: a L{twisted_rproxy.config.model.Listener}.
+        """
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"

@@ -124,6 +124,7 @@ def builtinModules(reactor: Any = None) -> List[Any]:
     from .modules.maps import MapModule
     from .modules.proxy import HTTPProxyModule
     from .modules.rewrite import RewriteModule
+    from .modules.ssl import SSLModule
     from .modules.upstream import UpstreamModule
 
     return [
@@ -139,4 +140,5 @@ def builtinModules(reactor: Any = None) -> List[Any]:
         HeadersModule(),
         HTTPProxyModule(),
         AccessLogModule(),
+        SSLModule(),
     ]

@@ -14,9 +14,11 @@ from typing import Any, Dict, List, Optional, Sequence
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
 from twisted.internet.task import LoopingCall
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
+from zope.interface import implementer
 
 from .config.compiler import Compiler
 from .config.model import CompiledConfig, Listener
@@ -48,21 +50,65 @@ class ProxyFactory(Factory):
         self.listener = listener
         self._reactor = reactor
         self.channels: "weakref.WeakSet[HTTPChannel]" = weakref.WeakSet()
+        self._tlsFactory: Any = None
 
-    def buildProtocol(self, addr: Any) -> HTTPChannel:
+    def buildProtocol(self, addr: Any) -> Any:
         """
-        @return: a channel bound to the current config.
+        @return: a channel bound to the current config; on a C{listen ...
+            ssl} socket, wrapped in TLS (see L{_tlsProtocol}).
         """
-        channel = HTTPChannel(self.listener, self._reactor)
+        listener = self.listener
+        channel = HTTPChannel(listener, self._reactor)
         channel.factory = self
         self.channels.add(channel)
+        if listener.tls is not None:
+            return self._tlsProtocol(channel)
         return channel
+
+    def _tlsProtocol(self, channel: HTTPChannel) -> Any:
+        """
+        Wrap C{channel} in Twisted's TLS protocol.  The wrapping factory is
+        made once and asks this factory for the listener's TLS contexts on
+        each connection, so a reload's new certificates reach new
+        connections while the socket stays.
+
+        @return: the C{TLSMemoryBIOProtocol} to give the transport.
+        """
+        channel.scheme = "https"
+        tlsFactory = self._tlsFactory
+        if tlsFactory is None:
+            from twisted.protocols.tls import TLSMemoryBIOFactory
+
+            tlsFactory = self._tlsFactory = TLSMemoryBIOFactory(
+                _CurrentListenerTLS(self), False, self, clock=self._reactor
+            )
+        return tlsFactory.protocol(tlsFactory, channel)
 
     def openChannels(self) -> List[HTTPChannel]:
         """
         @return: the connections still open.
         """
         return [c for c in list(self.channels) if c.transport is not None and not c.lost]
+
+
+@implementer(IOpenSSLServerConnectionCreator)
+class _CurrentListenerTLS:
+    """
+    Makes each TLS connection with the contexts of the listener a
+    L{ProxyFactory} has now (they change on reload).
+    """
+
+    def __init__(self, factory: ProxyFactory) -> None:
+        """
+        @param factory: the factory whose C{listener.tls} makes connections.
+        """
+        self._factory = factory
+
+    def serverConnectionForTLS(self, protocol: Any) -> Any:
+        """
+        @return: the listener's new OpenSSL connection for C{protocol}.
+        """
+        return self._factory.listener.tls.serverConnectionForTLS(protocol)
 
 
 def loadConfig(

@@ -822,8 +822,9 @@ class RealConfigTests(ConfigTestCase):
     def test_stockNginxConf(self) -> None:
         """
         Debian's nginx.conf loads with only notices, one for each directive
-        that means nothing here (user, sendfile, TLS and gzip tuning),
-        each naming its file:line; the settings that do mean something are
+        that means nothing here (user, sendfile and gzip tuning), each
+        naming its file:line; the settings that do mean something (its
+        C{ssl_protocols} and C{ssl_prefer_server_ciphers} among them) are
         read.
         """
         path = self.copyStock()
@@ -835,11 +836,15 @@ class RealConfigTests(ConfigTestCase):
         notices = config.notices
         ignored = [n.split('"')[1] for n in notices]
         for name in ("user", "worker_connections", "sendfile", "tcp_nopush",
-                     "types_hash_max_size", "types", "ssl_protocols",
-                     "ssl_prefer_server_ciphers", "gzip"):
+                     "types_hash_max_size", "types", "gzip"):
             self.assertIn(name, ignored)
-        for name in ("worker_processes", "pid", "error_log", "access_log", "default_type"):
+        for name in ("worker_processes", "pid", "error_log", "access_log", "default_type",
+                     "ssl_protocols", "ssl_prefer_server_ciphers"):
             self.assertNotIn(name, ignored)
+        self.assertEqual(
+            config.httpConf.get("ssl_protocols"), ("TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3")
+        )
+        self.assertTrue(config.httpConf.get("ssl_prefer_server_ciphers"))
         for notice in notices:
             self.assertRegex(notice, r"has no effect in twisted_rproxy and is ignored in /\S+:\d+$")
         self.assertIn(f"{path}:1", config.notices[ignored.index("user")])

@@ -24,5 +24,6 @@ errorPage = _byName["error_page"]
 headers = _byName["headers"]
 proxy = _byName["proxy"]
 accessLog = _byName["log"]
+ssl = _byName["http_ssl"]
 
 del _byName

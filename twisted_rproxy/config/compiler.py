@@ -263,6 +263,12 @@ class Compiler:
 
         servers = [self._buildServer(b) for b in self.httpBlock.childrenOf(SERVER)]
         listeners = self._buildListeners(servers)
+        for listener in listeners:
+            for module in self.modules:
+                # Optional, so plugins written before it keep verifying.
+                configureListener = getattr(module, "configureListener", None)
+                if configureListener is not None:
+                    configureListener(listener, self)
         return CompiledConfig(
             listeners=listeners,
             servers=servers,
@@ -447,7 +453,14 @@ class Compiler:
             table = ServerNameTable(names, default)
             self.warnings.extend(table.warnings)
             ownSocket = any(_bindsOwnSocket(address) for address, _server in entries)
-            built.append((Listener(defaultAddress, table, default), ownSocket))  # type: ignore[arg-type]
+            listener = Listener(
+                defaultAddress,  # type: ignore[arg-type]
+                table,
+                default,
+                servers=[server for _address, server in entries],
+                ssl=any(address.ssl for address, _server in entries),
+            )
+            built.append((listener, ownSocket))
         return _mergeIntoWildcards(built)
 
 
@@ -460,9 +473,11 @@ def _bindsOwnSocket(address: ListenAddress) -> bool:
     wildcard on its port could serve it: nginx sets C{bind} for C{bind}
     itself and for every socket option (C{reuseport}, C{backlog=},
     C{rcvbuf=}, C{deferred} ...), since options only apply to a socket of
-    the address's own (C{ngx_http_core_listen}).
+    the address's own (C{ngx_http_core_listen}).  C{ssl} is not a socket
+    option and does not.
     """
-    return bool(address.options) or address.backlog != _DEFAULT_BACKLOG
+    options = [option for option in address.options if option != "ssl"]
+    return bool(options) or address.backlog != _DEFAULT_BACKLOG
 
 
 def _ipLiteral(address: ListenAddress) -> Optional[Tuple[int, str]]:

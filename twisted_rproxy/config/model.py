@@ -111,7 +111,7 @@ class ListenAddress:
     @ivar port: the port, 0 for a UNIX socket.
     @ivar unixPath: the socket path for C{listen unix:PATH}.
     @ivar defaultServer: C{default_server} was given.
-    @ivar options: other flags as written (C{ssl}, C{http2}, C{reuseport}).
+    @ivar options: other flags as written (C{ssl}, C{reuseport}, C{rcvbuf=}).
     """
 
     host: str
@@ -121,6 +121,13 @@ class ListenAddress:
     backlog: int = 511
     options: Tuple[str, ...] = ()
     source: Optional[Directive] = attr.ib(default=None, eq=False)
+
+    @property
+    def ssl(self) -> bool:
+        """
+        Whether C{ssl} was given: connections on this address speak TLS.
+        """
+        return "ssl" in self.options
 
     @property
     def key(self) -> Tuple[str, int, Optional[str]]:
@@ -207,12 +214,21 @@ class Listener:
         the L{Listener} holding that address's own servers and default
         server; C{None} otherwise, so that connections to the common
         single-address socket pay nothing to look it up.
+    @ivar servers: every server that listens on this address, in config
+        order.
+    @ivar ssl: connections speak TLS: some C{listen} of this address says
+        C{ssl} (nginx enables it for the address when any one does).
+    @ivar tls: the L{twisted_rproxy.tls.ListenerTLS} that terminates TLS
+        for this socket, set by the ssl module when C{ssl} is; else C{None}.
     """
 
     address: ListenAddress
     serverNames: Any
     defaultServer: VirtualServer
     byLocalAddress: Optional[Dict[str, "Listener"]] = None
+    servers: List[VirtualServer] = attr.Factory(list)
+    ssl: bool = False
+    tls: Any = None
 
     def forLocalAddress(self, host: str) -> "Listener":
         """

@@ -31,7 +31,7 @@ ALL_HTTP = (HTTP, SERVER, LOCATION)
 
 def _parseListen(directive: Directive) -> ListenAddress:
     """
-    C{listen ADDRESS [default_server] [backlog=N] [flags...]}, where ADDRESS
+    C{listen ADDRESS [default_server] [ssl] [backlog=N] [flags...]}, where ADDRESS
     is C{port}, C{host:port}, C{host}, C{[v6]:port} or C{unix:path}.
     """
     args = directive.args
@@ -76,7 +76,9 @@ def _parseListen(directive: Directive) -> ListenAddress:
                 backlog = int(arg[8:])
             except ValueError:
                 raise ValueError(f'invalid backlog "{arg[8:]}"')
-        elif arg in ("ssl", "http2", "quic", "proxy_protocol"):
+        elif arg == "ssl":
+            options.append(arg)
+        elif arg in ("http2", "quic", "proxy_protocol"):
             raise ValueError(
                 f'the "{arg}" parameter of "listen" is not supported yet by twisted_rproxy'
             )
@@ -184,9 +186,7 @@ _IGNORED_HTTP = (
     "sendfile_max_chunk", "charset", "source_charset", "charset_types",
     "gzip", "gzip_vary", "gzip_proxied", "gzip_comp_level", "gzip_buffers",
     "gzip_http_version", "gzip_types", "gzip_min_length", "gzip_disable",
-    "ssl_protocols", "ssl_prefer_server_ciphers", "ssl_ciphers",
-    "ssl_session_cache", "ssl_session_timeout", "ssl_session_tickets",
-    "ssl_ecdh_curve", "ssl_dhparam", "server_name_in_redirect",
+    "server_name_in_redirect",
     "port_in_redirect", "absolute_redirect", "msie_padding", "etag",
     "if_modified_since", "log_not_found", "log_subrequest", "client_body_in_file_only",
     "client_body_in_single_buffer", "resolver", "resolver_timeout",

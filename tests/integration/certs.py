@@ -1,0 +1,137 @@
+"""
+Certificates made at test time with C{cryptography}: a local CA and leaf
+certificates it signs, written as PEM files into a test's directory.  No
+private key is ever committed; every run makes its own.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+from pathlib import Path
+from typing import Optional, Sequence, Tuple
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+_ONE_DAY = datetime.timedelta(days=1)
+
+
+def _name(commonName: str) -> x509.Name:
+    """A subject or issuer name with only a common name."""
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, commonName)])
+
+
+def _keyPEM(key: ec.EllipticCurvePrivateKey) -> bytes:
+    """An unencrypted PKCS#8 PEM private key."""
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+class CertificateAuthority:
+    """
+    A throwaway CA that signs leaf certificates for test servers.
+
+    @ivar certificate: the CA's self-signed certificate.
+    @ivar certPath: where its PEM certificate was written (for clients'
+        trust stores).
+    """
+
+    def __init__(self, directory: Path, commonName: str = "rproxy test CA") -> None:
+        """
+        Make the CA and write its certificate to C{directory/ca.pem}.
+        """
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._key = ec.generate_private_key(ec.SECP256R1())
+        now = datetime.datetime.now(datetime.timezone.utc)
+        self.certificate = (
+            x509.CertificateBuilder()
+            .subject_name(_name(commonName))
+            .issuer_name(_name(commonName))
+            .public_key(self._key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - _ONE_DAY)
+            .not_valid_after(now + 30 * _ONE_DAY)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=True, content_commitment=False, key_encipherment=False,
+                    data_encipherment=False, key_agreement=False, key_cert_sign=True,
+                    crl_sign=True, encipher_only=False, decipher_only=False,
+                ),
+                critical=True,
+            )
+            .sign(self._key, hashes.SHA256())
+        )
+        self.certPath = self.directory / "ca.pem"
+        self.certPath.write_bytes(self.certificate.public_bytes(serialization.Encoding.PEM))
+
+    def issue(
+        self,
+        names: Sequence[str],
+        certPath: Optional[Path] = None,
+        keyPath: Optional[Path] = None,
+    ) -> Tuple[Path, Path]:
+        """
+        Sign a server certificate for C{names} (the first is its common
+        name; IP literals become IP subject alternative names).
+
+        @param certPath: where to write the certificate followed by the CA
+            certificate (a full chain, as C{ssl_certificate} takes); default
+            C{DIRECTORY/NAME.crt}.
+        @param keyPath: where to write its key; default C{DIRECTORY/NAME.key}.
+        @return: the certificate and key paths.
+        """
+        key = ec.generate_private_key(ec.SECP256R1())
+        now = datetime.datetime.now(datetime.timezone.utc)
+        alternatives = []
+        for name in names:
+            try:
+                alternatives.append(x509.IPAddress(ipaddress.ip_address(name)))
+            except ValueError:
+                alternatives.append(x509.DNSName(name))
+        certificate = (
+            x509.CertificateBuilder()
+            .subject_name(_name(names[0]))
+            .issuer_name(self.certificate.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - _ONE_DAY)
+            .not_valid_after(now + 30 * _ONE_DAY)
+            .add_extension(x509.SubjectAlternativeName(alternatives), critical=False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(
+                x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
+            )
+            .sign(self._key, hashes.SHA256())
+        )
+        certPath = Path(certPath or self.directory / f"{names[0]}.crt")
+        keyPath = Path(keyPath or self.directory / f"{names[0]}.key")
+        certPath.parent.mkdir(parents=True, exist_ok=True)
+        keyPath.parent.mkdir(parents=True, exist_ok=True)
+        certPath.write_bytes(
+            certificate.public_bytes(serialization.Encoding.PEM)
+            + self.certificate.public_bytes(serialization.Encoding.PEM)
+        )
+        keyPath.write_bytes(_keyPEM(key))
+        keyPath.chmod(0o600)
+        return certPath, keyPath
+
+
+def commonNameOf(pem: bytes) -> str:
+    """
+    @return: the common name of the first certificate in C{pem} (or of a
+        DER certificate), for checking which one a server sent.
+    """
+    if pem.startswith(b"-----"):
+        certificate = x509.load_pem_x509_certificate(pem)
+    else:
+        certificate = x509.load_der_x509_certificate(pem)
+    attributes = certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return str(attributes[0].value)

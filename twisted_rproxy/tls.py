@@ -1,0 +1,298 @@
+# -*- test-case-name: tests.unit.test_tls -*-
+"""
+TLS termination with pyOpenSSL: one C{SSL.Context} per distinct set of
+C{ssl_*} settings, loaded (and so checked) when the config is compiled, and
+the connection creator a TLS listener hands to Twisted's
+L{TLSMemoryBIOFactory <twisted.protocols.tls.TLSMemoryBIOFactory>}.  The
+server name a client sends (SNI) picks the context of the virtual server
+the router would pick for that name, as nginx's C{ngx_http_ssl_servername}
+does; no name, or an unknown one, gets the default server's.
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import Any, Dict, Optional, Tuple
+
+import attr
+from OpenSSL import SSL
+from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from .http.routing import normalizeHost
+
+__all__ = [
+    "PROTOCOLS",
+    "ListenerTLS",
+    "TLSLoadError",
+    "TLSSettings",
+    "connectionInfo",
+    "makeContext",
+    "serverNameCallback",
+]
+
+#: nginx's C{ssl_protocols} names and OpenSSL's version numbers, in order.
+PROTOCOLS: Dict[str, int] = {
+    "TLSv1": SSL.TLS1_VERSION,
+    "TLSv1.1": SSL.TLS1_1_VERSION,
+    "TLSv1.2": SSL.TLS1_2_VERSION,
+    "TLSv1.3": SSL.TLS1_3_VERSION,
+}
+
+#: The option that turns off each version when it is not listed.
+_NO_VERSION = {
+    SSL.TLS1_VERSION: SSL.OP_NO_TLSv1,
+    SSL.TLS1_1_VERSION: SSL.OP_NO_TLSv1_1,
+    SSL.TLS1_2_VERSION: SSL.OP_NO_TLSv1_2,
+    SSL.TLS1_3_VERSION: SSL.OP_NO_TLSv1_3,
+}
+
+class TLSLoadError(Exception):
+    """
+    A certificate, key or setting could not be used.
+
+    @ivar which: C{"certificate"}, C{"key"} or C{"ciphers"}: the directive
+        the caller should blame.
+    @ivar index: which certificate/key pair, from 0.
+    """
+
+    def __init__(self, message: str, which: str, index: int = 0) -> None:
+        super().__init__(message)
+        self.which = which
+        self.index = index
+
+
+@attr.s(frozen=True, slots=True, auto_attribs=True)
+class TLSSettings:
+    """
+    What one server's TLS context is made from; equal settings share one
+    context.
+
+    @ivar certificates: PEM files (leaf first, then its chain), absolute.
+    @ivar keys: the private key of each certificate, absolute.
+    @ivar protocols: the C{ssl_protocols} names allowed.
+    @ivar ciphers: the OpenSSL cipher list for TLS 1.2 and below.
+    @ivar preferServerCiphers: C{ssl_prefer_server_ciphers}.
+    @ivar sessionTickets: C{ssl_session_tickets}.
+    @ivar sessionTimeout: C{ssl_session_timeout}, in seconds.
+    @ivar sessionCache: C{False} for C{ssl_session_cache off|none}.
+    """
+
+    certificates: Tuple[str, ...]
+    keys: Tuple[str, ...]
+    protocols: Tuple[str, ...] = ("TLSv1.2", "TLSv1.3")
+    ciphers: str = "HIGH:!aNULL:!MD5"
+    preferServerCiphers: bool = False
+    sessionTickets: bool = True
+    sessionTimeout: int = 300
+    sessionCache: bool = False
+
+
+def _reasons(error: SSL.Error) -> str:
+    """
+    @return: OpenSSL's error queue as one readable line.
+    """
+    parts = []
+    for entry in error.args[0] if error.args and isinstance(error.args[0], list) else ():
+        if isinstance(entry, tuple) and len(entry) == 3:
+            parts.append(str(entry[2]))
+        else:
+            parts.append(str(entry))
+    return ", ".join(p for p in parts if p) or str(error) or "unknown error"
+
+
+def _readPEM(path: str, what: str, label: str, which: str, index: int) -> bytes:
+    """
+    Read C{path}, checking that it holds PEM text of C{label}.
+
+    @return: the file's bytes.
+    @raise TLSLoadError: naming the file and the reason.
+    """
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise TLSLoadError(f'cannot load {what} "{path}": {e.strerror}', which, index)
+    if b"-----BEGIN " not in data or label.encode("ascii") not in data:
+        raise TLSLoadError(
+            f'cannot load {what} "{path}": no PEM {label.lower()} found in the file',
+            which,
+            index,
+        )
+    return data
+
+
+def _loadKey(path: str, certificate: str, index: int) -> Any:
+    """
+    Load an unencrypted PEM private key with C{cryptography}; an encrypted
+    one is refused rather than prompting for a passphrase.
+
+    @return: the key.
+    @raise TLSLoadError: naming the file and the reason.
+    """
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    data = _readPEM(path, "certificate key", "PRIVATE KEY", "key", index)
+    try:
+        return load_pem_private_key(data, password=None)
+    except (TypeError, ValueError) as e:
+        raise TLSLoadError(
+            f'cannot load certificate key "{path}" for certificate "{certificate}": {e}',
+            "key",
+            index,
+        )
+
+
+def makeContext(settings: TLSSettings, serverNameCallback: Any = None) -> SSL.Context:
+    """
+    Build and check the server context for C{settings}.
+
+    @param serverNameCallback: set as the context's SNI callback.
+    @raise TLSLoadError: a file is missing, unreadable, not PEM, a key does
+        not match its certificate, or the cipher list is invalid.
+    """
+    context = SSL.Context(SSL.TLS_SERVER_METHOD)
+    options = SSL.OP_NO_COMPRESSION | SSL.OP_NO_SSLv2 | SSL.OP_NO_SSLv3
+    if settings.preferServerCiphers:
+        options |= SSL.OP_CIPHER_SERVER_PREFERENCE
+    if not settings.sessionTickets:
+        options |= SSL.OP_NO_TICKET
+    versions = sorted(PROTOCOLS[name] for name in settings.protocols if name in PROTOCOLS)
+    if versions:
+        context.set_min_proto_version(versions[0])
+        context.set_max_proto_version(versions[-1])
+        for version in range(versions[0], versions[-1] + 1):
+            if version in _NO_VERSION and version not in versions:
+                options |= _NO_VERSION[version]
+    else:
+        # Only SSLv2/SSLv3 listed: nothing OpenSSL 3 still speaks.
+        options |= SSL.OP_NO_TLSv1 | SSL.OP_NO_TLSv1_1 | SSL.OP_NO_TLSv1_2 | SSL.OP_NO_TLSv1_3
+    context.set_options(options)
+    context.set_timeout(settings.sessionTimeout)
+    context.set_session_cache_mode(
+        SSL.SESS_CACHE_SERVER if settings.sessionCache else SSL.SESS_CACHE_OFF
+    )
+    context.set_session_id(b"twisted_rproxy")
+    try:
+        context.set_cipher_list(settings.ciphers.encode("ascii"))
+    except (SSL.Error, UnicodeEncodeError) as e:
+        reason = _reasons(e) if isinstance(e, SSL.Error) else "not ASCII"
+        raise TLSLoadError(
+            f'SSL_CTX_set_cipher_list("{settings.ciphers}") failed ({reason})', "ciphers"
+        )
+    for index, (certificate, keyPath) in enumerate(zip(settings.certificates, settings.keys)):
+        _readPEM(certificate, "certificate", "CERTIFICATE", "certificate", index)
+        try:
+            context.use_certificate_chain_file(certificate)
+        except SSL.Error as e:
+            raise TLSLoadError(
+                f'cannot load certificate "{certificate}": {_reasons(e)}', "certificate", index
+            )
+        key = _loadKey(keyPath, certificate, index)
+        try:
+            context.use_privatekey(key)
+            context.check_privatekey()
+        except SSL.Error as e:
+            raise TLSLoadError(
+                f'cannot load certificate key "{keyPath}" for certificate "{certificate}": '
+                f"{_reasons(e)}",
+                "key",
+                index,
+            )
+    if serverNameCallback is not None:
+        context.set_tlsext_servername_callback(serverNameCallback)
+    return context
+
+
+#: The L{ListenerTLS} that made each open connection, for the SNI callback
+#: (Twisted keeps the connection's app data for its own protocol).
+_MADE_BY: "weakref.WeakKeyDictionary[SSL.Connection, ListenerTLS]" = weakref.WeakKeyDictionary()
+
+
+def serverNameCallback(connection: SSL.Connection) -> None:
+    """
+    The SNI callback of every context made here: switch C{connection} to
+    the context of the server its name selects.
+    """
+    listenerTLS = _MADE_BY.get(connection)
+    if listenerTLS is None:
+        return
+    try:
+        listenerTLS.selectContext(connection, connection.get_app_data())
+    except Exception:
+        ListenerTLS.log.failure("choosing the TLS certificate failed")
+
+
+@implementer(IOpenSSLServerConnectionCreator)
+class ListenerTLS:
+    """
+    Makes the server side of each TLS connection of one listener: it starts
+    with the default server's context, and the SNI callback moves it to the
+    context of the server that owns the name sent.
+
+    @ivar listener: the L{twisted_rproxy.config.model.Listener}.
+    @ivar contexts: context of each server reachable on the listener, by
+        C{id()} of the L{VirtualServer <twisted_rproxy.config.model.VirtualServer>}.
+    """
+
+    log = Logger()
+
+    def __init__(self, listener: Any, contexts: Dict[int, SSL.Context]) -> None:
+        """
+        @param listener: the listener (with any views merged into it).
+        @param contexts: as L{contexts}; every server on it must have one.
+        """
+        self.listener = listener
+        self.contexts = contexts
+
+    def serverConnectionForTLS(self, protocol: Any) -> SSL.Connection:
+        """
+        @return: a connection using the default server's context until the
+            client's server name says otherwise.
+        """
+        context = self.contexts[id(self.listener.defaultServer)]
+        connection = SSL.Connection(context, None)
+        _MADE_BY[connection] = self
+        return connection
+
+    def contextFor(self, serverName: Optional[bytes], localHost: Optional[str]) -> SSL.Context:
+        """
+        @param serverName: the SNI name as sent, or C{None}.
+        @param localHost: the connection's local address, which picks the
+            servers of a specific address merged into a wildcard socket.
+        @return: the context of the server nginx's rules select for it.
+        """
+        listener = self.listener
+        if localHost is not None:
+            listener = listener.forLocalAddress(localHost)
+        host = ""
+        if serverName:
+            host = normalizeHost(serverName) or ""
+        server, _captures = listener.serverNames.match(host)
+        return self.contexts.get(id(server)) or self.contexts[id(listener.defaultServer)]
+
+    def selectContext(self, connection: SSL.Connection, protocol: Any) -> None:
+        """
+        Switch C{connection} to the context its server name selects.
+        """
+        localHost = None
+        transport = getattr(protocol, "transport", None)
+        if transport is not None and self.listener.byLocalAddress is not None:
+            localHost = getattr(transport.getHost(), "host", None)
+        context = self.contextFor(connection.get_servername(), localHost)
+        if context is not connection.get_context():
+            connection.set_context(context)
+
+
+def connectionInfo(transport: Any) -> Optional[SSL.Connection]:
+    """
+    @return: the OpenSSL connection under a channel's transport, or C{None}
+        for a plain connection.
+    """
+    getHandle = getattr(transport, "getHandle", None)
+    if getHandle is None:
+        return None
+    handle = getHandle()
+    return handle if isinstance(handle, SSL.Connection) else None
+
