@@ -79,9 +79,12 @@ class ProxyFactory(Factory):
         if tlsFactory is None:
             from twisted.protocols.tls import TLSMemoryBIOFactory
 
+            from .tls import ServerTLSProtocol
+
             tlsFactory = self._tlsFactory = TLSMemoryBIOFactory(
                 _CurrentListenerTLS(self), False, self, clock=self._reactor
             )
+            tlsFactory.protocol = ServerTLSProtocol
         return tlsFactory.protocol(tlsFactory, channel)
 
     def openChannels(self) -> List[HTTPChannel]:

@@ -18,6 +18,7 @@ import attr
 from OpenSSL import SSL
 from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
 from twisted.logger import Logger
+from twisted.protocols.tls import BufferingTLSTransport
 from zope.interface import implementer
 
 from .http.routing import normalizeHost
@@ -25,6 +26,7 @@ from .http.routing import normalizeHost
 __all__ = [
     "PROTOCOLS",
     "ListenerTLS",
+    "ServerTLSProtocol",
     "TLSLoadError",
     "TLSSettings",
     "connectionInfo",
@@ -296,3 +298,29 @@ def connectionInfo(transport: Any) -> Optional[SSL.Connection]:
     handle = getHandle()
     return handle if isinstance(handle, SSL.Connection) else None
 
+
+
+class ServerTLSProtocol(BufferingTLSTransport):
+    """
+    The TLS layer of one client connection, closing as nginx does.
+
+    Twisted's TLS transport sends its close alert only once no producer is
+    registered, and then waits for the client's alert before closing the
+    socket.  A channel stays registered as its transport's producer for the
+    whole connection (TCP allows that), and nginx does not wait for the
+    client's alert (C{SSL_set_quiet_shutdown} in C{ngx_ssl_shutdown}) so a
+    client that never answers it cannot hold the connection open.  So
+    L{loseConnection} unregisters the producer, sends the alert, and closes
+    the socket once the alert is written.
+    """
+
+    def loseConnection(self) -> None:
+        """
+        Send the close alert after any pending data, then close the socket.
+        """
+        if self._producer is not None and not self.disconnecting:
+            self.unregisterProducer()
+        super().loseConnection()
+        transport = self.transport
+        if self.disconnecting and not self._appSendBuffer and transport is not None:
+            transport.loseConnection()
