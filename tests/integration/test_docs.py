@@ -16,6 +16,11 @@ Conventions the pages follow (docs/index.md explains them to readers):
     page's other blocks are compiled or run, for C{include}),
     C{error="TEXT"} (the block must fail to load with TEXT), and
     C{notices=a,b} (the ignored directives it names);
+  - C{<!-- test-certificates: CERT KEY NAME... -->} on a page makes a
+    certificate for the NAMEs (signed by a CA made for the run) and its
+    key at CERT and KEY in the prefix before the page's blocks are
+    compiled or run, so TLS examples name real files and no key is
+    committed;
   - C{```nginx-fragment context=CONTEXT} is an extract, wrapped into a
     whole config for CONTEXT (C{server} by default) before it is checked;
   - C{```python source=examples/X} must be the file docs/examples/X
@@ -238,11 +243,43 @@ def pageFiles(page: str) -> List[Block]:
 
 
 def writePageFiles(page: str, directory: Path, values: Dict[str, str]) -> None:
-    """Write a page's C{file=} blocks under C{directory}, placeholders filled."""
+    """
+    Write a page's C{file=} blocks under C{directory}, placeholders filled,
+    and its test certificates (see L{writePageCertificates}).
+    """
     for fileBlock in pageFiles(page):
         target = directory / fileBlock.attrs["file"]
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(fill(fileBlock.text, values), encoding="utf-8")
+    writePageCertificates(page, directory)
+
+
+_CERTIFICATES = re.compile(r"<!-- test-certificates: ([^>]+?) -->")
+
+
+def pageCertificates(page: str) -> List[List[str]]:
+    """The C{[CERT, KEY, NAME...]} of a page's C{test-certificates} comments."""
+    text = (DOCS / page).read_text(encoding="utf-8")
+    return [match.group(1).split() for match in _CERTIFICATES.finditer(text)]
+
+
+def writePageCertificates(page: str, directory: Path) -> Optional[Path]:
+    """
+    Make the certificates a page's C{test-certificates} comments ask for,
+    under C{directory}, signed by a CA made now.
+
+    @return: the CA certificate's path, or C{None} when the page asks for
+        none.
+    """
+    wanted = pageCertificates(page)
+    if not wanted:
+        return None
+    from tests.integration.certs import CertificateAuthority
+
+    ca = CertificateAuthority(directory / "test-ca")
+    for certPath, keyPath, *names in wanted:
+        ca.issue(names, directory / certPath, directory / keyPath)
+    return ca.certPath
 
 
 def exampleModule() -> Any:
@@ -663,6 +700,8 @@ RUN_BLOCKS = [
     ("cli.md", "workers"),
     ("embedding.md", "app-conf"),
     ("plugins.md", "request-id"),
+    ("tls.md", "https"),
+    ("tls.md", "redirect"),
 ]
 """Every (page, block id) a run test below starts a proxy for."""
 
@@ -1163,3 +1202,71 @@ def testPluginExample(serve: Callable[..., Proxy], tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match='unknown directive "x_request_id"'):
         loadConfig(text=fill(block("plugins.md", "request-id").text, COMPILE_PORTS),
                    prefix=str(tmp_path), modules=builtinModules())
+
+
+def _tlsGet(port: int, serverName: Optional[str], path: str = "/") -> Tuple[str, Any]:
+    """
+    One HTTPS request (certificate not verified, since each run makes its
+    own CA) sending C{serverName} by SNI and as Host.
+
+    @return: the common name of the certificate served, and the response.
+    """
+    import ssl
+
+    from tests.integration.certs import commonNameOf
+
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE) as sock:
+        with context.wrap_socket(sock, server_hostname=serverName) as conn:
+            der = conn.getpeercert(binary_form=True)
+            assert der is not None
+            host = serverName or "localhost"
+            conn.sendall(
+                f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode()
+            )
+            chunks = []
+            while True:
+                try:
+                    chunk = conn.recv(65536)
+                except (ssl.SSLZeroReturnError, ConnectionResetError):
+                    break
+                if not chunk:
+                    break
+                chunks.append(chunk)
+    from tests.integration.harness import parseRawResponses
+
+    (response,) = parseRawResponses(b"".join(chunks))
+    return commonNameOf(der), response
+
+
+def testTLSExample(serve: Callable[..., Proxy]) -> None:
+    """
+    tls.md's two HTTPS servers on one port: each row of its SNI table gets
+    the certificate and the answer the table says; HSTS is on the proxied
+    answers.
+    """
+    proxy = serve("tls.md", "https")
+    for row in tableRows("tls.md", "sni"):
+        names = codeSpans(row[0])
+        serverName = names[0] if names else None
+        certificate = codeSpans(row[1])[0]
+        served, response = _tlsGet(proxy.port, serverName)
+        assert served == certificate, row
+        if "proxied" in row[2]:
+            assert response.status == 200, row
+            headers = {n.lower(): v for n, v in json.loads(response.body)["headers"]}
+            assert headers["x-forwarded-proto"] == "https"
+            assert response.header("Strict-Transport-Security") == "max-age=31536000"
+        else:
+            assert "api over" in row[2], row
+            assert response.body.decode().startswith("api over TLSv1."), row
+
+
+def testTLSRedirect(serve: Callable[..., Proxy]) -> None:
+    """tls.md's redirect server answers as the page says."""
+    proxy = serve("tls.md", "redirect")
+    response = proxy.get("/a?b=c", host="example.com")
+    assert response.status == 301
+    assert response.header("Location") == "https://example.com/a?b=c"
