@@ -8,7 +8,7 @@ responses, and keeps both directions flowing with backpressure.
 from __future__ import annotations
 
 import time
-from typing import Any, Optional
+from typing import AbstractSet, Any, Dict, FrozenSet, Optional, Tuple
 
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import Protocol
@@ -62,17 +62,29 @@ class ClientGone(Exception):
     """
 
 
+_LIMITS: Dict[Tuple[int, int], Limits] = {}
+"""One L{Limits} per C{large_client_header_buffers} value, shared by every
+connection (an idle keepalive connection should cost little)."""
+
+#: The read pauses of a connection reading freely; a set replaces it on
+#: the first pause.
+_NO_PAUSES: FrozenSet[str] = frozenset()
+
+
 def limitsFor(conf: Any) -> Limits:
     """
     @return: parser limits from a server's C{large_client_header_buffers}.
     """
-    number, size = conf.get("large_client_header_buffers")
-    return Limits(
-        maxRequestLine=size,
-        maxHeaderLine=size,
-        maxHeadersSize=number * size,
-        maxHeaderCount=max(100, number * 25),
-    )
+    number, size = key = conf.get("large_client_header_buffers")
+    limits = _LIMITS.get(key)
+    if limits is None:
+        limits = _LIMITS[key] = Limits(
+            maxRequestLine=size,
+            maxHeaderLine=size,
+            maxHeadersSize=number * size,
+            maxHeaderCount=max(100, number * 25),
+        )
+    return limits
 
 
 @implementer(IPushProducer)
@@ -107,7 +119,7 @@ class HTTPChannel(Protocol):
         self._bodyReceived = 0
         self._chunked = False
         self._requests = 0
-        self._readPauses: set = set()
+        self._readPauses: AbstractSet[str] = _NO_PAUSES
         self._writePaused = False
         self._continueSent = False
         self._timer: Any = None
@@ -298,8 +310,7 @@ class HTTPChannel(Protocol):
         exchange.keepAlive = False
         self._exchange = exchange
         self._state = _WAIT
-        self._readPauses.add("closing")
-        self.transport.pauseProducing()
+        self._pauseReading("closing")
         exchange.sendLocalReply(error.status)
 
     def _startRequest(self, head: bytes) -> None:
@@ -474,14 +485,18 @@ class HTTPChannel(Protocol):
             self._resumeReading("body")
 
     def _pauseReading(self, why: str) -> None:
-        if not self._readPauses:
+        pauses = self._readPauses
+        if not pauses:
             self.transport.pauseProducing()
-        self._readPauses.add(why)
+            self._readPauses = {why}
+        else:
+            pauses.add(why)  # type: ignore[attr-defined]
 
     def _resumeReading(self, why: str) -> None:
-        if why in self._readPauses:
-            self._readPauses.discard(why)
-            if not self._readPauses and self._state != _CLOSED:
+        pauses = self._readPauses
+        if why in pauses:
+            pauses.discard(why)  # type: ignore[attr-defined]
+            if not pauses and self._state != _CLOSED:
                 self.transport.resumeProducing()
 
     # -- writing ------------------------------------------------------------
@@ -585,7 +600,7 @@ class HTTPChannel(Protocol):
         self._state = _TUNNEL
         self._tunnel = tunnel
         exchange.status = 101
-        self._readPauses.clear()
+        self._readPauses = _NO_PAUSES
         self.transport.resumeProducing()
         if self._buffer:
             pending, self._buffer = bytes(self._buffer), bytearray()
