@@ -489,3 +489,160 @@ http {{
     while served(certs, port, "a.test") != "renewed.test":
         assert time.monotonic() < deadline, runner.describe()
         time.sleep(0.05)
+
+
+def testUnixSocketTLS(rproxyRunner: Callable[..., Any], certs: Dict[str, Any],
+                      tmp_path: Path) -> None:
+    """listen unix:PATH ssl terminates TLS on the UNIX socket."""
+    path = tmp_path / "tls.sock"
+    port = freePort()
+    conf = tlsConfig(certs, f"""
+    server {{
+        listen unix:{path} ssl;
+        listen 127.0.0.1:{port};
+        return 200 "$scheme\\n";
+    }}
+""")
+    rproxyRunner(conf)
+    context = clientContext(certs)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(10)
+        sock.connect(str(path))
+        with context.wrap_socket(sock, server_hostname="a.test") as conn:
+            conn.sendall(b"GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
+            (response,) = parseRawResponses(readAll(conn))
+    assert response.body == b"https\n"
+
+
+# -- the same config through nginx ----------------------------------------------------
+
+
+def differentialConfig(certs: Dict[str, Any], ports: Dict[str, int], backendPort: int) -> str:
+    """
+    @return: one TLS config both nginx and twisted_rproxy run: two names
+        on one ssl port (one proxied with HSTS, one answering itself), a
+        TLS 1.2-only port and the redirect server.
+    """
+    aCert, aKey = certs["a"]
+    bCert, bKey = certs["b"]
+    return f"""
+events {{
+}}
+
+http {{
+    access_log logs/access.log;
+    client_body_temp_path client_body_temp;
+    proxy_temp_path proxy_temp;
+    fastcgi_temp_path fastcgi_temp;
+    uwsgi_temp_path uwsgi_temp;
+    scgi_temp_path scgi_temp;
+
+    ssl_certificate {aCert};
+    ssl_certificate_key {aKey};
+    ssl_protocols TLSv1.2 TLSv1.3;
+
+    server {{
+        listen 127.0.0.1:{ports['tls']} ssl;
+        server_name a.test;
+        add_header Strict-Transport-Security "max-age=31536000" always;
+
+        location / {{
+            proxy_pass http://127.0.0.1:{backendPort};
+            proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_set_header X-TLS "$https|$ssl_protocol|$ssl_server_name|$ssl_cipher";
+        }}
+
+        location = /here {{
+            return 200 "$scheme $https $ssl_protocol $ssl_server_name\\n";
+        }}
+    }}
+
+    server {{
+        listen 127.0.0.1:{ports['tls']} ssl;
+        server_name b.test;
+        ssl_certificate {bCert};
+        ssl_certificate_key {bKey};
+        return 200 "b $ssl_server_name\\n";
+    }}
+
+    server {{
+        listen 127.0.0.1:{ports['v12']} ssl;
+        ssl_protocols TLSv1.2;
+        return 200 "v12 $ssl_protocol\\n";
+    }}
+
+    server {{
+        listen 127.0.0.1:{ports['plain']};
+        return 301 https://$host$request_uri;
+    }}
+}}
+"""
+
+
+def observeTLS(certs: Dict[str, Any], ports: Dict[str, int]) -> Dict[str, Any]:
+    """
+    @return: what one server did for each request that matters: status,
+        the headers compared, the body (for the backend's echo, the headers
+        it saw that TLS sets), and the certificate each name got.
+    """
+    from tests.integration.harness import request
+
+    seen: Dict[str, Any] = {}
+    compared = ("content-type", "location", "strict-transport-security")
+    cases = [
+        ("proxied", "a.test", "/echo?x=1", ssl.TLSVersion.TLSv1_2),
+        ("proxied13", "a.test", "/echo", ssl.TLSVersion.TLSv1_3),
+        ("local", "a.test", "/here", ssl.TLSVersion.TLSv1_3),
+        ("error", "a.test", "/status/404", None),
+        ("second name", "b.test", "/", None),
+    ]
+    for label, name, path, version in cases:
+        response = httpsRequest(ports["tls"], name, clientContext(certs, version), path)
+        body: Any = response.body
+        if path.startswith("/echo"):
+            import json
+
+            echo = {n.lower(): v for n, v in json.loads(response.body)["headers"]}
+            body = {n: echo.get(n) for n in ("host", "x-forwarded-proto", "x-tls")}
+        seen[label] = (
+            response.status,
+            {n: response.header(n) for n in compared},
+            body,
+        )
+    for name in ("a.test", "b.test", "unknown.test", None):
+        seen[f"certificate for {name}"] = served(certs, ports["tls"], name)
+    seen["1.3 on the 1.2 port"] = handshakeFails(
+        ports["v12"], "a.test", clientContext(certs, ssl.TLSVersion.TLSv1_3)
+    )
+    seen["1.2 on the 1.2 port"] = httpsRequest(
+        ports["v12"], "a.test", clientContext(certs, ssl.TLSVersion.TLSv1_2)
+    ).body
+    redirect = request(ports["plain"], path="/p?q=1", host="a.test")
+    seen["redirect"] = (redirect.status, redirect.header("Location"))
+    return seen
+
+
+def testDifferentialAgainstNginx(
+    nginxRunner: Callable[..., Any],
+    rproxyRunner: Callable[..., Any],
+    backend: Backend,
+    certs: Dict[str, Any],
+) -> None:
+    """
+    The same TLS config through nginx and twisted_rproxy: the same status,
+    HSTS, Location and content type, the same TLS facts reaching the
+    backend, the same certificate per server name, the same protocols.
+    """
+    observed = []
+    for runner in (nginxRunner, rproxyRunner):
+        ports = {name: freePort() for name in ("tls", "v12", "plain")}
+        server = runner(differentialConfig(certs, ports, backend.port))
+        try:
+            observed.append(observeTLS(certs, ports))
+        finally:
+            server.stop()
+    nginx, rproxy = observed
+    assert nginx["proxied"][2]["x-forwarded-proto"] == "https"
+    assert nginx["error"][1]["strict-transport-security"] == "max-age=31536000"
+    assert rproxy == nginx
