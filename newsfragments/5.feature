@@ -1,0 +1,1 @@
+`listen ... ssl` now terminates TLS (pyOpenSSL): `ssl_certificate`/`ssl_certificate_key` per server chosen by SNI, `ssl_protocols`, `ssl_ciphers`, `ssl_prefer_server_ciphers`, the session settings, and `$scheme`/`$https`/`$ssl_protocol`/`$ssl_cipher`/`$ssl_server_name`; a bad certificate or key stops `-t` and start-up at its file:line.
