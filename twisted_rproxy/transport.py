@@ -99,8 +99,8 @@ class _FlushAfterRead:
         a short send goes back to the reactor, which then does exactly what
         it would have done without this class.
         """
-        if not self.connected:  # type: ignore[attr-defined]
-            return
+        if not self.connected or self._aborting:  # type: ignore[attr-defined]
+            return  # an aborted transport sends nothing more
         if self.disconnecting or self._writeDisconnecting:  # type: ignore[attr-defined]
             FileDescriptor.startWriting(self)  # type: ignore[arg-type]
             return

@@ -234,6 +234,27 @@ class FlushAfterReadTests(SynchronousTestCase):
         self.assertIsNotNone(why, "doWrite reports the close to the reactor")
         self.assertEqual(received(self.targetPeer), b"BYE")
 
+    def test_abortDuringAReadSendsNothing(self) -> None:
+        """
+        A transport aborted after being written to during the read sends
+        nothing and is not armed again (its close is the reactor's).
+        """
+
+        class Aborting(Relay):
+            def dataReceived(self, data: bytes) -> None:
+                for target in self.targets:
+                    target.write(b"never")
+                    target.abortConnection()
+
+        aborting = Aborting()
+        aborting.targets.append(self.target)
+        self.source.protocol = aborting
+        self.reactor.callLater = lambda *args, **kwargs: None  # type: ignore[method-assign]
+        self.sourcePeer.sendall(b"x")
+        self.source.doRead()
+        self.assertEqual(self.reactor.writers, [])
+        self.assertEqual(received(self.targetPeer), b"")
+
     def test_writeAfterCloseIsDropped(self) -> None:
         """
         A write to a transport whose peer has gone arms the reactor, which
