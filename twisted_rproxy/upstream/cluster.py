@@ -68,16 +68,44 @@ class RoundRobinBalancer:
     takes the largest, so weights 5,1,1 give a,a,b,a,c,a,a.
 
     Backup peers are tried only when every primary peer is unavailable.
+
+    This is also the base of every other balancing method, built-in or a
+    team's own (see docs/upstream.md, "A balancer of your own"), as
+    nginx's modules build on C{ngx_http_upstream_round_robin.c}.  A
+    subclass overrides L{pick} and uses the public helpers, so that
+    passive health, C{down}, C{max_conns} and the smooth weights behave
+    the same in every method:
+
+      - L{usablePeers} filters a list down to the peers that may take the
+        request now;
+      - L{isAvailable} asks the same of one peer;
+      - L{smoothPick} runs one step of the smooth weighted round-robin;
+      - L{markChosen} must be called with the peer a pick returns;
+      - L{singlePick} is the pick of a group of one peer (L{isSingle});
+      - C{super().pick(exchange, excluded)} is the whole round-robin pick,
+        backup peers included, for a fallback.
+
+    @ivar primary: the peers without C{backup}, in config order.
+    @ivar backup: the C{backup} peers, in config order.
+    @ivar isSingle: whether the group is one primary peer and no backup
+        (nginx's C{peers->single}).  Computed once: the peer lists are
+        fixed when the balancer is made (a reload builds a new one).
     """
 
     def __init__(self, peers: List[Peer], reactor: Any = None) -> None:
+        """
+        @param peers: the group, in config order; C{backup} peers are
+            split off into L{backup}.
+        @param reactor: the clock of C{fail_timeout} (C{seconds()}).
+        """
         if reactor is None:
             from twisted.internet import reactor as _reactor
 
             reactor = _reactor
         self._reactor = reactor
-        self.primary = [p for p in peers if not p.backup]
-        self.backup = [p for p in peers if p.backup]
+        self.primary: List[Peer] = [p for p in peers if not p.backup]
+        self.backup: List[Peer] = [p for p in peers if p.backup]
+        self.isSingle: bool = len(self.primary) == 1 and not self.backup
 
     @property
     def peers(self) -> List[Peer]:
@@ -86,10 +114,15 @@ class RoundRobinBalancer:
         """
         return self.primary + self.backup
 
-    def _available(self, peer: Peer, now: float) -> bool:
+    def isAvailable(self, peer: Peer, now: float) -> bool:
         """
-        @return: whether C{peer} may take a request now: not C{down}, not
-            marked failed (C{max_fails} within C{fail_timeout}) and below
+        Whether C{peer} may take a request now, as nginx's round-robin
+        decides it.
+
+        @param peer: any peer of this group.
+        @param now: the reactor's C{seconds()}.
+        @return: C{True} unless it is C{down}, marked failed (C{max_fails}
+            failures within C{fail_timeout}, for C{fail_timeout}) or at
             its C{max_conns}.
         """
         if peer.down:
@@ -100,21 +133,31 @@ class RoundRobinBalancer:
             return False
         return True
 
-    def _usable(self, peers: Iterable[Peer], excluded: Collection[Peer],
-                now: float) -> List[Peer]:
+    def usablePeers(self, peers: Iterable[Peer], excluded: Collection[Peer],
+                    now: float) -> List[Peer]:
         """
-        @return: the peers of C{peers} that are available and not excluded,
-            in order.
-        """
-        return [p for p in peers if p not in excluded and self._available(p, now)]
+        The peers a pick may choose from.
 
-    def _smooth(self, candidates: Iterable[Peer]) -> Optional[Peer]:
+        @param peers: the candidates, usually L{primary} or L{backup}.
+        @param excluded: peers this request already tried (never tried
+            again).
+        @param now: the reactor's C{seconds()}.
+        @return: the peers of C{peers} that L{isAvailable} accepts and
+            that are not in C{excluded}, in their order.
         """
-        One step of the smooth weighted round-robin over C{candidates}
-        (already filtered): the other balancers use it to break ties, as
-        nginx's do.
+        return [p for p in peers if p not in excluded and self.isAvailable(p, now)]
 
+    def smoothPick(self, candidates: Iterable[Peer]) -> Optional[Peer]:
+        """
+        One step of nginx's smooth weighted round-robin over C{candidates}:
+        each one's current weight grows by its effective weight, the
+        largest wins and loses the total.  Other methods use it to break
+        ties (as C{least_conn} does) or as their fallback, so it changes
+        the peers' C{currentWeight}: call it once per pick.
+
+        @param candidates: peers already filtered by L{usablePeers}.
         @return: the chosen peer, or C{None} when there are no candidates.
+            Pass it to L{markChosen}.
         """
         best = None
         total = 0
@@ -129,12 +172,18 @@ class RoundRobinBalancer:
             best.currentWeight -= total
         return best
 
-    def _chosen(self, peer: Peer, now: float) -> Peer:
+    def markChosen(self, peer: Peer, now: float) -> Peer:
         """
-        Note that C{peer} was picked: a peer whose C{fail_timeout} has
-        passed starts a new accounting period (nginx's C{checked}).
+        Record that a pick returns C{peer}: a peer whose C{fail_timeout}
+        has passed starts a new accounting period (nginx's C{checked}), so
+        a failed peer gets one probe request and comes back only if
+        L{release} reports it healthy.  Every pick that returns a peer
+        other than through L{singlePick} must go through this.
 
-        @return: C{peer}.
+        @param peer: the chosen peer.
+        @param now: the reactor's C{seconds()}.
+        @return: C{peer}, so a pick can end with C{return
+            self.markChosen(peer, now)}.
         """
         if now - peer.checked > peer.failTimeout:
             peer.checked = now
@@ -146,16 +195,18 @@ class RoundRobinBalancer:
             C{None} when none is usable.
         """
         now = self._reactor.seconds()
-        best = self._smooth(self._usable(peers, excluded, now))
+        best = self.smoothPick(self.usablePeers(peers, excluded, now))
         if best is None:
             return None
-        return self._chosen(best, now)
+        return self.markChosen(best, now)
 
-    def _single(self, excluded: Collection[Peer]) -> Optional[Peer]:
+    def singlePick(self, excluded: Collection[Peer]) -> Optional[Peer]:
         """
-        The pick of a group of one primary peer and no backup, which nginx
-        never marks failed.
+        The pick of a group of one primary peer and no backup
+        (L{isSingle}), which nginx never marks failed: C{max_fails} does
+        not apply, so a lone backend is always tried.
 
+        @param excluded: peers this request already tried.
         @return: that peer, or C{None} when it is excluded, C{down} or at
             C{max_conns}.
         """
@@ -166,20 +217,17 @@ class RoundRobinBalancer:
             return None
         return peer
 
-    @property
-    def isSingle(self) -> bool:
-        """
-        Whether the group is one primary peer and no backup (nginx's
-        C{peers->single}).
-        """
-        return len(self.primary) == 1 and not self.backup
-
     def pick(self, exchange: Any, excluded: Collection[Peer] = ()) -> Optional[Peer]:
         """
+        The round-robin pick: the primary peers, then (only when none is
+        usable) the backup peers.
+
+        @param exchange: the request (round-robin does not look at it).
+        @param excluded: peers this request already tried.
         @return: the next peer, or C{None} when all are down or excluded.
         """
         if self.isSingle:
-            return self._single(excluded)  # never marked unavailable (nginx)
+            return self.singlePick(excluded)  # never marked unavailable (nginx)
         found = self._pickFrom(self.primary, excluded)
         if found is None and self.backup:
             found = self._pickFrom(self.backup, excluded)

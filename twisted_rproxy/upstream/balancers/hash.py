@@ -64,8 +64,8 @@ class HashBalancer(RoundRobinBalancer):
             data = (b"%d" % rehash + key) if rehash else key
             value += (zlib.crc32(data) >> 16) & 0x7FFF
             peer = walkWeights(self.primary, self._totalWeight, value)
-            if peer not in excluded and self._available(peer, now):
-                return self._chosen(peer, now)
+            if peer not in excluded and self.isAvailable(peer, now):
+                return self.markChosen(peer, now)
         return super().pick(exchange, excluded)
 
 
@@ -135,8 +135,8 @@ class ConsistentHashBalancer(RoundRobinBalancer):
         count = len(self._hashes)
         for step in range(MAX_TRIES):
             server = self._servers[(start + step) % count]
-            usable = [p for p in self._usable(self.primary, excluded, now) if p.server == server]
-            best = self._smooth(usable)
+            usable = [p for p in self.usablePeers(self.primary, excluded, now) if p.server == server]
+            best = self.smoothPick(usable)
             if best is not None:
-                return self._chosen(best, now)
+                return self.markChosen(best, now)
         return super().pick(exchange, excluded)

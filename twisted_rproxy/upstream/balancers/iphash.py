@@ -83,6 +83,6 @@ class IPHashBalancer(RoundRobinBalancer):
             for octet in key:
                 value = (value * 113 + octet) % 6271
             peer = walkWeights(self.primary, self._totalWeight, value)
-            if peer not in excluded and self._available(peer, now):
-                return self._chosen(peer, now)
+            if peer not in excluded and self.isAvailable(peer, now):
+                return self.markChosen(peer, now)
         return super().pick(exchange, excluded)

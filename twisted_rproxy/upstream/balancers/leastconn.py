@@ -25,7 +25,7 @@ class LeastConnBalancer(RoundRobinBalancer):
         @return: the least loaded peer, or C{None} when none is usable.
         """
         if self.isSingle:
-            return self._single(excluded)
+            return self.singlePick(excluded)
         found = self._leastLoaded(self.primary, excluded)
         if found is None and self.backup:
             found = self._leastLoaded(self.backup, excluded)
@@ -36,7 +36,7 @@ class LeastConnBalancer(RoundRobinBalancer):
         @return: the least loaded usable peer of C{peers}, or C{None}.
         """
         now = self._reactor.seconds()
-        usable = self._usable(peers, excluded, now)
+        usable = self.usablePeers(peers, excluded, now)
         if not usable:
             return None
         best = usable[0]
@@ -45,5 +45,5 @@ class LeastConnBalancer(RoundRobinBalancer):
                 best = peer
         tied = [p for p in usable if p.conns * best.weight == best.conns * p.weight]
         if len(tied) > 1:
-            best = self._smooth(tied)  # type: ignore[assignment]
-        return self._chosen(best, now)
+            best = self.smoothPick(tied)  # type: ignore[assignment]
+        return self.markChosen(best, now)

@@ -58,14 +58,14 @@ class RandomBalancer(RoundRobinBalancer):
         first: Optional[Peer] = None
         for _ in range(MAX_TRIES):
             peer = self._draw()
-            if peer is first or peer in excluded or not self._available(peer, now):
+            if peer is first or peer in excluded or not self.isAvailable(peer, now):
                 continue
             if not self.two:
-                return self._chosen(peer, now)
+                return self.markChosen(peer, now)
             if first is None:
                 first = peer
                 continue
             if peer.conns * first.weight > first.conns * peer.weight:
                 peer = first
-            return self._chosen(peer, now)
+            return self.markChosen(peer, now)
         return super().pick(exchange, excluded)
