@@ -42,11 +42,13 @@ class Conf:
         """
         @return: the value of directive C{name} here, or its default.
         """
-        try:
-            return self._values[name]
-        except KeyError:
-            found = self._registry.get(name)
-            return None if found is None else found.default
+        value = self._values.get(name, _UNSET)
+        if value is _UNSET:
+            # Per request, most lookups are of directives left at their
+            # defaults: keep those in one dict rather than raising and
+            # searching the registry each time.
+            value = self._registry.defaultOf(name)
+        return value
 
     def isSet(self, name: str) -> bool:
         """
@@ -59,6 +61,10 @@ class Conf:
         @return: the directive that set C{name}, for error messages.
         """
         return self.sources.get(name)
+
+
+_UNSET = object()
+"""Marks a directive this block does not set."""
 
 
 @attr.s(slots=True, auto_attribs=True)

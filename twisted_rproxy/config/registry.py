@@ -104,6 +104,7 @@ class DirectiveRegistry:
         """
         self._specs: Dict[str, List[DirectiveSpec]] = {}
         self._owners: Dict[int, str] = {}
+        self._defaults: Dict[str, Any] = {}
 
     def add(self, owner: str, directiveSpec: DirectiveSpec) -> None:
         """
@@ -121,6 +122,7 @@ class DirectiveRegistry:
                 )
         self._specs.setdefault(name, []).append(directiveSpec)
         self._owners[id(directiveSpec)] = owner
+        self._defaults.pop(name, None)
 
     def get(self, name: str, context: Optional[str] = None) -> Optional[DirectiveSpec]:
         """
@@ -136,6 +138,19 @@ class DirectiveRegistry:
             if context in candidate.contexts:
                 return candidate
         return None
+
+    def defaultOf(self, name: str) -> Any:
+        """
+        @return: the default of directive C{name} (its first declaration's),
+            or C{None} when no module declares it; remembered, since a
+            config looks the same defaults up on every request.
+        """
+        try:
+            return self._defaults[name]
+        except KeyError:
+            found = self.get(name)
+            value = self._defaults[name] = None if found is None else found.default
+            return value
 
     def owner(self, directiveSpec: DirectiveSpec) -> str:
         """
