@@ -68,11 +68,14 @@ from tests.integration.harness import (
 DOCS = REPO_ROOT / "docs"
 EXAMPLES = DOCS / "examples"
 PLUGIN_FILE = EXAMPLES / "twisted" / "plugins" / "rproxy_example.py"
+BALANCER_PLUGIN_FILE = EXAMPLES / "twisted" / "plugins" / "rproxy_example_balancer.py"
 
 DEADLINE = 20.0
 """Seconds a polled condition may take before the test fails (never a wait)."""
 
-COMPILE_PORTS = {"port": "8080", "backend": "8000", "dead": "8001"}
+COMPILE_PORTS = {
+    "port": "8080", "backend": "8000", "dead": "8001", "backend2": "8002", "backend3": "8003",
+}
 """Placeholder values for the compile-only checks (nothing is bound)."""
 
 
@@ -186,7 +189,7 @@ def bold(cell: str) -> str:
 # -- configs from blocks ----------------------------------------------------
 
 
-_PLACEHOLDER = re.compile(r"(?<!\$)\{([a-z_]+)\}")
+_PLACEHOLDER = re.compile(r"(?<!\$)\{([a-z][a-z0-9_]*)\}")
 
 
 def fill(text: str, values: Dict[str, str]) -> str:
@@ -282,9 +285,9 @@ def writePageCertificates(page: str, directory: Path) -> Optional[Path]:
     return ca.certPath
 
 
-def exampleModule() -> Any:
-    """The example plugin's module object, imported from its file."""
-    spec = importlib.util.spec_from_file_location("docs_rproxy_example", PLUGIN_FILE)
+def exampleModule(path: Path = PLUGIN_FILE) -> Any:
+    """An example plugin's Python module, imported from its file."""
+    spec = importlib.util.spec_from_file_location(f"docs_{path.stem}", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -298,6 +301,8 @@ def modulesFor(page: str) -> List[Any]:
     modules = builtinModules()
     if page == "plugins.md":
         modules.append(exampleModule().requestIdModule)
+    if page == "plugins-balancer.md":
+        modules.append(exampleModule(BALANCER_PLUGIN_FILE).stickyHeaderModule)
     return modules
 
 
@@ -401,10 +406,16 @@ def serve(request: pytest.FixtureRequest, backend: Backend) -> Callable[..., Pro
 
     request.addfinalizer(cleanup)
 
-    def start(page: str, blockId: str, extraPaths: Sequence[Path] = ()) -> Proxy:
-        """Start the proxy for one block and return once it accepts."""
+    def start(page: str, blockId: str, extraPaths: Sequence[Path] = (),
+              moreValues: Optional[Dict[str, str]] = None) -> Proxy:
+        """
+        Start the proxy for one block and return once it accepts;
+        C{moreValues} are placeholders the block uses beyond the usual
+        three (the ports of more backends).
+        """
         port = freePort()
         values = {"port": str(port), "backend": str(backend.port), "dead": str(freePort())}
+        values.update(moreValues or {})
         text = fill(configText(block(page, blockId)), values)
         runner = DocsRunner(text, extraPaths, addresses=[("127.0.0.1", port)])
         made.append(runner)
@@ -673,6 +684,7 @@ def testExamplePluginShape() -> None:
     assert not (EXAMPLES / "twisted" / "__init__.py").exists()
     assert not (EXAMPLES / "twisted" / "plugins" / "__init__.py").exists()
     assert verifyObject(IProxyModule, exampleModule().requestIdModule)
+    assert verifyObject(IProxyModule, exampleModule(BALANCER_PLUGIN_FILE).stickyHeaderModule)
 
 
 # -- one run per page ------------------------------------------------------
@@ -700,6 +712,7 @@ RUN_BLOCKS = [
     ("cli.md", "workers"),
     ("embedding.md", "app-conf"),
     ("plugins.md", "request-id"),
+    ("plugins-balancer.md", "sticky-header"),
     ("tls.md", "https"),
     ("tls.md", "redirect"),
 ]
@@ -1201,6 +1214,73 @@ def testPluginExample(serve: Callable[..., Proxy], tmp_path: Path) -> None:
     (tmp_path / "logs").mkdir()
     with pytest.raises(ConfigError, match='unknown directive "x_request_id"'):
         loadConfig(text=fill(block("plugins.md", "request-id").text, COMPILE_PORTS),
+                   prefix=str(tmp_path), modules=builtinModules())
+
+
+def testBalancerPluginExample(serve: Callable[..., Proxy], backend: Backend,
+                              tmp_path: Path) -> None:
+    """
+    plugins-balancer.md: with docs/examples on PYTHONPATH, x_sticky_header
+    sends each X-Session value to the same one of three backends every
+    time (the peer with the highest score, as the page explains), spreads
+    different values over all three, takes turns without the header, and
+    when a backend stops, moves only its values (the first try fails over)
+    while the others keep their backend; without the plugin the config is
+    refused.
+    """
+    extra = [Backend(name="second"), Backend(name="third")]
+    try:
+        for started in extra:
+            started.start()
+        proxy = serve("plugins-balancer.md", "sticky-header", extraPaths=[EXAMPLES],
+                      moreValues={"backend2": str(extra[0].port),
+                                  "backend3": str(extra[1].port)})
+        byAddress = {b.address: b.name for b in [backend] + extra}
+        score = exampleModule(BALANCER_PLUGIN_FILE).score
+        from twisted_rproxy.upstream.cluster import Peer
+
+        def expected(value: str, addresses: Sequence[str]) -> str:
+            """The backend the page's rule gives C{value} among C{addresses}."""
+            peers = [Peer("127.0.0.1", int(a.rsplit(":", 1)[1])) for a in addresses]
+            best = max(peers, key=lambda peer: score(value.encode(), peer))
+            return byAddress[best.name]
+
+        def nameFor(value: Optional[str]) -> str:
+            """The name of the backend answering a request with X-Session C{value}."""
+            headers = None if value is None else [("X-Session", value)]
+            response = proxy.get("/", headers=headers)
+            assert response.status == 200, response
+            return response.json()["name"]
+
+        values = [f"session-{i}" for i in range(30)]
+        first = {value: nameFor(value) for value in values}
+        for value in values * 2:
+            assert nameFor(value) == first[value], value
+        assert first == {v: expected(v, list(byAddress)) for v in values}
+        assert set(first.values()) == set(byAddress.values())
+        assert sorted(nameFor(None) for _ in range(6)) == sorted(list(byAddress.values()) * 2)
+
+        stopped = extra[1]
+        stopped.stop()
+        moved = [v for v in values if first[v] == stopped.name]
+        assert moved
+        live = [a for a in byAddress if a != stopped.address]
+        tries = proxy.get("/", headers=[("X-Session", moved[0])]).header("X-Upstream")
+        assert tries is not None and tries.startswith(stopped.address + ", "), tries
+        for value in values:
+            want = first[value] if value not in moved else expected(value, live)
+            assert nameFor(value) == want, value
+    finally:
+        for started in extra:
+            started.cleanup()
+
+    from twisted_rproxy.config.errors import ConfigError
+    from twisted_rproxy.plugins import builtinModules
+    from twisted_rproxy.service import loadConfig
+
+    (tmp_path / "logs").mkdir()
+    with pytest.raises(ConfigError, match='unknown directive "x_sticky_header"'):
+        loadConfig(text=fill(block("plugins-balancer.md", "sticky-header").text, COMPILE_PORTS),
                    prefix=str(tmp_path), modules=builtinModules())
 
 

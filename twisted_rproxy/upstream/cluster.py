@@ -76,6 +76,7 @@ class RoundRobinBalancer:
     passive health, C{down}, C{max_conns} and the smooth weights behave
     the same in every method:
 
+      - L{now} is the time the other helpers take;
       - L{usablePeers} filters a list down to the peers that may take the
         request now;
       - L{isAvailable} asks the same of one peer;
@@ -113,6 +114,14 @@ class RoundRobinBalancer:
         Every peer, primary first.
         """
         return self.primary + self.backup
+
+    def now(self) -> float:
+        """
+        @return: the time on the balancer's clock (the reactor's
+            C{seconds()}), the C{now} that L{isAvailable}, L{usablePeers}
+            and L{markChosen} take; read it once per pick.
+        """
+        return self._reactor.seconds()  # type: ignore[no-any-return]
 
     def isAvailable(self, peer: Peer, now: float) -> bool:
         """
