@@ -566,7 +566,7 @@ class HTTPChannel(Protocol):
             if b"date" in own:
                 parts.append(b"Date: %s\r\n" % httpDate(self._reactor.seconds()))
         for name, value in headers:
-            parts.append(b"%s: %s\r\n" % (name, value))
+            parts += (name, b": ", value, b"\r\n")
         if self._chunkedOut:
             parts.append(b"Transfer-Encoding: chunked\r\n")
         parts.append(

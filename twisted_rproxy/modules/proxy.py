@@ -126,6 +126,9 @@ class ProxySettings:
     passRequestBody: bool
     headerPlan: Tuple[Tuple[int, Any, Any], ...] = attr.ib(init=False, eq=False, repr=False)
     clientDrop: FrozenSet[bytes] = attr.ib(init=False, eq=False, repr=False)
+    responseDrop: FrozenSet[bytes] = attr.ib(init=False, eq=False, repr=False)
+    """C{hidden} plus the hop-by-hop names: what a response (other than a
+    101) never passes on, tested with one lookup per header."""
 
     def __attrs_post_init__(self) -> None:
         """
@@ -134,6 +137,7 @@ class ProxySettings:
         """
         object.__setattr__(self, "headerPlan", headerPlan(self.headers))
         object.__setattr__(self, "clientDrop", self.overridden | HOP_BY_HOP)
+        object.__setattr__(self, "responseDrop", self.hidden | HOP_BY_HOP)
 
 
 #: Kinds of step in L{ProxySettings.headerPlan}.

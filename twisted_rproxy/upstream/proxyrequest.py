@@ -365,11 +365,16 @@ class ProxyRequest:
         return pages is not None and pages.handles(status)
 
     def _responseHeaders(self, head: Any) -> list:
+        """
+        @return: the backend's headers as the client gets them: hidden and
+            hop-by-hop ones (and those its Connection names) dropped, but
+            a 101's Upgrade and Connection kept, and redirects rewritten.
+        """
         settings = self.settings
         upgrade = head.status == 101
         headers = head.headers
         lowers = [name.lower() for name, _value in headers]
-        drop = settings.hidden
+        drop = settings.hidden if upgrade else settings.responseDrop
         if b"connection" in lowers:
             named = _headerTokens(
                 [v for l, (_n, v) in zip(lowers, headers) if l == b"connection"]
@@ -379,14 +384,15 @@ class ProxyRequest:
                 # needs to see in a 101.
                 named -= {b"upgrade"}
             drop = drop | named
-        redirects = settings.redirects
+        if upgrade:
+            drop = drop | (HOP_BY_HOP - {b"upgrade", b"connection"})
+        if not settings.redirects:
+            return [pair for lower, pair in zip(lowers, headers) if lower not in drop]
         out = []
         for lower, (name, value) in zip(lowers, headers):
-            if lower in drop or (lower in HOP_BY_HOP and not (
-                upgrade and (lower == b"upgrade" or lower == b"connection")
-            )):
+            if lower in drop:
                 continue
-            if redirects and (lower == b"location" or lower == b"refresh"):
+            if lower == b"location" or lower == b"refresh":
                 value = self._rewriteRedirect(value, lower == b"refresh")
             out.append((name, value))
         return out
