@@ -1111,7 +1111,10 @@ def testCliWorkers(serve: Callable[..., Proxy]) -> None:
     of them the master named by the pid file, and still proxies.
     """
     proxy = serve("cli.md", "workers")
-    master = int((proxy.runner.prefix / "logs" / "rproxy.pid").read_text())
+    pidFile = proxy.runner.prefix / "logs" / "rproxy.pid"
+    # The port accepts as soon as the master has bound it, a moment before
+    # the pid file is written.
+    master = int(pollUntil(lambda: pidFile.exists() and pidFile.read_text(), "the pid file"))
     assert master == proxy.runner.process.pid
     seen: set = set()
     pollUntil(lambda: seen.add(bodyText(proxy.get("/pid")).strip()) or len(seen) == 2,
