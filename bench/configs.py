@@ -9,7 +9,7 @@ without starting anything.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict
+from typing import Dict, Optional, Tuple
 
 BODY_SIZES: Dict[str, int] = {"1k": 1024, "64k": 64 * 1024, "1m": 1024 * 1024}
 """The fixed response bodies the backend serves, by URL path (C{/1k} ...)."""
@@ -84,7 +84,32 @@ http {{
 """
 
 
-def proxyConfig(port: int, backendPort: int, streamPort: int, connections: int) -> str:
+def tlsServer(tls: Optional[Tuple[int, str, str]]) -> str:
+    """
+    The HTTPS server block of the proxy config, or nothing.
+
+    @param tls: C{(port, certificate, key)}: where the proxy terminates TLS
+        and with which PEM files; C{None} for no HTTPS listener.
+    """
+    if tls is None:
+        return ""
+    port, certificate, key = tls
+    return f"""\
+    server {{
+        listen 127.0.0.1:{port} ssl;
+        ssl_certificate {certificate};
+        ssl_certificate_key {key};
+        location / {{
+            proxy_pass http://backend;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }}
+    }}
+"""
+
+
+def proxyConfig(port: int, backendPort: int, streamPort: int, connections: int,
+                tls: Optional[Tuple[int, str, str]] = None) -> str:
     """
     The proxy config, one text for nginx and twisted_rproxy: one worker,
     no access log, a keepalive upstream spoken to in HTTP/1.1 with the
@@ -97,6 +122,7 @@ def proxyConfig(port: int, backendPort: int, streamPort: int, connections: int) 
     @param streamPort: the SSE backend's port.
     @param connections: C{worker_connections} (and the fd limit asked
         for), sized for the idle-connection scenarios.
+    @param tls: an HTTPS listener to add (see L{tlsServer}).
     @return: a complete nginx.conf.
     """
     proxyHeaders = """\
@@ -135,7 +161,7 @@ http {{
 {proxyHeaders}            proxy_buffering off;
         }}
     }}
-}}
+{tlsServer(tls)}}}
 """
 
 

@@ -168,6 +168,8 @@ class ProxySpec:
     """The interpreter that runs twisted_rproxy (None: this one)."""
     workers: int = 1
     """C{worker_processes} (haproxy: C{nbthread})."""
+    tls: Optional[Tuple[int, str, str]] = None
+    """An HTTPS listener C{(port, certificate, key)} (not for haproxy)."""
 
     def runner(self) -> ServerRunner:
         """A runner (not started) for this proxy with the shared config."""
@@ -178,7 +180,8 @@ class ProxySpec:
             text = text.replace("nbthread 1", f"nbthread {self.workers}")
             binary = shutil.which("haproxy") or "/usr/sbin/haproxy"
             return HAProxyRunner(text, self.port, self.cpu, binary=binary)
-        text = proxyConfig(self.port, self.backendPort, self.streamPort, self.connections)
+        text = proxyConfig(self.port, self.backendPort, self.streamPort, self.connections,
+                           tls=self.tls)
         text = text.replace("worker_processes 1;", f"worker_processes {self.workers};")
         if self.name == "nginx":
             return PinnedNginx(text, self.cpu)

@@ -22,6 +22,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,6 +85,10 @@ SCENARIOS: Dict[str, Scenario] = {s.name: s for s in (
              {"path": "/1k", "headers": ("Connection: close",)}),
     Scenario("get1k_2w", "wrk", "1 KiB GET, 50 keepalive clients, 2 workers on both CPUs",
              {"path": "/1k", "workers": 2}),
+    Scenario("get1k_tls", "wrk", "1 KiB GET over HTTPS, 50 keepalive clients",
+             {"path": "/1k", "tls": True}),
+    Scenario("tls_handshake", "wrk", "1 KiB GET over HTTPS, a new TLS connection per request",
+             {"path": "/1k", "tls": True, "headers": ("Connection: close",)}),
     Scenario("get64k", "wrk", "64 KiB GET, 50 keepalive clients",
              {"path": "/64k"}),
     Scenario("get1m", "wrk", "1 MiB GET, 50 keepalive clients",
@@ -346,6 +351,10 @@ class Bench:
     fileLimit: int
     python: Optional[str] = None
     broken: Dict[str, str] = field(default_factory=dict)
+    tlsPort: int = 0
+    """The proxies' HTTPS port (0: none, the TLS scenarios are skipped)."""
+    certificate: Optional[Tuple[str, str]] = None
+    """The server certificate and key the HTTPS listener uses."""
 
     @property
     def maxIdle(self) -> int:
@@ -363,8 +372,11 @@ class Bench:
         cpu = self.proxyCpu
         if workers > 1 and cpu is not None and self.loadCpu is not None:
             cpu = f"{cpu},{self.loadCpu}"
+        tls = None
+        if self.certificate is not None and proxy != "haproxy":
+            tls = (self.tlsPort, self.certificate[0], self.certificate[1])
         return ProxySpec(proxy, self.port, self.backendPort, self.streamPort,
-                         self.connections, cpu, self.fileLimit, self.python, workers)
+                         self.connections, cpu, self.fileLimit, self.python, workers, tls)
 
     def runOne(self, scenario: Scenario, proxy: str) -> Dict[str, Any]:
         """
@@ -375,6 +387,9 @@ class Bench:
         if scenario.kind == "idle" and scenario.params["count"] > self.maxIdle:
             return {"error": f"skipped: the fd limit allows {self.maxIdle} "
                              f"idle connections, not {scenario.params['count']}"}
+        if scenario.params.get("tls") and (self.certificate is None or proxy == "haproxy"):
+            return {"error": "skipped: no HTTPS listener" if self.certificate is None
+                    else "skipped: the haproxy config here has no TLS listener"}
         if proxy in self.broken:
             return {"error": f"not started (it failed to start before: {self.broken[proxy]})"}
         runner = self.spec(proxy, scenario.params.get("workers", 1)).runner()
@@ -415,7 +430,10 @@ class Bench:
     def _wrk(self, scenario: Scenario, sampler: ProcessSampler) -> Dict[str, Any]:
         """wrk against the proxy: requests/s and latency percentiles."""
         params = scenario.params
-        url = f"http://127.0.0.1:{self.port}{params['path']}"
+        if params.get("tls"):
+            url = f"https://127.0.0.1:{self.tlsPort}{params['path']}"
+        else:
+            url = f"http://127.0.0.1:{self.port}{params['path']}"
         arguments = dict(headers=params.get("headers", ()),
                          postBytes=params.get("postBytes", 0), cpu=self.loadCpu)
         if not self.quick:
@@ -553,6 +571,23 @@ def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
+def makeCertificate(directory: Path) -> Optional[Tuple[str, str]]:
+    """
+    A throwaway CA and a P-256 certificate for 127.0.0.1, made now, for
+    the HTTPS scenarios (nginx and twisted_rproxy use the same files).
+
+    @return: the certificate (full chain) and key paths, or C{None} when
+        C{cryptography} is missing.
+    """
+    try:
+        from tests.integration.certs import CertificateAuthority
+    except ImportError as e:
+        say(f"no HTTPS scenarios: {e}")
+        return None
+    certificate, key = CertificateAuthority(directory).issue(["127.0.0.1"])
+    return str(certificate), str(key)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the benchmark; return the exit status."""
     options = parseArguments(argv)
@@ -585,7 +620,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         stream.start()
         bench = Bench(options.port or freePort(), backend.port, stream.port, connections,
                       proxyCpu, loadCpu, options.duration, options.quick, limit,
-                      options.python)
+                      options.python, tlsPort=freePort(),
+                      certificate=makeCertificate(Path(tempfile.mkdtemp(prefix="bench-tls-"))))
         if options.serve:
             serve(bench, options.serve)
             return 0

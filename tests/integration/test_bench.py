@@ -69,6 +69,32 @@ class TestConfigs:
                  "-c", str(conf), "-g", f"{extra}pid {prefix / 'nginx.pid'};"], prefix)
             assert result.returncode == 0, result.stderr
 
+    def testTLSConfigAccepted(self, tmp_path: Path) -> None:
+        """
+        The proxy config with the HTTPS listener of the TLS scenarios (and
+        a certificate made as the harness makes it) passes twisted_rproxy
+        -t and, when installed, nginx -t.
+        """
+        from bench.run import makeCertificate
+
+        certificate = makeCertificate(tmp_path / "tls")
+        assert certificate is not None
+        text = configs.proxyConfig(8080, 9000, 9001, 4096, tls=(8443, *certificate))
+        assert "listen 127.0.0.1:8443 ssl;" in text
+        conf = tmp_path / "nginx.conf"
+        conf.write_text(text)
+        (tmp_path / "logs").mkdir()
+        result = _checkConfig([sys.executable, "-m", "twisted_rproxy", "-t", "-p",
+                               str(tmp_path), "-c", str(conf)], tmp_path)
+        assert result.returncode == 0, result.stderr
+        nginx = findNginx()
+        if nginx is not None:
+            extra = "user root; " if os.geteuid() == 0 else ""
+            result = _checkConfig(
+                [nginx, "-t", "-p", f"{tmp_path}/", "-e", str(tmp_path / "error.log"),
+                 "-c", str(conf), "-g", f"{extra}pid {tmp_path / 'nginx.pid'};"], tmp_path)
+            assert result.returncode == 0, result.stderr
+
     def testBodies(self, tmp_path: Path) -> None:
         """The backend's files have exactly the advertised sizes."""
         configs.writeBodies(tmp_path)
