@@ -7,7 +7,7 @@ other balancers derive from.
 
 from __future__ import annotations
 
-from typing import Any, Collection, Iterable, List, Optional, Tuple
+from typing import Any, Collection, Iterable, List, Optional, Set, Tuple
 
 from zope.interface import implementer
 
@@ -27,6 +27,11 @@ class Peer:
         (C{backend.example.com:8080}), shared by every address a name
         resolves to; consistent hashing places its points by it, as nginx
         does.
+    @ivar checkFailed: whether an active health check
+        (L{twisted_rproxy.upstream.health.HealthCheck}) has taken the peer
+        out of rotation; L{RoundRobinBalancer.isAvailable} and
+        L{RoundRobinBalancer.singlePick} then skip it.  Set through
+        L{setCheckFailed}.
     """
 
     def __init__(self, host: Optional[str], port: int, unixPath: Optional[str] = None,
@@ -55,6 +60,23 @@ class Peer:
         else:
             self.name = f"{host}:{port}"
         self.server = self.name if server is None else server
+        self.checkFailed = False
+        self._failingChecks: Set[int] = set()
+
+    def setCheckFailed(self, check: Any, failed: bool) -> None:
+        """
+        Record one health check's verdict: the peer is out of rotation
+        while any check of its group says it failed (nginx Plus: "a single
+        failure of any check").
+
+        @param check: the health check giving the verdict.
+        @param failed: whether that check now holds the peer unhealthy.
+        """
+        if failed:
+            self._failingChecks.add(id(check))
+        else:
+            self._failingChecks.discard(id(check))
+        self.checkFailed = bool(self._failingChecks)
 
     def __repr__(self) -> str:
         return f"<Peer {self.name}>"
@@ -130,11 +152,12 @@ class RoundRobinBalancer:
 
         @param peer: any peer of this group.
         @param now: the reactor's C{seconds()}.
-        @return: C{True} unless it is C{down}, marked failed (C{max_fails}
-            failures within C{fail_timeout}, for C{fail_timeout}) or at
-            its C{max_conns}.
+        @return: C{True} unless it is C{down}, failing an active health
+            check (C{checkFailed}), marked failed (C{max_fails} failures
+            within C{fail_timeout}, for C{fail_timeout}) or at its
+            C{max_conns}.
         """
-        if peer.down:
+        if peer.down or peer.checkFailed:
             return False
         if peer.maxFails and peer.fails >= peer.maxFails and now - peer.checked <= peer.failTimeout:
             return False
@@ -216,11 +239,13 @@ class RoundRobinBalancer:
         not apply, so a lone backend is always tried.
 
         @param excluded: peers this request already tried.
-        @return: that peer, or C{None} when it is excluded, C{down} or at
+        @return: that peer, or C{None} when it is excluded, C{down},
+            failing an active health check (C{checkFailed}: probes, unlike
+            passive failures, take even a lone peer out) or at
             C{max_conns}.
         """
         peer = self.primary[0]
-        if peer in excluded or peer.down:
+        if peer in excluded or peer.down or peer.checkFailed:
             return None
         if peer.maxConns and peer.conns >= peer.maxConns:
             return None
