@@ -223,6 +223,8 @@ class ProxyService(MultiService):
         for line in self.config.notices + self.config.warnings:
             self.log.warn("{line}", line=line)
         super().startService()
+        for check in _healthChecks(self.config):
+            check.start()
 
     #: Seconds a graceful stop waits for in-flight requests (nginx's
     #: worker_shutdown_timeout has no default; a bound keeps stops finite).
@@ -234,8 +236,10 @@ class ProxyService(MultiService):
         """
         Stop listening, let in-flight requests finish (closing each
         keepalive connection once idle) unless stopping fast, then close
-        idle upstream connections.
+        idle upstream connections.  Active health checks stop at once.
         """
+        for check in _healthChecks(self.config):
+            check.stop()
         d = super().stopService()
         if d is None:
             d = Deferred()
@@ -326,6 +330,12 @@ class ProxyService(MultiService):
             self._errorLog = ErrorLogObserver.fromConfig(config, self.defaultErrorLog)
             if self._errorLog is not None:
                 self._errorLog.start()
+        # The old config's probes stop; the new one's start from healthy.
+        for check in _healthChecks(old):
+            check.stop()
+        if self.running:
+            for check in _healthChecks(config):
+                check.start()
         # Requests in flight return their connections to the old pool, whose
         # idle timers close them later; those idle now are closed here.
         state = old.stateOf("upstream")
@@ -351,6 +361,18 @@ class ProxyService(MultiService):
                 logFile.reopen()
         if self._errorLog is not None:
             self._errorLog.reopen()
+
+
+def _healthChecks(config: CompiledConfig) -> List[Any]:
+    """
+    @return: the active health checks a config built
+        (L{twisted_rproxy.upstream.health.HealthCheck}s), which run only
+        while a L{ProxyService} serves it.
+    """
+    state = config.stateOf("upstream")
+    if state is None:
+        return []
+    return list(state.get("healthChecks", ()))
 
 
 def makeProxyService(

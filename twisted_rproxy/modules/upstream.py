@@ -1,7 +1,9 @@
 # -*- test-case-name: tests.unit.test_upstream -*-
 """
 C{upstream NAME { server ...; keepalive N; }}: named groups of backends,
-resolved at load as nginx does, and the C{$upstream_*} variables.
+resolved at load as nginx does, and the C{$upstream_*} variables; also the
+active health checks of those groups (nginx Plus's C{health_check} in a
+location and C{match NAME {}} in C{http}), which L{ProxyService} starts.
 """
 
 from __future__ import annotations
@@ -10,12 +12,13 @@ import socket
 from typing import Any, Dict, List, Optional, Sequence
 
 from ..config.ast import Directive
-from ..config.registry import HTTP, UPSTREAM, DirectiveSpec, spec
+from ..config.registry import HTTP, LOCATION, MERGE_NONE, UPSTREAM, DirectiveSpec, spec
 from ..config.slots import numberSlot, timeSlot
 from ..config.values import parseInt, parseTime
 from ..interfaces import IBalancerFactory
 from ..module import ProxyModule
 from ..upstream.cluster import Peer, RoundRobinBalancer, Upstream, splitHostPort
+from ..upstream.health import HealthCheck, Match, parseHealthCheck, parseMatch
 from ..upstream.pool import ConnectionPool
 from ..variables import simple
 
@@ -113,6 +116,9 @@ class UpstreamModule(ProxyModule):
             spec("keepalive_time", [UPSTREAM], 1, parse=timeSlot),
             # Peer state lives in the process until workers share it.
             spec("zone", [UPSTREAM], (1, 2), ignored=True),
+            spec("match", [HTTP], 1, block="raw", parse=parseMatch, multiple=True),
+            spec("health_check", [LOCATION], (0, None), parse=parseHealthCheck,
+                 multiple=True, merge=MERGE_NONE),
         ]
 
     def variables(self) -> Sequence[Any]:
@@ -163,10 +169,51 @@ class UpstreamModule(ProxyModule):
                 keepaliveTime=block.values.get("keepalive_time", 3600.0),
                 keepaliveTimeout=block.values.get("keepalive_timeout", 60.0),
             )
+        matches: Dict[str, Match] = {}
+        for match in compiler.httpBlock.values.get("match", []):
+            if match.name in matches:
+                raise match.directive.error(f'duplicate match "{match.name}"')
+            matches[match.name] = match
         compiler.state[STATE] = {
             "upstreams": upstreams,
             "pool": ConnectionPool(reactor),
+            "matches": matches,
+            "healthChecks": [],
         }
+
+    def configureLocation(self, location: Any, compiler: Any) -> None:
+        """
+        Build a L{HealthCheck} for each C{health_check} of the location,
+        over the upstream group its C{proxy_pass} names.  They are started
+        by L{twisted_rproxy.service.ProxyService}, never by a C{-t} check.
+
+        @raise ConfigError: C{health_check} without C{proxy_pass} to an
+            upstream group, or naming an unknown C{match}.
+        """
+        specs = location.conf.get("health_check")
+        if not specs:
+            return
+        state = compiler.state[STATE]
+        url = location.conf.get("proxy_pass") or ""
+        authority = url.partition("://")[2].partition("/")[0]
+        upstream = None if "$" in url else state["upstreams"].get(authority)
+        for healthSpec in specs:
+            directive = healthSpec.directive
+            if upstream is None:
+                raise directive.error(
+                    '"health_check" requires "proxy_pass" to an upstream group'
+                )
+            match = None
+            if healthSpec.match is not None:
+                match = state["matches"].get(healthSpec.match)
+                if match is None:
+                    raise directive.error(f'match "{healthSpec.match}" not found')
+            state["healthChecks"].append(HealthCheck(
+                upstream, healthSpec, match,
+                connectTimeout=location.conf.get("proxy_connect_timeout"),
+                readTimeout=location.conf.get("proxy_read_timeout"),
+                reactor=compiler.reactor,
+            ))
 
 
 def _balancingMethod(block: Any) -> Optional[Any]:
