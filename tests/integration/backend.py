@@ -51,6 +51,12 @@ Routes:
   - C{/upgrade}: with an C{Upgrade} header, C{101 Switching Protocols}
     (saying in C{X-Echo-Connection} what Connection header arrived) then an
     echo of every byte; without one, the plain echo.
+  - C{/health}: a health-check target answering C{200 ok} (JSON), or the
+    status last set with C{/set-health?status=NNN} (with body C{fail}).
+  - C{/set-health?status=NNN}: what C{/health} answers from now on.
+  - C{/counts}: JSON of how many requests this backend received per path
+    (C{paths}) and how many C{/health} answers it gave per status
+    (C{health}), so a test counts what really reached each backend.
 """
 
 from __future__ import annotations
@@ -92,6 +98,15 @@ _PATTERN = bytes(range(PATTERN_PERIOD)) * (PIECE_SIZE // PATTERN_PERIOD + 2)
 
 _gates: Dict[str, List[Callable[[], None]]] = {}
 """Gated SSE streams by key: callbacks that send their next event."""
+
+_health: Dict[str, int] = {"status": 200}
+"""What /health answers; /set-health changes it."""
+
+_received: Dict[str, int] = {}
+"""Requests received per path, for /counts."""
+
+_healthAnswers: Dict[str, int] = {}
+"""/health answers given per status, for /counts."""
 
 
 class RecordingRequest(server.Request):
@@ -294,6 +309,7 @@ class BackendResource(resource.Resource):
     def render(self, request: server.Request) -> Any:
         """Pick the route for this request's path."""
         path = request.path.decode("latin-1")
+        _received[path] = _received.get(path, 0) + 1
         routes: Dict[str, Callable[[server.Request], Any]] = {
             "/sse": self.renderSse,
             "/big": self.renderBig,
@@ -313,6 +329,9 @@ class BackendResource(resource.Resource):
             "/reset": self.renderReset,
             "/close-if-reused": self.renderCloseIfReused,
             "/upgrade": self.renderUpgrade,
+            "/health": self.renderHealth,
+            "/set-health": self.renderSetHealth,
+            "/counts": self.renderCounts,
         }
         if path.startswith("/status/") and path[len("/status/") :].isdigit():
             return self.renderStatus(request, int(path[len("/status/") :]))
@@ -606,6 +625,27 @@ class BackendResource(resource.Resource):
         echo.makeConnection(transport)
         transport.resumeProducing()
         return server.NOT_DONE_YET
+
+
+    def renderHealth(self, request: server.Request) -> bytes:
+        """Answer a health probe: 200 C{ok}, or the status set to fail."""
+        status = _health["status"]
+        _healthAnswers[str(status)] = _healthAnswers.get(str(status), 0) + 1
+        request.setResponseCode(status)
+        request.setHeader(b"Content-Type", b"application/json")
+        return b'{"status": "ok"}\n' if status == 200 else b'{"status": "fail"}\n'
+
+    def renderSetHealth(self, request: server.Request) -> bytes:
+        """Choose what /health answers from now on."""
+        _health["status"] = int(_arg(request, "status", "200"))
+        request.setHeader(b"Content-Type", b"text/plain")
+        return b"health %d\n" % (_health["status"],)
+
+    def renderCounts(self, request: server.Request) -> bytes:
+        """Report the requests received per path and /health answers."""
+        request.setHeader(b"Content-Type", b"application/json")
+        document = {"paths": _received, "health": _healthAnswers}
+        return json.dumps(document).encode("utf-8") + b"\n"
 
 
 def parseArguments(argv: Optional[List[str]]) -> argparse.Namespace:
