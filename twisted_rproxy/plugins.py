@@ -126,6 +126,7 @@ def builtinModules(reactor: Any = None) -> List[Any]:
     from .modules.rewrite import RewriteModule
     from .modules.ssl import SSLModule
     from .modules.upstream import UpstreamModule
+    from .modules.websocket import WebSocketModule
 
     return [
         HTTPCoreModule(),
@@ -141,4 +142,5 @@ def builtinModules(reactor: Any = None) -> List[Any]:
         HTTPProxyModule(),
         AccessLogModule(),
         SSLModule(),
+        WebSocketModule(),
     ]

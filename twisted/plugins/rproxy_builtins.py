@@ -25,5 +25,6 @@ headers = _byName["headers"]
 proxy = _byName["proxy"]
 accessLog = _byName["log"]
 ssl = _byName["http_ssl"]
+websocket = _byName["websocket"]
 
 del _byName

@@ -1,0 +1,370 @@
+"""
+Tests for L{twisted_rproxy.http.wsrelay} and C{proxy_websocket_relay}: the
+proxy on a memory reactor, the client and backend played with hand-built
+WebSocket frames (RFC 6455 section 5), so the relay is checked against the
+wire format rather than against Autobahn itself.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from typing import List, Optional, Tuple
+
+from twisted.internet.testing import StringTransport
+from zope.interface.verify import verifyObject
+
+from twisted_rproxy.http.wsrelay import WebSocketRelay, WebSocketRelayHandler
+from twisted_rproxy.interfaces import IUpgradedPair, IUpgradeHandler
+
+from .test_proxy_request import BACKEND, Backend, ProxyTestCase
+
+TEXT, BINARY, CONTINUATION, CLOSE, PING, PONG = 1, 2, 0, 8, 9, 10
+
+Frame = Tuple[bool, int, bytes]
+
+
+def frame(opcode: int, payload: bytes, fin: bool = True, masked: bool = False) -> bytes:
+    """
+    Encode one frame.
+
+    @param masked: mask it, as a client must.
+    """
+    head = bytes([(0x80 if fin else 0) | opcode])
+    maskBit = 0x80 if masked else 0
+    n = len(payload)
+    if n < 126:
+        head += bytes([maskBit | n])
+    elif n < 65536:
+        head += bytes([maskBit | 126]) + struct.pack("!H", n)
+    else:
+        head += bytes([maskBit | 127]) + struct.pack("!Q", n)
+    if masked:
+        key = os.urandom(4)
+        payload = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+        head += key
+    return head + payload
+
+
+def closePayload(code: int, reason: bytes = b"") -> bytes:
+    """
+    The payload of a close frame.
+    """
+    return struct.pack("!H", code) + reason
+
+
+def frames(data: bytes) -> List[Frame]:
+    """
+    Decode every whole frame in C{data} into C{(fin, opcode, payload)}.
+    """
+    found = []
+    while len(data) >= 2:
+        fin, opcode = bool(data[0] & 0x80), data[0] & 0x0F
+        masked, n = bool(data[1] & 0x80), data[1] & 0x7F
+        offset = 2
+        if n == 126:
+            (n,) = struct.unpack("!H", data[2:4])
+            offset = 4
+        elif n == 127:
+            (n,) = struct.unpack("!Q", data[2:10])
+            offset = 10
+        key = b""
+        if masked:
+            key, offset = data[offset:offset + 4], offset + 4
+        payload = data[offset:offset + n]
+        if masked:
+            payload = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+        found.append((fin, opcode, payload))
+        data = data[offset + n:]
+    return found
+
+
+class RelayTests(ProxyTestCase):
+    """
+    With C{proxy_websocket_relay on}, a WebSocket upgrade is relayed
+    message by message.
+    """
+
+    CONFIG = f"""location / {{
+        proxy_websocket_relay on;
+        proxy_http_version 1.1;
+        proxy_set_header Upgrade $http_upgrade;
+        proxy_set_header Connection $connection_upgrade;
+        proxy_pass http://{BACKEND};
+    }}"""
+    MAP = """map $http_upgrade $connection_upgrade { default upgrade; '' close; }"""
+    SWITCH = (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+              b"Connection: Upgrade\r\nSec-WebSocket-Accept: x\r\n")
+
+    def open(self, extra: bytes = b"", config: Optional[str] = None
+             ) -> Tuple[object, StringTransport, Backend]:
+        """
+        Open a relayed WebSocket: the client's handshake, the backend's 101
+        (with C{extra} header lines).
+
+        @return: the client channel, its transport, the backend.
+        """
+        self.makeProxy(config or self.CONFIG, self.MAP)
+        channel, client = self.get("/ws", b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                                   b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                                   b"Sec-WebSocket-Version: 13\r\n")
+        backend = self.backend()
+        backend.respond(self.SWITCH + extra + b"\r\n")
+        head, _, rest = client.value().partition(b"\r\n\r\n")
+        self.assertTrue(head.startswith(b"HTTP/1.1 101 "))
+        self.assertEqual(rest, b"")
+        client.clear()
+        backend.transport.clear()
+        return channel, client, backend
+
+    def pair(self, channel: object) -> WebSocketRelay:
+        """
+        The relay the proxy made for C{channel}.
+        """
+        return channel._tunnel  # type: ignore[attr-defined,no-any-return]
+
+    def test_interfaces(self) -> None:
+        """
+        The handler and its relay provide the upgrade interfaces, and the
+        directive installs the handler on the location.
+        """
+        channel, _, _ = self.open()
+        handler = channel._exchange.location.upgradeHandler  # type: ignore[attr-defined]
+        self.assertIsInstance(handler, WebSocketRelayHandler)
+        verifyObject(IUpgradeHandler, handler)
+        verifyObject(IUpgradedPair, self.pair(channel))
+
+    def test_offByDefault(self) -> None:
+        """
+        Without the directive the location keeps the byte tunnel.
+        """
+        channel, client, backend = self.open(config=self.CONFIG.replace(
+            "proxy_websocket_relay on;", ""))
+        self.assertIsNone(channel._exchange.location.upgradeHandler)  # type: ignore[attr-defined]
+        backend.respond(b"raw")
+        self.assertEqual(client.value(), b"raw")
+
+    def test_textBothWays(self) -> None:
+        """
+        A text message from the client reaches the backend masked; one from
+        the backend reaches the client unmasked.
+        """
+        channel, client, backend = self.open()
+        channel.dataReceived(frame(TEXT, "h\u00e9llo".encode(), masked=True))  # type: ignore[attr-defined]
+        self.assertEqual(frames(backend.received), [(True, TEXT, "h\u00e9llo".encode())])
+        self.assertTrue(backend.received[1] & 0x80)
+        backend.respond(frame(TEXT, b"back"))
+        self.assertEqual(frames(client.value()), [(True, TEXT, b"back")])
+        self.assertFalse(client.value()[1] & 0x80)
+
+    def test_binaryBothWays(self) -> None:
+        """
+        Binary messages, large ones included, cross unchanged.
+        """
+        channel, client, backend = self.open()
+        big = os.urandom(70000)
+        channel.dataReceived(frame(BINARY, big, masked=True))  # type: ignore[attr-defined]
+        self.assertEqual(frames(backend.received), [(True, BINARY, big)])
+        backend.respond(frame(BINARY, b"\x00\xff"))
+        self.assertEqual(frames(client.value()), [(True, BINARY, b"\x00\xff")])
+
+    def test_splitReads(self) -> None:
+        """
+        A frame arriving a byte at a time is relayed once it is whole.
+        """
+        channel, _, backend = self.open()
+        for byte in frame(TEXT, b"slow", masked=True):
+            channel.dataReceived(bytes([byte]))  # type: ignore[attr-defined]
+        self.assertEqual(frames(backend.received), [(True, TEXT, b"slow")])
+
+    def test_fragmentedMessageArrivesWhole(self) -> None:
+        """
+        A message sent in three fragments reaches the other side as one
+        message.
+        """
+        channel, client, backend = self.open()
+        channel.dataReceived(  # type: ignore[attr-defined]
+            frame(TEXT, b"one ", fin=False, masked=True)
+            + frame(CONTINUATION, b"two ", fin=False, masked=True))
+        self.assertEqual(backend.received, b"")
+        channel.dataReceived(frame(CONTINUATION, b"three", masked=True))  # type: ignore[attr-defined]
+        self.assertEqual(frames(backend.received), [(True, TEXT, b"one two three")])
+        backend.respond(frame(BINARY, b"a", fin=False) + frame(CONTINUATION, b"b"))
+        self.assertEqual(frames(client.value()), [(True, BINARY, b"ab")])
+
+    def test_pingAnsweredPerSide(self) -> None:
+        """
+        Each side's ping is answered by the proxy on that side.
+        """
+        channel, client, backend = self.open()
+        channel.dataReceived(frame(PING, b"c", masked=True))  # type: ignore[attr-defined]
+        self.assertEqual(frames(client.value()), [(True, PONG, b"c")])
+        backend.respond(frame(PING, b"b"))
+        self.assertEqual(frames(backend.received), [(True, PONG, b"b")])
+
+    def test_clientCloseForwarded(self) -> None:
+        """
+        The client's close code and reason reach the backend, and the
+        client's reply is the backend's own reply, code and reason.
+        """
+        channel, client, backend = self.open()
+        channel.dataReceived(frame(CLOSE, closePayload(4000, b"bye"), masked=True))  # type: ignore[attr-defined]
+        self.assertEqual(frames(backend.received), [(True, CLOSE, closePayload(4000, b"bye"))])
+        self.assertEqual(client.value(), b"")
+        backend.respond(frame(CLOSE, closePayload(1000, b"ok then")))
+        self.assertEqual(frames(client.value()), [(True, CLOSE, closePayload(1000, b"ok then"))])
+        self.assertTrue(client.disconnecting)
+        self.assertFalse(backend.closed)
+        backend.close()
+        self.assertTrue(self.pair(channel).closed)
+
+    def test_clientCloseWithoutReply(self) -> None:
+        """
+        A backend that goes away instead of answering the forwarded close
+        gets the client a reply echoing its own close.
+        """
+        channel, client, backend = self.open()
+        channel.dataReceived(frame(CLOSE, closePayload(4000, b"bye"), masked=True))  # type: ignore[attr-defined]
+        backend.close()
+        self.assertEqual(frames(client.value()), [(True, CLOSE, closePayload(4000, b"bye"))])
+        self.assertTrue(client.disconnecting)
+
+    def test_closeWithoutCode(self) -> None:
+        """
+        A close frame without a code is forwarded without one.
+        """
+        channel, client, backend = self.open()
+        channel.dataReceived(frame(CLOSE, b"", masked=True))  # type: ignore[attr-defined]
+        self.assertEqual(frames(backend.received), [(True, CLOSE, b"")])
+        backend.respond(frame(CLOSE, b""))
+        self.assertEqual(frames(client.value()), [(True, CLOSE, b"")])
+
+    def test_backendCloseForwarded(self) -> None:
+        """
+        The backend's close code and reason reach the client (1001 and other
+        codes an application may not send itself included), and the
+        client's reply goes back to the backend.
+        """
+        channel, client, backend = self.open()
+        backend.respond(frame(CLOSE, closePayload(1001, b"server says")))
+        self.assertEqual(frames(client.value()),
+                         [(True, CLOSE, closePayload(1001, b"server says"))])
+        self.assertEqual(backend.received, b"")
+        channel.dataReceived(frame(CLOSE, closePayload(4001, b"fine"), masked=True))  # type: ignore[attr-defined]
+        self.assertEqual(frames(backend.received), [(True, CLOSE, closePayload(4001, b"fine"))])
+        self.assertTrue(client.disconnecting or client.disconnected)
+        backend.close()
+        self.assertTrue(self.pair(channel).closed)
+
+    def test_messagesBeforeReply(self) -> None:
+        """
+        Messages the backend sends after the client's close and before its
+        reply still reach the client.
+        """
+        channel, client, backend = self.open()
+        channel.dataReceived(frame(CLOSE, closePayload(1000), masked=True))  # type: ignore[attr-defined]
+        backend.respond(frame(TEXT, b"last words") + frame(CLOSE, closePayload(1000)))
+        self.assertEqual(frames(client.value()),
+                         [(True, TEXT, b"last words"), (True, CLOSE, closePayload(1000))])
+
+    def test_backendLostIs1011(self) -> None:
+        """
+        A backend that drops the connection without a close frame gets the
+        client a 1011 close, and is logged.
+        """
+        channel, client, backend = self.open()
+        backend.close(reset=True)
+        [(fin, opcode, payload)] = frames(client.value())
+        self.assertEqual((fin, opcode), (True, CLOSE))
+        self.assertEqual(payload[:2], struct.pack("!H", 1011))
+        channel.dataReceived(frame(CLOSE, payload[:2], masked=True))  # type: ignore[attr-defined]
+        self.assertTrue(client.disconnecting or client.disconnected)
+
+    def test_clientLostClosesBackend(self) -> None:
+        """
+        A client that goes away without a close frame gets the backend a
+        1001 close.
+        """
+        from twisted.internet.error import ConnectionLost
+        from twisted.python.failure import Failure
+
+        channel, _, backend = self.open()
+        channel.connectionLost(Failure(ConnectionLost()))  # type: ignore[attr-defined]
+        [(_, opcode, payload)] = frames(backend.received)
+        self.assertEqual((opcode, payload), (CLOSE, struct.pack("!H", 1001)))
+
+    def test_subprotocolKept(self) -> None:
+        """
+        The backend's chosen subprotocol reaches the client in the 101.
+        """
+        self.makeProxy(self.CONFIG, self.MAP)
+        channel, client = self.get("/ws", b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                                   b"Sec-WebSocket-Protocol: chat, superchat\r\n")
+        backend = self.backend()
+        self.assertIn(b"Sec-WebSocket-Protocol: chat, superchat", backend.received)
+        backend.respond(self.SWITCH + b"Sec-WebSocket-Protocol: chat\r\n\r\n")
+        self.assertIn(b"Sec-WebSocket-Protocol: chat\r\n", client.value())
+        self.assertIsInstance(channel._tunnel, WebSocketRelay)  # type: ignore[attr-defined]
+        self.assertEqual(channel._tunnel.clientSide.websocket_protocol_in_use, "chat")  # type: ignore[attr-defined]
+
+    def test_extensionsUseByteTunnel(self) -> None:
+        """
+        A 101 that negotiated an extension is tunnelled byte for byte.
+        """
+        channel, client, backend = self.open(b"Sec-WebSocket-Extensions: permessage-deflate\r\n")
+        self.assertNotIsInstance(self.pair(channel), WebSocketRelay)
+        backend.respond(b"\xc1\x01x")
+        self.assertEqual(client.value(), b"\xc1\x01x")
+
+    def test_otherUpgradeUsesByteTunnel(self) -> None:
+        """
+        An upgrade to another protocol is tunnelled byte for byte.
+        """
+        self.makeProxy(self.CONFIG, self.MAP)
+        channel, client = self.get("/x", b"Upgrade: h2c\r\nConnection: Upgrade\r\n")
+        backend = self.backend()
+        backend.respond(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\n"
+                        b"Connection: Upgrade\r\n\r\nraw")
+        self.assertNotIsInstance(channel._tunnel, WebSocketRelay)  # type: ignore[attr-defined]
+        self.assertTrue(client.value().endswith(b"\r\n\r\nraw"))
+
+    def test_backendFullPausesClient(self) -> None:
+        """
+        The backend's socket filling up pauses reads from the client, and
+        its draining resumes them.
+        """
+        channel, client, backend = self.open()
+        producer = backend.transport.producer
+        self.assertIsNotNone(producer)
+        producer.pauseProducing()
+        self.assertEqual(client.producerState, "paused")
+        producer.resumeProducing()
+        self.assertEqual(client.producerState, "producing")
+
+    def test_clientFullPausesBackend(self) -> None:
+        """
+        The client's socket filling up pauses reads from the backend.
+        """
+        channel, client, backend = self.open()
+        client.producer.pauseProducing()
+        self.assertEqual(backend.transport.producerState, "paused")
+        client.producer.resumeProducing()
+        self.assertEqual(backend.transport.producerState, "producing")
+
+    def test_idleTimeout(self) -> None:
+        """
+        C{proxy_read_timeout} closes a relay idle both ways; messages in
+        either direction restart it.
+        """
+        channel, client, backend = self.open(config=self.CONFIG.replace(
+            "proxy_http_version", "proxy_read_timeout 60s; proxy_http_version"))
+        self.reactor.advance(59)
+        channel.dataReceived(frame(TEXT, b"a", masked=True))  # type: ignore[attr-defined]
+        self.reactor.advance(59)
+        backend.respond(frame(TEXT, b"b"))
+        self.reactor.advance(59)
+        self.assertFalse(client.disconnecting)
+        self.assertFalse(backend.closed)
+        self.reactor.advance(1)
+        self.assertTrue(client.disconnecting or client.disconnected)
+        self.assertTrue(backend.closed)

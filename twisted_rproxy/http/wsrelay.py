@@ -1,0 +1,357 @@
+# -*- test-case-name: tests.unit.test_wsrelay -*-
+"""
+A WebSocket relay after a backend's C{101}: an Autobahn server-side protocol
+faces the client, a client-side one faces the backend, and each message one
+receives the other sends.
+
+Both protocols start in Autobahn's C{STATE_OPEN}: the proxy already
+forwarded the client's handshake and relayed the backend's 101, so neither
+runs Autobahn's HTTP handshake.  L{_OpenedProtocol.enterOpen} does what
+Autobahn's own handshake code does once the handshake succeeded
+(C{WebSocketServerProtocol.succeedHandshake} and the end of
+C{WebSocketClientProtocol.processHandshake}): state C{OPEN}, no message in
+progress, protocol version 13, the negotiated subprotocol.
+
+A 101 that negotiated an extension (permessage-deflate) goes through the
+byte tunnel instead: its frames are compressed with parameters only the two
+ends agreed on.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Optional
+
+from autobahn.twisted.websocket import (
+    WebSocketClientFactory,
+    WebSocketClientProtocol,
+    WebSocketServerFactory,
+    WebSocketServerProtocol,
+)
+from autobahn.websocket.protocol import WebSocketProtocol
+from twisted.internet.error import ConnectionDone, ConnectionLost
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from ..interfaces import IUpgradedPair, IUpgradeHandler
+from .tunnel import BYTE_TUNNEL, _PauseReading
+
+#: Close code sent to the client when the backend goes away without one.
+CLOSE_BACKEND_LOST = 1011
+#: Close code sent to the backend when the client goes away without one.
+CLOSE_GOING_AWAY = 1001
+
+_OPEN = WebSocketProtocol.STATE_OPEN
+_CLOSED = WebSocketProtocol.STATE_CLOSED
+
+
+class _OpenedProtocol:
+    """
+    What both relay protocols share: entering C{STATE_OPEN} directly, and
+    handing messages and closes to the L{WebSocketRelay}.
+
+    @ivar relay: the relay this side belongs to.
+    """
+
+    relay: "WebSocketRelay"
+    state: int
+
+    def enterOpen(self, protocolInUse: Optional[str]) -> None:
+        """
+        Finish what Autobahn's handshake would have: the connection is open
+        with version 13 and C{protocolInUse}, and no extension.
+
+        @param protocolInUse: the C{Sec-WebSocket-Protocol} of the 101.
+        """
+        self.state = _OPEN
+        self.websocket_version = 13
+        self.websocket_protocol_in_use = protocolInUse
+        self.websocket_extensions_in_use: list = []
+        self._perMessageCompress = None
+        self.inside_message = False
+        self.current_frame = None
+        self.http_headers: dict = {}
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        """
+        A whole message (reassembled from its fragments): to the other side.
+        """
+        self.relay.relayMessage(self, payload, isBinary)
+
+    def onCloseFrame(self, code: Optional[int], reasonRaw: Optional[bytes]) -> Any:
+        """
+        A close frame.  One that starts a closing handshake, while the other
+        side is open, goes on to the other side with its real code and
+        reason, and the reply here waits for the other end's reply (so each
+        end sees the other's close, as through a byte tunnel).  A reply to
+        a close this side forwarded releases the reply held on the other
+        side.
+        """
+        relay = self.relay
+        if self.state == _OPEN and relay._other(self).state == _OPEN:
+            self._holdReply = True
+            try:
+                result = super().onCloseFrame(code, reasonRaw)  # type: ignore[misc]
+            finally:
+                self._holdReply = False
+            if self.heldReply:
+                relay.relayClose(self, self.remoteCloseCode, self.remoteCloseReason)  # type: ignore[attr-defined]
+            return result
+        result = super().onCloseFrame(code, reasonRaw)  # type: ignore[misc]
+        relay.releaseReply(self, self.remoteCloseCode, self.remoteCloseReason)  # type: ignore[attr-defined]
+        return result
+
+    _holdReply = False
+    heldReply = False
+
+    def sendCloseFrame(self, code: Optional[int] = None, reasonUtf8: Optional[bytes] = None,
+                       isReply: bool = False) -> None:
+        """
+        Autobahn's close frame, except for the reply L{onCloseFrame} holds
+        until the other end has replied.
+        """
+        if isReply and self._holdReply:
+            self.heldReply = True
+            return
+        super().sendCloseFrame(code, reasonUtf8, isReply)  # type: ignore[misc]
+
+    def dropConnection(self, abort: bool = False) -> None:
+        """
+        Autobahn's drop, except right after a held reply: the connection
+        stays until the reply is sent.
+        """
+        if self._holdReply and self.heldReply:
+            return
+        super().dropConnection(abort)  # type: ignore[misc]
+
+    def sendHeldReply(self, code: Optional[int], reason: Optional[str]) -> None:
+        """
+        Send the held close reply with C{code} and C{reason}; a server
+        (the client-facing side) then drops the connection, as Autobahn
+        does after its own replies.
+        """
+        self.heldReply = False
+        if self.state != _OPEN:
+            return
+        reasonUtf8 = reason.encode("utf-8") if (reason and code is not None) else None
+        self.sendCloseFrame(code=code, reasonUtf8=reasonUtf8, isReply=True)
+        if self.factory.isServer:  # type: ignore[attr-defined]
+            self.dropConnection(abort=False)
+
+    def onClose(self, wasClean: bool, code: Optional[int], reason: Optional[str]) -> None:
+        """
+        The connection is gone.
+        """
+        self.relay.sideClosed(self, wasClean)
+
+
+class ClientFacingProtocol(_OpenedProtocol, WebSocketServerProtocol):  # type: ignore[misc]
+    """
+    The server-side protocol on the client's connection.
+    """
+
+
+class BackendFacingProtocol(_OpenedProtocol, WebSocketClientProtocol):  # type: ignore[misc]
+    """
+    The client-side protocol on the backend's connection.
+    """
+
+    def startHandshake(self) -> None:
+        """
+        The proxy already forwarded the client's handshake: send none.
+        """
+
+
+def _factories(reactor: Any) -> tuple:
+    """
+    @return: the server and client factories the relay protocols take
+        their options from (no handshake timeout, close codes echoed,
+        no compression, no automatic fragmentation).
+    """
+    server = WebSocketServerFactory(reactor=reactor)
+    server.setProtocolOptions(openHandshakeTimeout=0, echoCloseCodeReason=True,
+                              closeHandshakeTimeout=5)
+    client = WebSocketClientFactory(reactor=reactor)
+    client.setProtocolOptions(openHandshakeTimeout=0, echoCloseCodeReason=True,
+                              closeHandshakeTimeout=5, serverConnectionDropTimeout=0)
+    return server, client
+
+
+@implementer(IUpgradedPair)
+class WebSocketRelay:
+    """
+    A client and a backend WebSocket connection joined message by message.
+
+    @ivar clientSide: the L{ClientFacingProtocol}.
+    @ivar backendSide: the L{BackendFacingProtocol}.
+    """
+
+    log = Logger()
+
+    def __init__(self, channel: Any, upstream: Any, onClose: Callable[[], None],
+                 factories: tuple, protocolInUse: Optional[str]) -> None:
+        """
+        @param channel: the client's channel (its C{transport} is the socket).
+        @param upstream: the backend's protocol (its C{transport} is the socket).
+        @param onClose: called once, when either side has closed.
+        @param factories: from L{_factories}.
+        @param protocolInUse: the negotiated subprotocol, or C{None}.
+        """
+        self.upstream = upstream
+        self._onClose = onClose
+        self.closed = False
+        serverFactory, clientFactory = factories
+        self.clientSide = ClientFacingProtocol()
+        self.clientSide.factory = serverFactory
+        self.clientSide.relay = self
+        self.backendSide = BackendFacingProtocol()
+        self.backendSide.factory = clientFactory
+        self.backendSide.relay = self
+        self.clientSide.makeConnection(channel.transport)
+        self.backendSide.makeConnection(upstream.transport)
+        self.clientSide.enterOpen(protocolInUse)
+        self.backendSide.enterOpen(protocolInUse)
+
+    # -- IUpgradedPair ------------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        """
+        Bytes from the backend: frames for the backend-facing protocol.
+        """
+        self.backendSide.dataReceived(data)
+
+    def fromClient(self, data: bytes) -> None:
+        """
+        Bytes from the client: frames for the client-facing protocol; they
+        restart C{proxy_read_timeout}, as in the byte tunnel.
+        """
+        if self.upstream.transport is not None:
+            self.upstream.noteActivity()
+        self.clientSide.dataReceived(data)
+
+    def loseConnection(self) -> None:
+        """
+        The backend's connection closed; also called after L{clientLost}
+        (the proxy drops its request when the client leaves), when the
+        backend is still connected and its side is already closing.
+        """
+        if getattr(self.upstream, "connected", False):
+            return
+        self.backendSide.connectionLost(Failure(ConnectionLost()))
+
+    def clientLost(self) -> None:
+        """
+        The client's connection closed.
+        """
+        self.clientSide.connectionLost(Failure(ConnectionDone()))
+
+    # -- from the protocols -------------------------------------------------
+
+    def _other(self, side: Any) -> Any:
+        return self.backendSide if side is self.clientSide else self.clientSide
+
+    def relayMessage(self, side: Any, payload: bytes, isBinary: bool) -> None:
+        """
+        Send C{side}'s message on the other side, if it is still open.
+        """
+        other = self._other(side)
+        if other.state == _OPEN:
+            other.sendMessage(payload, isBinary)
+
+    def relayClose(self, side: Any, code: Optional[int], reason: Optional[str]) -> None:
+        """
+        C{side}'s peer started a closing handshake: start one on the other
+        side with the same code and reason.
+        """
+        self._sendClose(self._other(side), code, reason)
+
+    def _sendClose(self, side: Any, code: Optional[int], reason: Optional[str]) -> None:
+        """
+        Start a closing handshake on C{side} if it is open.  Autobahn's
+        C{sendClose} only takes the codes an application may send (1000,
+        3000-4999); a proxy forwards any valid code (1001, 1008, 1011 ...),
+        so this uses the frame-level C{sendCloseFrame}, as Autobahn's own
+        close replies do.
+        """
+        if side.state != _OPEN:
+            return
+        reasonUtf8 = reason.encode("utf-8") if (reason and code is not None) else None
+        side.sendCloseFrame(code=code, reasonUtf8=reasonUtf8, isReply=False)
+
+    def releaseReply(self, side: Any, code: Optional[int], reason: Optional[str]) -> None:
+        """
+        C{side}'s peer answered (or itself started) a close: the other side's
+        held reply, if any, goes out with this code and reason.
+        """
+        other = self._other(side)
+        if other.heldReply:
+            other.sendHeldReply(code, reason)
+
+    def sideClosed(self, side: Any, wasClean: bool) -> None:
+        """
+        One connection is gone: close the other with a close frame if it is
+        still open (1011 to the client for a lost backend, 1001 to the
+        backend for a lost client; a reply held for this side's answer goes
+        out echoing the code it answers), and report the pair closed.
+        """
+        other = self._other(side)
+        if other.heldReply:
+            other.sendHeldReply(other.remoteCloseCode, other.remoteCloseReason)
+        elif other.state == _OPEN:
+            if side is self.backendSide:
+                self.log.info("upstream closed the WebSocket without a close frame")
+                self._sendClose(other, CLOSE_BACKEND_LOST, "upstream went away")
+            else:
+                self._sendClose(other, CLOSE_GOING_AWAY, None)
+        if not self.closed:
+            self.closed = True
+            self._onClose()
+
+
+def _headerValue(headers: list, lowerName: bytes) -> Optional[bytes]:
+    for name, value in headers:
+        if name.lower() == lowerName:
+            return value
+    return None
+
+
+@implementer(IUpgradeHandler)
+class WebSocketRelayHandler:
+    """
+    The upgrade handler of a location with C{proxy_websocket_relay on}:
+    a L{WebSocketRelay} for a WebSocket upgrade without extensions, the
+    byte tunnel for anything else.
+    """
+
+    def __init__(self, reactor: Any = None) -> None:
+        """
+        @param reactor: for Autobahn's close-handshake timers.
+        """
+        if reactor is None:
+            from twisted.internet import reactor as _reactor
+
+            reactor = _reactor
+        self._reactor = reactor
+        self._factories: Optional[tuple] = None
+
+    def startUpgrade(self, exchange: Any, upstream: Any, headers: list,
+                     onClose: Callable[[], None]) -> Any:
+        """
+        Send the 101 and join the connections, message by message when the
+        upgrade is to WebSocket without extensions.
+
+        @return: a L{WebSocketRelay} or the byte tunnel's pair.
+        """
+        upgrade = exchange.header(b"upgrade") or b""
+        if (upgrade.strip().lower() != b"websocket"
+                or _headerValue(headers, b"sec-websocket-extensions")):
+            return BYTE_TUNNEL.startUpgrade(exchange, upstream, headers, onClose)
+        if self._factories is None:
+            self._factories = _factories(self._reactor)
+        protocol = _headerValue(headers, b"sec-websocket-protocol")
+        exchange.startResponse(101, headers)
+        relay = WebSocketRelay(
+            exchange.channel, upstream, onClose, self._factories,
+            protocol.decode("latin-1").strip() if protocol else None)
+        upstream.transport.registerProducer(_PauseReading(exchange.channel.transport), True)
+        return relay
