@@ -975,6 +975,25 @@ def testUpstreamFailover(serve: Callable[..., Proxy]) -> None:
     )
 
 
+def testUpstreamHealthCheck(serve: Callable[..., Proxy]) -> None:
+    """
+    The active check takes the dead peer out before any user request: once
+    the error log says so, even the first request goes straight to the
+    live peer.
+    """
+    proxy = serve("upstream.md", "health-check")
+    values = proxy.values
+    deadline = time.monotonic() + DEADLINE
+    line = f"peer 127.0.0.1:{values['dead']} is unhealthy (health check failed: connect() failed"
+    while line not in proxy.runner.errorLog:
+        assert time.monotonic() < deadline, proxy.runner.errorLog
+        time.sleep(0.05)
+    for _ in range(4):
+        response = proxy.get("/x")
+        assert response.status == 200
+        assert response.header("X-Upstream") == f"127.0.0.1:{values['backend']}"
+
+
 def testUpstreamKeepalive(serve: Callable[..., Proxy]) -> None:
     """With keepalive, HTTP/1.1 and Connection "", requests share one backend connection."""
     proxy = serve("upstream.md", "keepalive")
