@@ -1,0 +1,1 @@
+Active health checks in nginx Plus syntax: `health_check [interval=T] [fails=N] [passes=N] [uri=/path] [match=NAME]` in a location probes every peer of its upstream group, and `match NAME { status ...; header ...; body ~ ...; }` says what a good answer is; a peer failing its probes leaves rotation before a user request reaches it and returns after `passes` good probes.
