@@ -368,3 +368,22 @@ class RelayTests(ProxyTestCase):
         self.reactor.advance(1)
         self.assertTrue(client.disconnecting or client.disconnected)
         self.assertTrue(backend.closed)
+
+    def test_invalidTextClosed(self) -> None:
+        """
+        A client sending text that is not UTF-8 is closed with 1007; the
+        backend is closed with 1001 once the client is gone.
+        """
+        channel, client, backend = self.open()
+        channel.dataReceived(frame(TEXT, b"\xff\xfe", masked=True))  # type: ignore[attr-defined]
+        self.assertEqual(backend.received, b"")
+        [(_, opcode, payload)] = frames(client.value())
+        self.assertEqual((opcode, payload[:2]), (CLOSE, struct.pack("!H", 1007)))
+        channel.dataReceived(frame(CLOSE, payload[:2], masked=True))  # type: ignore[attr-defined]
+        self.assertTrue(client.disconnecting or client.disconnected)
+        from twisted.internet.error import ConnectionDone
+        from twisted.python.failure import Failure
+
+        channel.connectionLost(Failure(ConnectionDone()))  # type: ignore[attr-defined]
+        [(_, opcode, payload)] = frames(backend.received)
+        self.assertEqual((opcode, payload), (CLOSE, struct.pack("!H", 1001)))

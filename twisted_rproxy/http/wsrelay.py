@@ -165,15 +165,18 @@ class BackendFacingProtocol(_OpenedProtocol, WebSocketClientProtocol):  # type: 
 def _factories(reactor: Any) -> tuple:
     """
     @return: the server and client factories the relay protocols take
-        their options from (no handshake timeout, close codes echoed,
-        no compression, no automatic fragmentation).
+        their options from: no opening handshake timeout; a protocol error
+        closed with a close frame (1002, 1007 ...) rather than by dropping
+        the connection; 5 seconds for a peer to answer a close; no
+        compression, no automatic fragmentation.
     """
     server = WebSocketServerFactory(reactor=reactor)
     server.setProtocolOptions(openHandshakeTimeout=0, echoCloseCodeReason=True,
-                              closeHandshakeTimeout=5)
+                              closeHandshakeTimeout=5, failByDrop=False)
     client = WebSocketClientFactory(reactor=reactor)
     client.setProtocolOptions(openHandshakeTimeout=0, echoCloseCodeReason=True,
-                              closeHandshakeTimeout=5, serverConnectionDropTimeout=0)
+                              closeHandshakeTimeout=5, serverConnectionDropTimeout=0,
+                              failByDrop=False)
     return server, client
 
 
