@@ -1,7 +1,7 @@
 """
 The WebSocket relay end to end: an Autobahn client -> C{python -m
-twisted_rproxy} (the seeds' WebSocket location plus C{proxy_websocket_relay
-on}) -> an Autobahn echo server, all real processes on real sockets
+twisted_rproxy} (docs/proxy.md's example: the seeds' WebSocket location
+plus C{proxy_websocket_relay on}) -> an Autobahn echo server, all real processes on real sockets
 (tests/integration/wspeers.py).  Nothing asserts a duration: each wait is a
 process exit or a line polled with a deadline.
 """
@@ -30,19 +30,11 @@ from tests.integration.harness import (
     _subprocessEnv,
     _terminate,
     freePort,
-    proxyConfig,
 )
+from tests.integration.test_docs import block, fill
 
 DEADLINE = 60.0
 """How long a client scenario may take before the test fails."""
-
-UPGRADE_MAP = """
-    map $http_upgrade $connection_upgrade {
-        default upgrade;
-        ''      close;
-    }"""
-"""The map from nginx's WebSocket proxying documentation."""
-
 
 class EchoServer:
     """
@@ -94,16 +86,14 @@ def echo() -> Iterator[EchoServer]:
 
 @pytest.fixture
 def proxy(echo: EchoServer, rproxyRunner: Callable[..., RproxyRunner]) -> RproxyRunner:
-    """twisted_rproxy with the seeds' WebSocket location, relay on."""
-    return rproxyRunner(proxyConfig(freePort(), f"""
-        location /ws {{
-            proxy_websocket_relay on;
-            proxy_http_version 1.1;
-            proxy_set_header Upgrade $http_upgrade;
-            proxy_set_header Connection $connection_upgrade;
-            proxy_read_timeout 3600s;
-            proxy_pass http://127.0.0.1:{echo.port};
-        }}""", httpExtra=UPGRADE_MAP))
+    """
+    twisted_rproxy running docs/proxy.md's C{websocket-relay} example (the
+    seeds' WebSocket location plus C{proxy_websocket_relay on}) in front of
+    the echo server, so the page's config is the one shown to work.
+    """
+    text = fill(block("proxy.md", "websocket-relay").text,
+                {"port": str(freePort()), "backend": str(echo.port)})
+    return rproxyRunner(text)
 
 
 def runClient(port: int, scenario: str) -> dict:
