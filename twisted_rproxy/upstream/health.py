@@ -413,7 +413,9 @@ class HealthCheck:
             return
         self._loop = LoopingCall(self.probeAll)
         self._loop.clock = self._reactor
-        self._loop.start(self.spec.interval, now=True)
+        self._loop.start(self.spec.interval, now=True).addErrback(
+            lambda failure: self.log.failure("health checks stopped", failure)
+        )
 
     def stop(self) -> None:
         """
@@ -437,7 +439,12 @@ class HealthCheck:
         """
         for peer, health in self.peers.items():
             if health.probe is None:
-                self.probe(peer)
+                try:
+                    self.probe(peer)
+                except Exception:
+                    # One broken probe must not end the schedule of all.
+                    health.probe = None
+                    self.log.failure("health check of {peer} failed", peer=peer.name)
 
     def probe(self, peer: Peer) -> "Deferred[Optional[str]]":
         """
