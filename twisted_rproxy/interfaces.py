@@ -184,6 +184,35 @@ class IUpgradedPair(Interface):
         """
 
 
+class IWebSocketMessageFilter(Interface):
+    """
+    Sees every message of a relayed WebSocket connection on a location
+    (L{twisted_rproxy.modules.websocket.addMessageFilter} installs one), and
+    may pass it on, rewrite it, drop it or close the connection.
+    """
+
+    def messageReceived(relay, payload, isBinary, fromClient):  # type: ignore[misc]
+        """
+        One whole message, before it is sent on.
+
+        @param relay: the L{twisted_rproxy.http.wsrelay.WebSocketRelay};
+            its C{exchange} is the upgrade request and its C{filterState}
+            a dict for per-connection state (key it by the filter).
+        @param payload: the message (C{bytes}, UTF-8 for text).
+        @param isBinary: whether it is a binary message.
+        @param fromClient: C{True} from the client, C{False} from the backend.
+        @return: C{None} to pass it on unchanged; a C{(payload, isBinary)}
+            pair to send instead; L{twisted_rproxy.http.wsrelay.DROP} to
+            send nothing; a L{twisted_rproxy.http.wsrelay.CloseWith} to
+            close both sides with its code and reason.
+        """
+
+    def connectionClosed(relay):  # type: ignore[misc]
+        """
+        The relayed connection has closed (called once).
+        """
+
+
 class IRequestFilter(Interface):
     """
     A request-phase filter.  C{phase} is one of
@@ -259,4 +288,29 @@ class IBalancerFactory(Interface):
         @param peers: the group's L{twisted_rproxy.upstream.cluster.Peer}s.
         @param compiler: the config compiler (C{reactor}, C{compileValue}).
         @return: an L{IBalancer} over C{peers}.
+        """
+
+
+class IHealthChecker(Interface):
+    """
+    Active probes of an upstream group's peers that take peers out of
+    rotation and bring them back (C{Peer.setCheckFailed}), such as
+    L{twisted_rproxy.upstream.health.HealthCheck} for C{health_check}.
+    Built when the config is compiled, run only while a
+    L{twisted_rproxy.service.ProxyService} serves that config.
+    """
+
+    upstream = Attribute("The L{twisted_rproxy.upstream.cluster.Upstream} checked.")
+    running = Attribute("Whether probes are being scheduled.")
+
+    def start():  # type: ignore[misc]
+        """
+        Start probing (the service starts, or a reload swaps this config
+        in).
+        """
+
+    def stop():  # type: ignore[misc]
+        """
+        Stop probing, cancel probes in flight and put the peers this
+        checker took out back in rotation.
         """

@@ -14,10 +14,12 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.logger import Logger
 from twisted.trial.unittest import SynchronousTestCase
+from zope.interface.verify import verifyObject
 
 from tests.unit.configsupport import ConfigTestCase, httpConfig
 from twisted_rproxy.config.ast import Directive
 from twisted_rproxy.config.errors import ConfigError
+from twisted_rproxy.interfaces import IHealthChecker
 from twisted_rproxy.service import ProxyService
 from twisted_rproxy.upstream.balancers import (
     ConsistentHashBalancer,
@@ -165,6 +167,12 @@ class HealthCheckTests(SynchronousTestCase):
             assert peer is not None
             found.append(peer)
         return found
+
+    def testProvidesIHealthChecker(self) -> None:
+        """
+        L{HealthCheck} provides L{IHealthChecker}.
+        """
+        self.assertTrue(verifyObject(IHealthChecker, self.makeCheck()))
 
     def testNothingBeforeStart(self) -> None:
         """

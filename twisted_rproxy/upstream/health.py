@@ -18,9 +18,11 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from ..config.ast import Directive
 from ..config.values import parseInt, parseTime
+from ..interfaces import IHealthChecker
 from .cluster import Peer, Upstream
 from .http1 import UpstreamError
 
@@ -335,6 +337,7 @@ class _PeerHealth:
         self.probe: Optional[_Probe] = None
 
 
+@implementer(IHealthChecker)
 class HealthCheck:
     """
     Probes every peer (but C{down} ones) of an upstream group at an
