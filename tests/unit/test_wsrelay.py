@@ -9,13 +9,18 @@ from __future__ import annotations
 
 import os
 import struct
-from typing import List, Optional, Tuple
+from typing import Any, List, Optional, Tuple
 
 from twisted.internet.testing import StringTransport
+from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from twisted_rproxy.http.wsrelay import WebSocketRelay, WebSocketRelayHandler
-from twisted_rproxy.interfaces import IUpgradedPair, IUpgradeHandler
+from twisted_rproxy.config.registry import LOCATION, spec
+from twisted_rproxy.config.slots import flagSlot
+from twisted_rproxy.http.wsrelay import DROP, CloseWith, WebSocketRelay, WebSocketRelayHandler
+from twisted_rproxy.interfaces import IUpgradedPair, IUpgradeHandler, IWebSocketMessageFilter
+from twisted_rproxy.module import ProxyModule
+from twisted_rproxy.modules.websocket import addMessageFilter
 
 from .test_proxy_request import BACKEND, Backend, ProxyTestCase
 
@@ -387,3 +392,131 @@ class RelayTests(ProxyTestCase):
         channel.connectionLost(Failure(ConnectionDone()))  # type: ignore[attr-defined]
         [(_, opcode, payload)] = frames(backend.received)
         self.assertEqual((opcode, payload), (CLOSE, struct.pack("!H", 1001)))
+
+
+@implementer(IWebSocketMessageFilter)
+class RewritingFilter:
+    """
+    Drops client text C{drop me}, upper-cases other client text, closes
+    with 1008 after C{limit} client messages, and records the counts of
+    each closed connection.
+    """
+
+    def __init__(self, limit: int = 100) -> None:
+        """@param limit: client messages allowed per connection."""
+        self.limit = limit
+        self.closedCounts: List[int] = []
+
+    def messageReceived(self, relay: WebSocketRelay, payload: bytes, isBinary: bool,
+                        fromClient: bool) -> object:
+        """Count, drop, rewrite or close, as the class says."""
+        if not fromClient:
+            return None
+        count = relay.filterState[self] = relay.filterState.get(self, 0) + 1
+        if count > self.limit:
+            return CloseWith(1008, "too many messages")
+        if payload == b"drop me":
+            return DROP
+        if not isBinary:
+            return (payload.upper(), False)
+        return None
+
+    def connectionClosed(self, relay: WebSocketRelay) -> None:
+        """Record how many client messages the connection had."""
+        self.closedCounts.append(relay.filterState.get(self, 0))
+
+
+class FilterModule(ProxyModule):
+    """
+    Declares C{x_ws_filter on;} and adds its L{RewritingFilter} there.
+    """
+
+    name = "test_ws_filter"
+
+    def __init__(self, limit: int = 100) -> None:
+        """@param limit: for the filter."""
+        self.filter = RewritingFilter(limit)
+
+    def directives(self) -> Any:
+        """@return: C{x_ws_filter}."""
+        return [spec("x_ws_filter", [LOCATION], 1, parse=flagSlot, default=False)]
+
+    def configureLocation(self, location: Any, compiler: Any) -> None:
+        """Add the filter where C{x_ws_filter on}."""
+        if location.conf.get("x_ws_filter"):
+            addMessageFilter(location, self.filter, compiler.reactor)
+
+
+class MessageFilterTests(ProxyTestCase):
+    """
+    L{IWebSocketMessageFilter}s added by a module see, rewrite, drop and
+    close on messages.
+    """
+
+    CONFIG = RelayTests.CONFIG.replace("proxy_websocket_relay on;", "x_ws_filter on;")
+
+    def open(self, limit: int = 100) -> Tuple[Any, StringTransport, Backend]:
+        """A relayed connection on a location with the test filter."""
+        self.module = FilterModule(limit)
+        self.makeProxy(self.CONFIG, RelayTests.MAP, extraModules=[self.module])
+        channel, client = self.get("/ws", b"Upgrade: websocket\r\nConnection: Upgrade\r\n")
+        backend = self.backend()
+        backend.respond(RelayTests.SWITCH + b"\r\n")
+        client.clear()
+        backend.transport.clear()
+        return channel, client, backend
+
+    def test_filterTurnsRelayOn(self) -> None:
+        """
+        A filter relays the location's WebSocket upgrades without the
+        directive, and provides its interface.
+        """
+        channel, _, _ = self.open()
+        verifyObject(IWebSocketMessageFilter, self.module.filter)
+        self.assertIsInstance(channel._tunnel, WebSocketRelay)
+        self.assertEqual(channel._tunnel.filters, (self.module.filter,))
+
+    def test_rewriteAndDrop(self) -> None:
+        """
+        A filter rewrites one message and drops another; the backend's
+        messages pass unchanged.
+        """
+        channel, client, backend = self.open()
+        channel.dataReceived(frame(TEXT, b"drop me", masked=True)
+                             + frame(TEXT, b"shout", masked=True))
+        self.assertEqual(frames(backend.received), [(True, TEXT, b"SHOUT")])
+        backend.respond(frame(TEXT, b"quiet"))
+        self.assertEqual(frames(client.value()), [(True, TEXT, b"quiet")])
+
+    def test_closeWith(self) -> None:
+        """
+        A filter's L{CloseWith} closes both sides with its code and reason,
+        and C{connectionClosed} sees the connection's state.
+        """
+        channel, client, backend = self.open(limit=2)
+        channel.dataReceived(b"".join(frame(BINARY, b"x", masked=True) for _ in range(3)))
+        close = (True, CLOSE, closePayload(1008, b"too many messages"))
+        self.assertEqual(frames(backend.received), [(True, BINARY, b"x")] * 2 + [close])
+        self.assertEqual(frames(client.value()), [close])
+        backend.close()
+        self.assertEqual(self.module.filter.closedCounts, [3])
+
+    def test_filtersChain(self) -> None:
+        """
+        Adding a filter where the directive already set the shared handler
+        gives the location a new handler with the filter, leaving the
+        shared one unchanged.
+        """
+        shared = WebSocketRelayHandler(self)
+        location = type("Location", (), {"upgradeHandler": shared})()
+        first, second = RewritingFilter(), RewritingFilter()
+        addMessageFilter(location, first)
+        addMessageFilter(location, second)
+        self.assertEqual(shared.filters, ())
+        self.assertEqual(location.upgradeHandler.filters, (first, second))
+
+    def test_notAFilter(self) -> None:
+        """
+        An object without the interface is refused at load time.
+        """
+        self.assertRaises(TypeError, WebSocketRelayHandler, self, [object()])

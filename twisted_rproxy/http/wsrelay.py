@@ -19,7 +19,7 @@ ends agreed on.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 from autobahn.twisted.websocket import (
     WebSocketClientFactory,
@@ -31,15 +31,33 @@ from autobahn.websocket.protocol import WebSocketProtocol
 from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+import attr
 from zope.interface import implementer
 
-from ..interfaces import IUpgradedPair, IUpgradeHandler
+from ..interfaces import IUpgradedPair, IUpgradeHandler, IWebSocketMessageFilter
 from .tunnel import BYTE_TUNNEL, _PauseReading
 
 #: Close code sent to the client when the backend goes away without one.
 CLOSE_BACKEND_LOST = 1011
 #: Close code sent to the backend when the client goes away without one.
 CLOSE_GOING_AWAY = 1001
+
+#: What an L{IWebSocketMessageFilter} returns to drop a message.
+DROP = object()
+
+
+@attr.s(frozen=True, slots=True, auto_attribs=True)
+class CloseWith:
+    """
+    What an L{IWebSocketMessageFilter} returns to close both sides.
+
+    @ivar code: the close code (1000, 1008 policy violation, 3000-4999 ...).
+    @ivar reason: the close reason (at most 123 bytes of UTF-8).
+    """
+
+    code: int = 1000
+    reason: Optional[str] = None
+
 
 _OPEN = WebSocketProtocol.STATE_OPEN
 _CLOSED = WebSocketProtocol.STATE_CLOSED
@@ -187,19 +205,27 @@ class WebSocketRelay:
 
     @ivar clientSide: the L{ClientFacingProtocol}.
     @ivar backendSide: the L{BackendFacingProtocol}.
+    @ivar exchange: the upgrade request.
+    @ivar filterState: per-connection state for the message filters.
     """
 
     log = Logger()
 
     def __init__(self, channel: Any, upstream: Any, onClose: Callable[[], None],
-                 factories: tuple, protocolInUse: Optional[str]) -> None:
+                 factories: tuple, protocolInUse: Optional[str],
+                 exchange: Any = None, filters: Sequence[Any] = ()) -> None:
         """
         @param channel: the client's channel (its C{transport} is the socket).
         @param upstream: the backend's protocol (its C{transport} is the socket).
         @param onClose: called once, when either side has closed.
         @param factories: from L{_factories}.
         @param protocolInUse: the negotiated subprotocol, or C{None}.
+        @param exchange: the upgrade request, for the filters.
+        @param filters: L{IWebSocketMessageFilter}s, in order.
         """
+        self.exchange = exchange
+        self.filters = tuple(filters)
+        self.filterState: dict = {}
         self.upstream = upstream
         self._onClose = onClose
         self.closed = False
@@ -258,8 +284,27 @@ class WebSocketRelay:
         Send C{side}'s message on the other side, if it is still open.
         """
         other = self._other(side)
-        if other.state == _OPEN:
-            other.sendMessage(payload, isBinary)
+        if other.state != _OPEN:
+            return
+        for messageFilter in self.filters:
+            result = messageFilter.messageReceived(self, payload, isBinary, side is self.clientSide)
+            if result is None:
+                continue
+            if result is DROP:
+                return
+            if isinstance(result, CloseWith):
+                self.closeBoth(result.code, result.reason)
+                return
+            payload, isBinary = result
+        other.sendMessage(payload, isBinary)
+
+    def closeBoth(self, code: int, reason: Optional[str]) -> None:
+        """
+        Start a closing handshake with C{code} and C{reason} on both sides
+        (a filter's L{CloseWith}).
+        """
+        self._sendClose(self.clientSide, code, reason)
+        self._sendClose(self.backendSide, code, reason)
 
     def relayClose(self, side: Any, code: Optional[int], reason: Optional[str]) -> None:
         """
@@ -309,6 +354,8 @@ class WebSocketRelay:
         if not self.closed:
             self.closed = True
             self._onClose()
+            for messageFilter in self.filters:
+                messageFilter.connectionClosed(self)
 
 
 def _headerValue(headers: list, lowerName: bytes) -> Optional[bytes]:
@@ -326,10 +373,16 @@ class WebSocketRelayHandler:
     byte tunnel for anything else.
     """
 
-    def __init__(self, reactor: Any = None) -> None:
+    def __init__(self, reactor: Any = None, filters: Sequence[Any] = ()) -> None:
         """
         @param reactor: for Autobahn's close-handshake timers.
+        @param filters: L{IWebSocketMessageFilter}s every relayed message
+            goes through, in order.
         """
+        self.filters = tuple(filters)
+        for messageFilter in self.filters:
+            if not IWebSocketMessageFilter.providedBy(messageFilter):
+                raise TypeError(f"{messageFilter!r} does not provide IWebSocketMessageFilter")
         if reactor is None:
             from twisted.internet import reactor as _reactor
 
@@ -355,6 +408,15 @@ class WebSocketRelayHandler:
         exchange.startResponse(101, headers)
         relay = WebSocketRelay(
             exchange.channel, upstream, onClose, self._factories,
-            protocol.decode("latin-1").strip() if protocol else None)
+            protocol.decode("latin-1").strip() if protocol else None,
+            exchange, self.filters)
         upstream.transport.registerProducer(_PauseReading(exchange.channel.transport), True)
         return relay
+
+    def withFilter(self, messageFilter: Any) -> "WebSocketRelayHandler":
+        """
+        @return: a new handler with C{messageFilter} after this one's filters.
+        """
+        handler = WebSocketRelayHandler(self._reactor, self.filters + (messageFilter,))
+        handler._factories = self._factories
+        return handler

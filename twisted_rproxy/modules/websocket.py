@@ -3,6 +3,10 @@
 C{proxy_websocket_relay on|off}: where it is on, a WebSocket upgrade is
 relayed message by message through Autobahn (L{twisted_rproxy.http.wsrelay})
 instead of nginx's byte tunnel.  Other upgrades keep the byte tunnel.
+
+A team's module adds an L{IWebSocketMessageFilter} to a location with
+L{addMessageFilter} from its C{configureLocation}; that turns the relay on
+there whatever the directive says.
 """
 
 from __future__ import annotations
@@ -12,6 +16,32 @@ from typing import Any, Sequence
 from ..config.registry import HTTP, LOCATION, SERVER, DirectiveSpec, spec
 from ..config.slots import flagSlot
 from ..module import ProxyModule
+
+__all__ = ["WebSocketModule", "addMessageFilter"]
+
+
+def addMessageFilter(location: Any, messageFilter: Any, reactor: Any = None) -> None:
+    """
+    Relay WebSocket upgrades on C{location} through Autobahn, passing every
+    message through C{messageFilter} (after any filter added before).
+
+    @param location: the L{twisted_rproxy.config.model.Location} a module's
+        C{configureLocation} was given.
+    @param messageFilter: an L{twisted_rproxy.interfaces.IWebSocketMessageFilter}.
+    @param reactor: the compiler's C{reactor}, for the close timers.
+    @raise ValueError: when another module already set a different kind
+        of upgrade handler on the location.
+    """
+    from ..http.wsrelay import WebSocketRelayHandler
+
+    current = location.upgradeHandler
+    if current is None:
+        location.upgradeHandler = WebSocketRelayHandler(reactor, [messageFilter])
+    elif isinstance(current, WebSocketRelayHandler):
+        # Handlers may be shared between locations: never change one.
+        location.upgradeHandler = current.withFilter(messageFilter)
+    else:
+        raise ValueError(f"location already has the upgrade handler {current!r}")
 
 
 class WebSocketModule(ProxyModule):
@@ -36,10 +66,10 @@ class WebSocketModule(ProxyModule):
     def configureLocation(self, location: Any, compiler: Any) -> None:
         """
         Set the relay as C{location}'s upgrade handler where the directive
-        is on; one handler (and one pair of Autobahn factories) serves
-        every such location.
+        is on (unless a module's filter already did); one handler (and one
+        pair of Autobahn factories) serves every such location.
         """
-        if not location.conf.get("proxy_websocket_relay"):
+        if not location.conf.get("proxy_websocket_relay") or location.upgradeHandler is not None:
             return
         from ..http.wsrelay import WebSocketRelayHandler
 
