@@ -1,0 +1,1 @@
+`proxy_websocket_relay on` relays WebSocket connections message by message through Autobahn (fragments joined, pings answered per side, close codes and replies forwarded both ways, 1011 to the client when the backend dies), and a module can inspect, rewrite, drop or close on messages with an `IWebSocketMessageFilter`.
