@@ -32,7 +32,7 @@ FIXTURES = os.path.join(os.path.dirname(os.path.dirname(__file__)), "plugintest"
 BUILTIN_NAMES = {
     "http_core", "map", "upstream", "rewrite", "error_page", "headers", "proxy", "log",
     "upstream_least_conn", "upstream_ip_hash", "upstream_hash", "upstream_random",
-    "http_ssl",
+    "http_ssl", "websocket",
 }
 
 
