@@ -11,6 +11,7 @@ children (nginx workers), however a test ends.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import ctypes
 import http.client
 import json
@@ -29,6 +30,7 @@ from typing import (
     Any,
     Dict,
     Iterable,
+    Iterator,
     List,
     Mapping,
     Optional,
@@ -369,6 +371,23 @@ class Backend:
     def __exit__(self, *exc: object) -> None:
         """Always clean up on leaving a C{with} block."""
         self.cleanup()
+
+
+@contextlib.contextmanager
+def namedBackends(names: str = "abc") -> Iterator[List[Backend]]:
+    """
+    Start one L{Backend} per letter of C{names}, each answering with its
+    own name, and stop them all on the way out (even if one fails to
+    start), for tests that spread requests over several peers.
+    """
+    started: List[Backend] = []
+    try:
+        for name in names:
+            started.append(Backend(name=name).start())
+        yield started
+    finally:
+        for backend in started:
+            backend.cleanup()
 
 
 class ServerRunner:

@@ -16,7 +16,14 @@ from typing import Dict, Iterator, List
 
 import pytest
 
-from tests.integration.harness import Backend, RproxyRunner, freePort, proxyConfig, request
+from tests.integration.harness import (
+    Backend,
+    RproxyRunner,
+    freePort,
+    namedBackends,
+    proxyConfig,
+    request,
+)
 
 REQUESTS = 300
 """How many requests each method gets."""
@@ -30,14 +37,8 @@ def backends() -> Iterator[List[Backend]]:
     """
     Three backends called a, b and c.
     """
-    started: List[Backend] = []
-    try:
-        for name in "abc":
-            started.append(Backend(name=name).start())
+    with namedBackends("abc") as started:
         yield started
-    finally:
-        for backend in started:
-            backend.cleanup()
 
 
 @pytest.fixture

@@ -27,6 +27,7 @@ from tests.integration.harness import (
     RproxyRunner,
     ServerRunner,
     freePort,
+    namedBackends,
     proxyConfig,
     request,
 )
@@ -50,14 +51,8 @@ def backends() -> Iterator[List[Backend]]:
     """
     Three backends called a, b and c.
     """
-    started: List[Backend] = []
-    try:
-        for name in "abc":
-            started.append(Backend(name=name).start())
+    with namedBackends("abc") as started:
         yield started
-    finally:
-        for backend in started:
-            backend.cleanup()
 
 
 def configFor(backends: List[Backend], method: str) -> str:

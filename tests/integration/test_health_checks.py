@@ -16,7 +16,14 @@ from typing import Any, Callable, Dict, Iterator, List
 
 import pytest
 
-from tests.integration.harness import Backend, RproxyRunner, freePort, proxyConfig, request
+from tests.integration.harness import (
+    Backend,
+    RproxyRunner,
+    freePort,
+    namedBackends,
+    proxyConfig,
+    request,
+)
 
 DEADLINE = 20.0
 """How long any awaited event may take before the test fails."""
@@ -28,14 +35,8 @@ def backends() -> Iterator[List[Backend]]:
     Three fresh backends called a, b and c (fresh, since a test changes
     what their C{/health} answers).
     """
-    started: List[Backend] = []
-    try:
-        for name in "abc":
-            started.append(Backend(name=name).start())
+    with namedBackends("abc") as started:
         yield started
-    finally:
-        for backend in started:
-            backend.cleanup()
 
 
 def proxyFor(backends: List[Backend], rproxyRunner: Any) -> RproxyRunner:
