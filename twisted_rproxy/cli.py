@@ -373,7 +373,7 @@ def _serve(config: Any, options: argparse.Namespace, prefix: str, masterPid: Opt
         else:
             reactor.stop()
 
-    if worker:
+    if masterPid is not None:
         # The master reloads by starting new workers, not by signalling
         # this one; and a worker whose master died stops at once.
         from .master import watchMaster

@@ -99,6 +99,9 @@ class HTTPChannel(Protocol):
 
     log = Logger()
     scheme = "http"
+    #: A TCP (or TLS) transport once connected: it is also the producer
+    #: this channel pauses, which Protocol's C{Optional[ITransport]} hides.
+    transport: Any
     _connections = 0
 
     def __init__(self, listener: Any, reactor: Any = None) -> None:
@@ -530,7 +533,7 @@ class HTTPChannel(Protocol):
             return
         noBody = exchange.method == b"HEAD" or status < 200 or status in (204, 304)
         hasLength = False
-        own = _OWN_HEADERS  # Server and Date, unless the response has them
+        own: Optional[frozenset] = _OWN_HEADERS  # Server and Date, unless the response has them
         for name, _value in headers:
             size = len(name)
             if size == 14 and name.lower() == b"content-length":
