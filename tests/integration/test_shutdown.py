@@ -54,7 +54,14 @@ def testQuitFinishesInFlightResponses(backend, rproxyRunner) -> None:
     """
     port = freePort()
     runner = rproxyRunner(_config(backend, port))
+    # A keepalive connection between requests: it has had its answer.
     idle = socket.create_connection(("127.0.0.1", port), timeout=10)
+    idle.sendall(b"GET /echo HTTP/1.1\r\nHost: localhost\r\n\r\n")
+    answered = b""
+    while b"\r\n\r\n" not in answered or not answered.endswith(b"}\n"):
+        chunk = idle.recv(65536)
+        assert chunk, answered
+        answered += chunk
     stream = _startStream(port)
     runner.process.send_signal(signal.SIGQUIT)
     assert idle.recv(1) == b""  # closed while idle

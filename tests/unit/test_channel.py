@@ -613,6 +613,20 @@ class KeepAliveTests(ChannelTestCase):
         self.assertEqual(responses[1].body, b"a.test /host x=1\n")
         self.assertFalse(conn.closed)
 
+    def test_idleOnlyBetweenRequests(self) -> None:
+        """
+        A graceful shutdown may close a connection only between requests:
+        not one that has yet to send its first (its client wants an
+        answer), nor one with a request in progress.
+        """
+        conn = Connection()
+        self.assertFalse(conn.channel.isIdle())
+        conn.send(get("/")[:10])
+        self.assertFalse(conn.channel.isIdle())
+        conn.send(get("/")[10:])
+        self.assertEqual([r.status for r in conn.responses()], [200])
+        self.assertTrue(conn.channel.isIdle())
+
     def test_http10Closes(self) -> None:
         """
         An HTTP/1.0 request without C{Connection: keep-alive} is answered

@@ -506,10 +506,19 @@ class HTTPChannel(Protocol):
 
     def isIdle(self) -> bool:
         """
-        Whether no request is in progress (a keepalive connection between
-        requests), so a graceful shutdown may close it now.
+        Whether this is a keepalive connection between requests, so a
+        graceful shutdown may close it now.  A connection that has not
+        sent its first request yet is not idle: the client connected to
+        be served (an old worker accepting just before a reload must
+        answer it, not drop it), so it gets its request answered, within
+        C{client_header_timeout} and the shutdown's own deadline.
         """
-        return self._exchange is None and self._state == _HEAD and not self._buffer
+        return (
+            self._requests > 0
+            and self._exchange is None
+            and self._state == _HEAD
+            and not self._buffer
+        )
 
     @property
     def requestCount(self) -> int:
