@@ -6,11 +6,12 @@ site uses, and a clear start-up error for an address in use.
 from __future__ import annotations
 
 import socket
+import time
 from typing import List, Tuple
 
 import pytest
 
-from .harness import freePort, proxyConfig, request
+from .harness import freePort, portAccepts, proxyConfig, request
 
 
 def _hasIPv6() -> bool:
@@ -34,6 +35,11 @@ def testIPv4AndIPv6OnOnePort(rproxyRunner) -> None:
         'location / { return 200 "from $remote_addr\\n"; }',
     ).replace(f"listen 127.0.0.1:{port};", f"listen {port}; listen [::]:{port};")
     rproxyRunner(conf)
+    # The runner waits for the IPv4 socket; give the IPv6 one the same
+    # chance (a deadline bounds a failure, it is not a wait).
+    deadline = time.monotonic() + 10
+    while not portAccepts(port, "::1") and time.monotonic() < deadline:
+        time.sleep(0.05)
     with socket.create_connection(("::1", port), timeout=5) as s:
         s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         data = b""
