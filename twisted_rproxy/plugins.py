@@ -37,6 +37,11 @@ def loadModules(package: Any = None) -> List[Any]:
     here again to report why; other packages' broken plugins stay Twisted's
     business.
 
+    A built-in that the scan did not find is taken from this package
+    itself: an installed copy of C{rproxy_builtins.py} older than the code
+    running (a checkout run beside an earlier install, whose plugin file
+    shadows the checkout's) would otherwise hide a newer built-in.
+
     @param package: the plugin package to scan (default
         C{twisted.plugins}); tests pass their own.
     @raise PluginError: for an import failure, an object that does not
@@ -70,6 +75,8 @@ def loadModules(package: Any = None) -> List[Any]:
             "the built-in modules were not found in twisted.plugins; is "
             "twisted_rproxy installed (pip install .)?"
         )
+    for module in builtinModules():
+        found.setdefault(module.name, module)
     return list(found.values())
 
 

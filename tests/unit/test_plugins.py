@@ -263,6 +263,27 @@ class BrokenPluginTests(PluginTestCase):
         error = self.assertRaises(PluginError, loadModules, rproxy_emptyplugins)
         self.assertIn("the built-in modules were not found", str(error))
 
+    def test_staleBuiltinsFileFilledIn(self) -> None:
+        """
+        A plugin file that registers only some built-ins (an installed copy
+        older than the running code) does not hide the others: they come
+        from the running package.
+        """
+        root = os.path.join(self.prefix, "staleroot")
+        self.writeFile("staleroot/rproxy_staleplugins/__init__.py", '"""Plugins."""\n')
+        self.writeFile(
+            "staleroot/rproxy_staleplugins/rproxy_builtins.py",
+            "from twisted_rproxy.modules.core import HTTPCoreModule\n"
+            "httpCore = HTTPCoreModule()\n",
+        )
+        sys.path.insert(0, root)
+        self.addCleanup(sys.path.remove, root)
+        for name in ("rproxy_staleplugins", "rproxy_staleplugins.rproxy_builtins"):
+            self.addCleanup(sys.modules.pop, name, None)
+        import rproxy_staleplugins  # type: ignore[import-not-found]
+
+        self.assertEqual({m.name for m in loadModules(rproxy_staleplugins)}, BUILTIN_NAMES)
+
     def addPluginDir(self, pluginDir: str, names: List[str]) -> None:
         """
         Add a directory written by the test to C{twisted.plugins} until the
