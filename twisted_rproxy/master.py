@@ -39,6 +39,11 @@ WORKER_ENV = "RPROXY_WORKER_OF"
 #: after the same delay, so a worker that cannot start does not spin.
 RESPAWN_DELAY = 1.0
 
+#: Each further young death in a row doubles the delay, up to this: a
+#: worker that can never start (a backend file gone, a port taken by
+#: another program) costs a log line a minute, not one a second.
+MAX_RESPAWN_DELAY = 60.0
+
 
 def workerCount(setting: Any) -> int:
     """
@@ -127,6 +132,7 @@ class Master:
         self._configData = b""
         self.stopping = False
         self.stopped: "Deferred[None]" = Deferred()
+        self._youngDeaths = 0
 
     def bind(self, config: Any) -> None:
         """
@@ -174,6 +180,7 @@ class Master:
         self.bind(config)
         old = list(self.workers)
         self.count = count
+        self._youngDeaths = 0  # a new config may well start where the old did not
         self._startGeneration(config)
         for worker in old:
             worker.signal(signal.SIGQUIT)
@@ -220,9 +227,24 @@ class Master:
                        pid=worker.pid, how=how)
         lived = self._reactor.seconds() - worker.startedAt
         if lived < RESPAWN_DELAY:
-            self._reactor.callLater(RESPAWN_DELAY, self._respawn, worker.generation)
+            delay = self.respawnDelay()
+            self.log.error("worker died {lived:.1f}s after it started; the next "
+                           "starts in {delay:.0f}s", lived=lived, delay=delay)
+            self._reactor.callLater(delay, self._respawn, worker.generation)
         else:
+            self._youngDeaths = 0
             self._respawn(worker.generation)
+
+    def respawnDelay(self) -> float:
+        """
+        Count one more worker that died young.
+
+        @return: how long to wait before replacing it: L{RESPAWN_DELAY},
+            doubled for each young death in a row, at most
+            L{MAX_RESPAWN_DELAY}.
+        """
+        self._youngDeaths += 1
+        return min(RESPAWN_DELAY * 2 ** (self._youngDeaths - 1), MAX_RESPAWN_DELAY)
 
     def _respawn(self, generation: int) -> None:
         if not self.stopping and generation == self.generation:

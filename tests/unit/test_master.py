@@ -22,6 +22,7 @@ from twisted_rproxy.config.ast import treeFromData, treeToData
 from twisted_rproxy.config.parser import parseString
 from twisted_rproxy.master import (
     INHERITED_ENV,
+    MAX_RESPAWN_DELAY,
     RESPAWN_DELAY,
     WORKER_ENV,
     Master,
@@ -135,6 +136,29 @@ class MasterTests(SynchronousTestCase):
         self.end(1, ProcessDone(0))
         self.assertEqual(len(self.reactor.spawned), 4, "at once: it had run a while")
         self.assertEqual(len(self.master.workers), 2)
+
+    def test_workerThatKeepsDyingYoungBacksOff(self) -> None:
+        """
+        Each young death in a row doubles the wait before the next worker,
+        up to L{MAX_RESPAWN_DELAY}; one that ran a while resets it.
+        """
+        self.master.start(self.config)
+        delays = []
+        for _ in range(8):
+            spawned = len(self.reactor.spawned)
+            self.end(len(self.reactor.spawned) - 1)
+            waited = 0.0
+            while len(self.reactor.spawned) == spawned:
+                self.reactor.advance(0.5)
+                waited += 0.5
+            delays.append(waited)
+        self.assertEqual(delays, [1, 2, 4, 8, 16, 32, MAX_RESPAWN_DELAY, MAX_RESPAWN_DELAY])
+        self.reactor.advance(600)
+        self.end(len(self.reactor.spawned) - 1, ProcessDone(0))
+        self.assertEqual(len(self.reactor.spawned), 11, "at once: it had run a while")
+        self.end(len(self.reactor.spawned) - 1)
+        self.reactor.advance(RESPAWN_DELAY)
+        self.assertEqual(len(self.reactor.spawned), 12, "back to the first delay")
 
     def test_reloadReplacesTheGeneration(self) -> None:
         """
