@@ -433,11 +433,19 @@ def _runMaster(config: Any, options: argparse.Namespace, prefix: str, count: int
 
     def reload() -> None:
         """
-        SIGHUP: check the config on disk, then serve it with new workers.
+        SIGHUP: check the config on disk, then serve it with new workers
+        and write the master's own log where the new config says.
         """
+        nonlocal errorLog
         try:
             fresh, _path = _load(options, prefix)
             master.reload(fresh, workerCount(fresh.mainConf.get("worker_processes")))
+            moved = ErrorLogObserver.fromConfig(fresh, _errorLogDefault(options, prefix))
+            if errorLog is not None:
+                errorLog.stop()
+            errorLog = moved
+            if errorLog is not None:
+                errorLog.start()
         except (ConfigError, PluginError, ListenError) as e:
             log.error("reload failed, keeping the running configuration: {error}", error=str(e))
         except Exception as e:

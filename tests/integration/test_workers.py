@@ -163,6 +163,28 @@ def testReloadChangesTheWorkerCount(backend: Any, rproxyRunner: Any) -> None:
     waitFor(lambda: len(children(master)) == 3, "three workers")
 
 
+def testReloadMovesTheMastersErrorLog(backend: Any, rproxyRunner: Any) -> None:
+    """
+    A reload that moves C{error_log} moves the master's own lines too: a
+    worker death after it is logged in the new file only.
+    """
+    port = freePort()
+    running = startRunning(rproxyRunner, workerConfig(port, "v1", backend))
+    master = running.runner.process.pid
+    waitFor(lambda: len(children(master)) == 2, "two workers")
+    running.rewrite(workerConfig(
+        port, "v2", backend, MAIN + "\nerror_log logs/moved.log error;"))
+    running.signal("reload")
+    waitFor(lambda: configVersion(port) == "v2", "the new config to answer")
+    new = waitFor(lambda: len(children(master)) == 2 and children(master), "two new workers")
+    victim = min(new)
+    os.kill(victim, signal.SIGKILL)
+    line = f"worker process {victim} exited on signal 9"
+    moved = running.prefix / "logs" / "moved.log"
+    waitFor(lambda: moved.exists() and line in moved.read_text(), "the line in the new log")
+    assert line not in (running.prefix / "logs" / "error.log").read_text()
+
+
 def testQuitStopsTheWorkers(backend: Any, rproxyRunner: Any) -> None:
     """
     C{-s quit} stops every worker, then the master exits 0, removing the
