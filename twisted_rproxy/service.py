@@ -366,13 +366,16 @@ class ProxyService(MultiService):
 def _healthChecks(config: CompiledConfig) -> List[Any]:
     """
     @return: the active health checks a config built
-        (L{twisted_rproxy.upstream.health.HealthCheck}s), which run only
+        (L{twisted_rproxy.upstream.health.HealthCheck}s) and its upstream
+        re-resolvers (L{twisted_rproxy.upstream.resolver.UpstreamResolver}),
+        which run only
         while a L{ProxyService} serves it.
     """
     state = config.stateOf("upstream")
     if state is None:
         return []
-    return list(state.get("healthChecks", ()))
+    # Re-resolution of "server NAME resolve" runs (and stops) with them.
+    return list(state.get("healthChecks", ())) + list(state.get("resolvers", ()))
 
 
 def makeProxyService(
