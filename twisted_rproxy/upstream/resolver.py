@@ -83,6 +83,8 @@ class UpstreamResolver:
     peers until it does; other failures keep the last answer.
 
     @ivar running: whether lookups are being scheduled.
+    @ivar client: the C{IResolver} asked (made from the spec at the first
+        L{start} unless one was given).
     """
 
     log = Logger()
@@ -107,7 +109,7 @@ class UpstreamResolver:
         self.spec = spec
         self._buildBalancer = buildBalancer
         self._reactor = reactor
-        self._client = client
+        self.client = client
         self._timers: Dict[int, Any] = {}
         self._pending: Dict[int, Deferred] = {}
         self.running = False
@@ -119,8 +121,8 @@ class UpstreamResolver:
         if self.running:
             return
         self.running = True
-        if self._client is None:
-            self._client = self.spec.makeClient(self._reactor)
+        if self.client is None:
+            self.client = self.spec.makeClient(self._reactor)
         for index in range(len(self.servers)):
             self._lookup(index)
 
@@ -145,9 +147,9 @@ class UpstreamResolver:
         server = self.servers[index]
         queries = []
         if self.spec.ipv4:
-            queries.append(self._client.lookupAddress(server.host))
+            queries.append(self.client.lookupAddress(server.host))
         if self.spec.ipv6:
-            queries.append(self._client.lookupIPV6Address(server.host))
+            queries.append(self.client.lookupIPV6Address(server.host))
         d = self._pending[index] = DeferredList(queries, consumeErrors=True)
         d.addCallback(self._answered, index)
         d.addErrback(self._crashed, index)
