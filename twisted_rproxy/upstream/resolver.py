@@ -99,10 +99,15 @@ class UpstreamResolver:
         @param servers: the C{resolve} lines.
         @param spec: the resolver to ask.
         @param buildBalancer: makes the group's balancer over a peer list.
-        @param reactor: for timers (and the DNS client).
+        @param reactor: for timers (and the DNS client); C{None} for the
+            global one.
         @param client: an C{IResolver} to use instead of one made from
             C{spec} (tests).
         """
+        if reactor is None:
+            from twisted.internet import reactor as _reactor
+
+            reactor = _reactor
         self.upstream = upstream
         self.staticPeers = staticPeers
         self.servers = list(servers)
