@@ -978,3 +978,69 @@ def parseRawResponses(
         response.raw = data[start:offset]
         responses.append(response)
     return responses
+
+
+class SilentBackend:
+    """
+    A backend that accepts connections and reads requests but never
+    answers (a hung application server), for read timeouts.  A thread
+    accepts and keeps every connection open until L{close}.
+
+    @ivar received: the bytes of every connection so far, joined.
+    """
+
+    def __init__(self) -> None:
+        """Listen on 127.0.0.1 on a free port and start accepting."""
+        import threading
+
+        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._socket.bind(("127.0.0.1", 0))
+        self._socket.listen(64)
+        self._socket.settimeout(0.1)
+        self.port = self._socket.getsockname()[1]
+        self.received = b""
+        self.connections = 0
+        self._open: List[socket.socket] = []
+        self._closed = False
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    @property
+    def address(self) -> str:
+        """C{127.0.0.1:PORT}, as written in upstream blocks."""
+        return f"127.0.0.1:{self.port}"
+
+    def _serve(self) -> None:
+        """Accept, and read whatever arrives, until closed."""
+        import select
+
+        while not self._closed:
+            try:
+                conn, _ = self._socket.accept()
+                self._open.append(conn)
+                self.connections += 1
+            except OSError:
+                pass
+            readable = [c for c in self._open if c.fileno() >= 0]
+            if readable:
+                for conn in select.select(readable, [], [], 0)[0]:
+                    try:
+                        self.received += conn.recv(65536)
+                    except OSError:
+                        pass
+
+    def close(self) -> None:
+        """Stop accepting and close every connection."""
+        self._closed = True
+        self._thread.join(5)
+        for conn in self._open:
+            conn.close()
+        self._socket.close()
+
+    def __enter__(self) -> "SilentBackend":
+        """Already listening."""
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """Always close on leaving a C{with} block."""
+        self.close()
