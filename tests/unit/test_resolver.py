@@ -221,6 +221,31 @@ class ResolverTests(ConfigTestCase):
         self.assertEqual(len(memory.asked), 2)
         self.assertEqual(self.reactor.getDelayedCalls(), [])
 
+    def test_serviceRunsResolvers(self) -> None:
+        """
+        L{ProxyService} starts re-resolution with the service (never at
+        compile, so C{-t} asks nothing), stops the old config's on reload
+        and starts the new one's, and stops it with the service.
+        """
+        from twisted_rproxy.service import ProxyService
+
+        config, resolver, memory = self.build("valid=5s ipv6=off")
+        memory.records["backend.test"] = [("10.0.0.1", 60)]
+        service = ProxyService(config, self.reactor)
+        self.assertEqual(memory.asked, [])
+        service.startService()
+        self.assertTrue(resolver.running)
+        self.assertEqual(len(memory.asked), 1)
+        newConfig, newResolver, newMemory = self.build("valid=5s ipv6=off")
+        service.reload(newConfig)
+        self.assertFalse(resolver.running)
+        self.assertTrue(newResolver.running)
+        self.assertEqual(len(newMemory.asked), 1)
+        service.stopService()
+        self.assertFalse(newResolver.running)
+        self.reactor.advance(60)
+        self.assertEqual((len(memory.asked), len(newMemory.asked)), (1, 1))
+
     def test_literalAddressIsStatic(self) -> None:
         """
         C{resolve} on an IP address or a UNIX socket has nothing to
