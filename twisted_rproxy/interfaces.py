@@ -323,6 +323,9 @@ class IPeerState(Interface):
     shared C{zone}.  L{twisted_rproxy.upstream.cluster.Peer} reads and
     writes them through its C{state}, so a provider backed by shared
     memory or a network store makes them common to every process using it.
+    Updates are a read then a write (C{conns += 1}); a shared provider must
+    make them safe across processes (a lock per peer, as nginx's zone
+    takes, or per-process parts summed on read).
     """
 
     fails = Attribute("Failures counted in the current C{fail_timeout} period.")
