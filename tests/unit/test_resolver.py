@@ -14,6 +14,7 @@ from twisted.names import dns
 from twisted.names.error import DNSNameError, DNSQueryTimeoutError
 
 from tests.unit.configsupport import ConfigTestCase
+from tests.unit.test_balancers import FakeExchange
 from twisted_rproxy.upstream.resolver import ResolverSpec, UpstreamResolver
 
 Answer = List[Tuple[str, int]]
@@ -204,6 +205,31 @@ class ResolverTests(ConfigTestCase):
         resolver.start()
         self.exchange(config, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
         self.assertEqual(self.reactor.tcpClients[-1][:2], ("10.1.2.3", 8080))
+
+    def test_everyMethodRebuilt(self) -> None:
+        """
+        Whatever the balancing method, a group of only C{resolve} servers
+        has no peer to pick before the first answer, and after it the
+        group's balancer (of the same method) picks the answered ones.
+        """
+        for method in ("", "least_conn;", "ip_hash;", "hash one-key;",
+                       "hash one-key consistent;", "random;", "random two;"):
+            config = self.compileHTTP(f"""
+                resolver 127.0.0.1 ipv6=off;
+                upstream u {{ {method} zone u; server backend.test:81 resolve; }}
+            """)
+            resolver = config.stateOf("upstream")["resolvers"][0]
+            memory = resolver.client = MemoryDNS()
+            upstream = resolver.upstream
+            kind = type(upstream.balancer)
+            exchange = FakeExchange("10.0.0.1")
+            self.assertIsNone(upstream.balancer.pick(exchange), method)
+            memory.records["backend.test"] = [("10.0.0.1", 60), ("10.0.0.2", 60)]
+            resolver.start()
+            self.addCleanup(resolver.stop)
+            self.assertIs(type(upstream.balancer), kind, method)
+            picked = upstream.balancer.pick(exchange)
+            self.assertIn(picked, upstream.peers, method)
 
     def test_stopCancels(self) -> None:
         """
