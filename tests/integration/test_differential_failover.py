@@ -142,3 +142,30 @@ def testSameFailoverAsNginx(peers: Tuple[List[SilentBackend], List[Backend]],
     ]
     fromRproxy = outcomes(rproxyRunner(confText))
     assert fromRproxy == fromNginx
+
+
+CONFIG_ERRORS = [
+    ("resolver ns.invalid;", 'host not found in resolver "ns.invalid"'),
+    ("resolver 127.0.0.1:0;", 'invalid port in resolver "127.0.0.1:0"'),
+    ("resolver 127.0.0.1 valid=x;", "invalid parameter: valid=x"),
+    ("resolver 127.0.0.1 ipv6=maybe;", "invalid parameter: ipv6=maybe"),
+    ("resolver valid=5s;", "no name servers defined"),
+    ("upstream u { zone u lots; server 127.0.0.1:1; }", 'invalid zone size "lots"'),
+]
+"""http-level lines nginx 1.22 refuses, and its words for each."""
+
+
+@pytest.mark.parametrize("line,message", CONFIG_ERRORS, ids=[m for _l, m in CONFIG_ERRORS])
+def testSameConfigErrorsAsNginx(line: str, message: str,
+                                nginxRunner: Callable[..., NginxRunner],
+                                rproxyRunner: Callable[..., RproxyRunner]) -> None:
+    """
+    A bad C{resolver} or C{zone} stops both at start-up with the same
+    message, at the same file and line.
+    """
+    confText = proxyConfig(freePort(), "location / { return 204; }", "    " + line)
+    for runner in (nginxRunner(confText, start=False), rproxyRunner(confText, start=False)):
+        assert runner.runToExit(timeout=30) == 1
+        found = [text for text in runner.stderr.splitlines() if message in text]
+        assert found, (runner.label, runner.stderr)
+        assert found[0].rstrip().endswith("nginx.conf:12"), found[0]

@@ -332,20 +332,31 @@ class ResolverDirectiveTests(ConfigTestCase):
 
     def test_badResolverParameters(self) -> None:
         """
-        A host name, a bad port, an unknown flag or both families off are
-        refused.
+        A name that does not resolve, a bad port, a bad flag value, no
+        name server, or both families off are refused in nginx's words.
         """
         for args, message in [
-            ("ns.example", 'invalid parameter "ns.example"'),
-            ("127.0.0.1:0", 'invalid parameter "127.0.0.1:0"'),
-            ("127.0.0.1 valid=x", 'invalid parameter "valid=x"'),
-            ("127.0.0.1 ipv6=maybe", 'invalid parameter "ipv6=maybe"'),
-            ("valid=5s", 'no name servers defined in "resolver"'),
+            ("ns.invalid", 'host not found in resolver "ns.invalid"'),
+            ("127.0.0.1:0", 'invalid port in resolver "127.0.0.1:0"'),
+            ("127.0.0.1 valid=x", "invalid parameter: valid=x"),
+            ("127.0.0.1 ipv6=maybe", "invalid parameter: ipv6=maybe"),
+            ("valid=5s", "no name servers defined"),
             ("127.0.0.1 ipv4=off ipv6=off", '"ipv4" and "ipv6" cannot both be "off"'),
         ]:
             self.assertEqual(
                 self.errorOf(f"resolver {args};"), f"{message} in {self.confPath}:5", args
             )
+
+    def test_resolverHostNameResolvedAtLoad(self) -> None:
+        """
+        A name server given by name is resolved once, at load.
+        """
+        config = self.compileHTTP("""
+            resolver localhost:5300 ipv6=off;
+            upstream u { zone u; server a.test resolve; }
+        """)
+        servers = config.stateOf("upstream")["resolvers"][0].spec.servers
+        self.assertIn(("127.0.0.1", 5300), servers)
 
     def test_badZoneSize(self) -> None:
         """

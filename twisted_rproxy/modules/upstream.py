@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import attr
 
@@ -357,39 +357,59 @@ def _parseZone(directive: Directive) -> str:
 def parseResolver(directive: Directive) -> ResolverSpec:
     """
     C{resolver ADDRESS ... [valid=TIME] [ipv4=on|off] [ipv6=on|off]
-    [status_zone=NAME]}: name servers as IP addresses with an optional
-    port (53 by default).
+    [status_zone=NAME]}: name servers as IP addresses or host names
+    (resolved now, as nginx does), with an optional port (53 by default).
 
-    @raise ConfigError: nginx's C{invalid parameter}, C{invalid port} or
-        C{"ipv4" and "ipv6" cannot both be "off"}.
+    @raise ConfigError: nginx's words: C{invalid parameter: ARG},
+        C{invalid port in resolver "ARG"}, C{host not found in resolver
+        "ARG"}, C{no name servers defined}, or C{"ipv4" and "ipv6" cannot
+        both be "off"}.
     """
-    servers = []
+    servers: List[Tuple[str, int]] = []
     valid: Optional[float] = None
     flags = {"ipv4": True, "ipv6": True}
     for arg in directive.args:
         key, sep, value = arg.partition("=")
-        try:
-            if key == "valid" and sep:
-                valid = parseTime(value)
-                continue
-            if key in flags and sep:
-                flags[key] = parseFlag(value, directive.name)
-                continue
-            if key == "status_zone" and sep:
-                continue
-        except ValueError:
-            raise directive.error(f'invalid parameter "{arg}"')
+        if sep and key in ("valid", "ipv4", "ipv6", "status_zone"):
+            try:
+                if key == "valid":
+                    valid = parseTime(value)
+                elif key != "status_zone":
+                    flags[key] = parseFlag(value, directive.name)
+            except ValueError:
+                raise directive.error(f"invalid parameter: {arg}")
+            continue
         try:
             host, port = splitHostPort(arg, 53)
-            ipaddress.ip_address(host)
         except ValueError:
-            raise directive.error(f'invalid parameter "{arg}"')
-        servers.append((host, port))
+            raise directive.error(f'invalid port in resolver "{arg}"')
+        for ip in _nameServerAddresses(host, port):
+            if (ip, port) not in servers:
+                servers.append((ip, port))
+        if not servers:
+            raise directive.error(f'host not found in resolver "{arg}"')
     if not servers:
-        raise directive.error('no name servers defined in "resolver"')
+        raise directive.error("no name servers defined")
     if not flags["ipv4"] and not flags["ipv6"]:
         raise directive.error('"ipv4" and "ipv6" cannot both be "off"')
     return ResolverSpec(tuple(servers), valid, flags["ipv4"], flags["ipv6"])
+
+
+def _nameServerAddresses(host: str, port: int) -> List[str]:
+    """
+    @return: C{host} itself when it is an IP address, else the addresses
+        the system resolves it to now (none when it does not resolve).
+    """
+    try:
+        ipaddress.ip_address(host)
+        return [host]
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+    except socket.gaierror:
+        return []
+    return [str(info[4][0]) for info in infos if info[0] in (socket.AF_INET, socket.AF_INET6)]
 
 
 def _balancingMethod(block: Any) -> Optional[Any]:
