@@ -272,6 +272,30 @@ class ResolverTests(ConfigTestCase):
         self.reactor.advance(60)
         self.assertEqual((len(memory.asked), len(newMemory.asked)), (1, 1))
 
+    def test_reloadKeepsTheLastAnswer(self) -> None:
+        """
+        On reload the new config's group starts with the addresses the old
+        one last had (as new peers), so it is never without them while the
+        new lookups are under way; the new answer then replaces them.
+        """
+        from twisted_rproxy.service import ProxyService
+
+        config, resolver, memory = self.build("valid=5s ipv6=off")
+        memory.records["backend.test"] = [("10.0.0.1", 60)]
+        service = ProxyService(config, self.reactor)
+        service.startService()
+        self.addCleanup(service.stopService)
+        oldPeer = resolver.upstream.peers[1]
+        newConfig, newResolver, newMemory = self.build("valid=5s ipv6=off")
+        newMemory.hold = True
+        service.reload(newConfig)
+        self.assertEqual(self.names(newResolver), ["127.0.0.1:1", "10.0.0.1:8080"])
+        self.assertIsNot(newResolver.upstream.peers[1], oldPeer)
+        self.assertEqual(newResolver.upstream.peers[1].weight, 2)
+        answers = [dns.RRHeader("backend.test", dns.A, dns.IN, 60, dns.Record_A("10.0.0.9", 60))]
+        newMemory.held[0].callback((answers, [], []))
+        self.assertEqual(self.names(newResolver), ["127.0.0.1:1", "10.0.0.9:8080"])
+
     def test_literalAddressIsStatic(self) -> None:
         """
         C{resolve} on an IP address or a UNIX socket has nothing to

@@ -131,6 +131,27 @@ class UpstreamResolver:
         for index in range(len(self.servers)):
             self._lookup(index)
 
+    def adopt(self, previous: Sequence[Any]) -> None:
+        """
+        Start from the answers a previous config's resolver of the same
+        group had (on reload), so the group is not left without its
+        resolved peers until the first new answer.  The peers are new
+        (with this config's parameters and state); lookups go on as usual.
+
+        @param previous: the old config's background tasks; those that are
+            not an L{UpstreamResolver} of this group are passed over.
+        """
+        for other in previous:
+            if not isinstance(other, UpstreamResolver) or other is self:
+                continue
+            if other.upstream.name != self.upstream.name:
+                continue
+            known = {(s.host, s.port): list(s.peers) for s in other.servers}
+            for server in self.servers:
+                addresses = known.get((server.host, server.port))
+                if addresses:
+                    self._update(server, addresses)
+
     def stop(self) -> None:
         """
         Cancel the timers and lookups in flight; the peers stay as they are.
