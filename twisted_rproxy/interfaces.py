@@ -314,3 +314,40 @@ class IHealthChecker(Interface):
         Stop probing, cancel probes in flight and put the peers this
         checker took out back in rotation.
         """
+
+
+class IPeerState(Interface):
+    """
+    The counters of one upstream peer that passive health and the
+    balancers read and change: what nginx keeps per peer in an upstream's
+    shared C{zone}.  L{twisted_rproxy.upstream.cluster.Peer} reads and
+    writes them through its C{state}, so a provider backed by shared
+    memory or a network store makes them common to every process using it.
+    Updates are a read then a write (C{conns += 1}); a shared provider must
+    make them safe across processes (a lock per peer, as nginx's zone
+    takes, or per-process parts summed on read).
+    """
+
+    fails = Attribute("Failures counted in the current C{fail_timeout} period.")
+    checked = Attribute("When the current accounting period began (reactor seconds).")
+    accessed = Attribute("When the peer last failed (reactor seconds).")
+    conns = Attribute("Connections in use now (C{max_conns}, C{least_conn}).")
+
+
+class IPeerStateStore(Interface):
+    """
+    Hands out the L{IPeerState} of each peer of each upstream group.  The
+    default keeps them in the process
+    (L{twisted_rproxy.upstream.peerstate.MemoryPeerStateStore}); a module
+    may put another in C{compiler.state["peerStateStore"]} from its
+    C{configure} (run before the upstream module's, C{order} < 60) so that
+    workers or machines share them.
+    """
+
+    def stateFor(zone, upstream, address):  # type: ignore[misc]
+        """
+        @param zone: the group's C{zone} name, or C{None}.
+        @param upstream: the group's name.
+        @param address: the peer as C{$upstream_addr} shows it.
+        @return: that peer's L{IPeerState}, the same one on every call.
+        """

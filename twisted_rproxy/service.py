@@ -331,10 +331,15 @@ class ProxyService(MultiService):
             if self._errorLog is not None:
                 self._errorLog.start()
         # The old config's probes stop; the new one's start from healthy.
-        for check in _healthChecks(old):
+        # Re-resolvers first take over the old answers (adopt).
+        previous = _healthChecks(old)
+        for check in previous:
             check.stop()
         if self.running:
             for check in _healthChecks(config):
+                adopt = getattr(check, "adopt", None)
+                if adopt is not None:
+                    adopt(previous)
                 check.start()
         # Requests in flight return their connections to the old pool, whose
         # idle timers close them later; those idle now are closed here.
@@ -366,13 +371,16 @@ class ProxyService(MultiService):
 def _healthChecks(config: CompiledConfig) -> List[Any]:
     """
     @return: the active health checks a config built
-        (L{twisted_rproxy.upstream.health.HealthCheck}s), which run only
+        (L{twisted_rproxy.upstream.health.HealthCheck}s) and its upstream
+        re-resolvers (L{twisted_rproxy.upstream.resolver.UpstreamResolver}),
+        which run only
         while a L{ProxyService} serves it.
     """
     state = config.stateOf("upstream")
     if state is None:
         return []
-    return list(state.get("healthChecks", ()))
+    # Re-resolution of "server NAME resolve" runs (and stops) with them.
+    return list(state.get("healthChecks", ())) + list(state.get("resolvers", ()))
 
 
 def makeProxyService(

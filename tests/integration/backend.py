@@ -5,9 +5,10 @@ independent witness of what the proxy really sent upstream.
 
 Run as a subprocess::
 
-    python -m tests.integration.backend --port 0 --name ID [--unix PATH]
+    python -m tests.integration.backend --port 0 --name ID [--unix PATH] [--host IP]
 
-It prints C{LISTENING <port>} on stdout once bound to 127.0.0.1 and serves
+It prints C{LISTENING <port>} on stdout once bound to 127.0.0.1 (or the
+C{--host} given) and serves
 until killed.  Every path not listed below echoes the request as JSON, with
 the request line and header lines exactly as they arrived on the wire (raw
 order and case), because twisted.web itself canonicalises header names.
@@ -654,6 +655,7 @@ def parseArguments(argv: Optional[List[str]]) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--name", default="backend")
     parser.add_argument("--unix", default=None)
+    parser.add_argument("--host", default="127.0.0.1")
     return parser.parse_args(argv)
 
 
@@ -666,7 +668,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     observer: Any = FilteringLogObserver(fileObserver, [predicate])
     globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
     site = BackendSite(BackendResource(options.name))
-    port = reactor.listenTCP(options.port, site, interface="127.0.0.1")
+    port = reactor.listenTCP(options.port, site, interface=options.host)
     if options.unix:
         reactor.listenUNIX(options.unix, site)
     sys.stdout.write("LISTENING %d\n" % (port.getHost().port,))

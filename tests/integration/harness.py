@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import (
     Any,
+    Callable,
     Dict,
     Iterable,
     Iterator,
@@ -226,6 +227,22 @@ def portAccepts(port: int, host: str = "127.0.0.1", timeout: float = 0.2) -> boo
         return True
 
 
+def waitUntil(predicate: Callable[[], object], what: str, timeout: float = 30.0) -> Any:
+    """
+    Poll C{predicate} until it returns something true, and return that;
+    fail with C{what} if C{timeout} passes first (a safety net for an
+    event, never a measured wait).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        found = predicate()
+        if found:
+            return found
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
 class StartupError(Exception):
     """
     A server did not come up: it exited, or never accepted connections in
@@ -303,19 +320,26 @@ class Backend:
         name: str = "backend",
         unixPath: Optional[str] = None,
         startTimeout: float = DEFAULT_START_TIMEOUT,
+        host: str = "127.0.0.1",
+        port: int = 0,
     ) -> None:
-        """Prepare, but do not start, a backend called C{name}."""
+        """
+        Prepare, but do not start, a backend called C{name}, to listen on
+        C{host} (another loopback address such as 127.0.0.2 gives a second
+        IP address for DNS tests) and C{port} (0: any free one).
+        """
         self.name = name
         self.unixPath = unixPath
         self.startTimeout = startTimeout
+        self.host = host
         self.directory = Path(tempfile.mkdtemp(prefix="rproxy-backend-"))
         self.process: Optional["subprocess.Popen[bytes]"] = None
-        self.port = 0
+        self.port = port
 
     @property
     def address(self) -> str:
-        """C{127.0.0.1:PORT}, as written in proxy_pass and upstream blocks."""
-        return f"127.0.0.1:{self.port}"
+        """C{HOST:PORT}, as written in proxy_pass and upstream blocks."""
+        return f"{self.host}:{self.port}"
 
     @property
     def url(self) -> str:
@@ -331,7 +355,7 @@ class Backend:
         """Run the backend and wait for its C{LISTENING <port>} line."""
         command = [
             sys.executable, "-m", "tests.integration.backend",
-            "--port", "0", "--name", self.name,
+            "--port", str(self.port), "--name", self.name, "--host", self.host,
         ]
         if self.unixPath:
             command += ["--unix", self.unixPath]
@@ -388,6 +412,76 @@ def namedBackends(names: str = "abc") -> Iterator[List[Backend]]:
     finally:
         for backend in started:
             backend.cleanup()
+
+
+class DNSServer:
+    """
+    The test DNS server (tests/integration/dnsserver.py) as a subprocess:
+    twisted.names answering A queries from a records file that L{setRecords}
+    rewrites while it runs.
+    """
+
+    def __init__(self, records: Dict[str, List[str]], ttl: int = 1) -> None:
+        """Prepare, but do not start, a server answering C{records}."""
+        self.directory = Path(tempfile.mkdtemp(prefix="rproxy-dns-"))
+        self.recordsPath = self.directory / "records.json"
+        self.ttl = ttl
+        self.process: Optional["subprocess.Popen[bytes]"] = None
+        self.port = 0
+        self.setRecords(records)
+
+    def setRecords(self, records: Dict[str, List[str]]) -> None:
+        """
+        Answer C{records} (name to IPv4 addresses) from the next query on,
+        replacing the file whole so no query reads half of it.
+        """
+        temporary = self.recordsPath.with_suffix(".tmp")
+        temporary.write_text(json.dumps(records), encoding="utf-8")
+        os.replace(temporary, self.recordsPath)
+
+    def queries(self) -> List[str]:
+        """@return: the queries answered so far, as C{"TYPE name"}."""
+        return _readText(Path(str(self.recordsPath) + ".queries")).splitlines()
+
+    def start(self) -> "DNSServer":
+        """Run the server and wait for its C{LISTENING <port>} line."""
+        command = [
+            sys.executable, "-m", "tests.integration.dnsserver",
+            "--records", str(self.recordsPath), "--ttl", str(self.ttl),
+        ]
+        stdoutPath = self.directory / "stdout.log"
+        self.process = _spawn(
+            command, REPO_ROOT, stdoutPath, self.directory / "stderr.log",
+            env=_subprocessEnv(), deathSignal=signal.SIGKILL,
+        )
+        deadline = time.monotonic() + DEFAULT_START_TIMEOUT
+        while time.monotonic() < deadline:
+            match = re.search(r"LISTENING (\d+)", _readText(stdoutPath))
+            if match:
+                self.port = int(match.group(1))
+                return self
+            if _exited(self.process):
+                break
+            time.sleep(0.02)
+        returncode = _terminate(self.process, signal.SIGTERM, timeout=5)
+        raise StartupError(
+            f"DNS server did not start (exit status {returncode}):\n"
+            + _readText(self.directory / "stderr.log")
+        )
+
+    def cleanup(self) -> None:
+        """Stop the server and remove its directory."""
+        if self.process is not None:
+            _terminate(self.process, signal.SIGTERM, timeout=5)
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    def __enter__(self) -> "DNSServer":
+        """Start on entering a C{with} block."""
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        """Always clean up on leaving a C{with} block."""
+        self.cleanup()
 
 
 class ServerRunner:
@@ -884,3 +978,69 @@ def parseRawResponses(
         response.raw = data[start:offset]
         responses.append(response)
     return responses
+
+
+class SilentBackend:
+    """
+    A backend that accepts connections and reads requests but never
+    answers (a hung application server), for read timeouts.  A thread
+    accepts and keeps every connection open until L{close}.
+
+    @ivar received: the bytes of every connection so far, joined.
+    """
+
+    def __init__(self) -> None:
+        """Listen on 127.0.0.1 on a free port and start accepting."""
+        import threading
+
+        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._socket.bind(("127.0.0.1", 0))
+        self._socket.listen(64)
+        self._socket.settimeout(0.1)
+        self.port = self._socket.getsockname()[1]
+        self.received = b""
+        self.connections = 0
+        self._open: List[socket.socket] = []
+        self._closed = False
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    @property
+    def address(self) -> str:
+        """C{127.0.0.1:PORT}, as written in upstream blocks."""
+        return f"127.0.0.1:{self.port}"
+
+    def _serve(self) -> None:
+        """Accept, and read whatever arrives, until closed."""
+        import select
+
+        while not self._closed:
+            try:
+                conn, _ = self._socket.accept()
+                self._open.append(conn)
+                self.connections += 1
+            except OSError:
+                pass
+            readable = [c for c in self._open if c.fileno() >= 0]
+            if readable:
+                for conn in select.select(readable, [], [], 0)[0]:
+                    try:
+                        self.received += conn.recv(65536)
+                    except OSError:
+                        pass
+
+    def close(self) -> None:
+        """Stop accepting and close every connection."""
+        self._closed = True
+        self._thread.join(5)
+        for conn in self._open:
+            conn.close()
+        self._socket.close()
+
+    def __enter__(self) -> "SilentBackend":
+        """Already listening."""
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """Always close on leaving a C{with} block."""
+        self.close()

@@ -75,6 +75,7 @@ DEADLINE = 20.0
 
 COMPILE_PORTS = {
     "port": "8080", "backend": "8000", "dead": "8001", "backend2": "8002", "backend3": "8003",
+    "dns": "8053",
 }
 """Placeholder values for the compile-only checks (nothing is bound)."""
 
@@ -703,6 +704,7 @@ RUN_BLOCKS = [
     ("proxy.md", "upgrade"),
     ("upstream.md", "failover"),
     ("upstream.md", "keepalive"),
+    ("upstream.md", "resolve"),
     ("headers.md", "inheritance"),
     ("return.md", "errors"),
     ("map.md", "plans"),
@@ -1002,6 +1004,31 @@ def testUpstreamKeepalive(serve: Callable[..., Proxy]) -> None:
     assert first["version"] == "HTTP/1.1"
     assert second["connection"] == first["connection"]
     assert second["requests_on_connection"] == first["requests_on_connection"] + 1
+
+
+def testUpstreamResolve(serve: Callable[..., Proxy]) -> None:
+    """
+    The page's resolve example against a real DNS server: requests follow
+    app.internal.test from 127.0.0.2 to 127.0.0.3 as its answer changes,
+    within the page's one-second C{valid=} (polled, never waited for).
+    """
+    from tests.integration.harness import DNSServer
+
+    with DNSServer({"app.internal.test": ["127.0.0.2"]}) as dns, \
+            Backend("two", host="127.0.0.2") as two, \
+            Backend("three", host="127.0.0.3", port=two.port):
+        proxy = serve("upstream.md", "resolve",
+                      moreValues={"dns": str(dns.port), "backend": str(two.port)})
+
+        def answeredBy(name: str) -> bool:
+            response = proxy.get("/x")
+            return response.status == 200 and response.json()["name"] == name
+
+        pollUntil(lambda: answeredBy("two"), "the first answer")
+        assert proxy.get("/x").header("X-Upstream") == f"127.0.0.2:{two.port}"
+        dns.setRecords({"app.internal.test": ["127.0.0.3"]})
+        pollUntil(lambda: answeredBy("three"), "the changed answer")
+        assert proxy.get("/x").header("X-Upstream") == f"127.0.0.3:{two.port}"
 
 
 def testHeadersInheritance(serve: Callable[..., Proxy]) -> None:

@@ -217,6 +217,22 @@ class HealthCheckTests(SynchronousTestCase):
         )
         self.assertTrue(attempt.transport.disconnecting)
 
+    def testFollowsPeersThatChange(self) -> None:
+        """
+        A peer added to the group (by re-resolution) is probed from the
+        next interval on; one removed is probed no more.
+        """
+        check = self.makeCheck(interval=1.0)
+        check.start()
+        self.answerAll(OK)
+        added = Peer("127.0.0.1", 8009)
+        removed = self.peers[0]
+        self.upstream.peers = self.peers[1:] + [added]
+        self.clock.advance(1)
+        probed = [a.peer for a in self.connector.pending()]
+        self.assertEqual(probed, self.peers[1:] + [added])
+        self.assertNotIn(removed, check.peers)
+
     def testFailsThreshold(self) -> None:
         """
         With C{fails=2}, one failed probe leaves the peer in rotation; the

@@ -189,7 +189,7 @@ _IGNORED_HTTP = (
     "server_name_in_redirect",
     "port_in_redirect", "absolute_redirect", "msie_padding", "etag",
     "if_modified_since", "log_not_found", "log_subrequest", "client_body_in_file_only",
-    "client_body_in_single_buffer", "resolver", "resolver_timeout",
+    "client_body_in_single_buffer",
     "map_hash_max_size", "map_hash_bucket_size", "underscores_in_headers",
     "ignore_invalid_headers", "merge_slashes", "chunked_transfer_encoding",
     "http2", "index", "autoindex", "root", "open_log_file_cache", "ssi",

@@ -1,28 +1,45 @@
 # -*- test-case-name: tests.unit.test_upstream -*-
 """
 C{upstream NAME { server ...; keepalive N; }}: named groups of backends,
-resolved at load as nginx does, and the C{$upstream_*} variables; also the
+resolved at load as nginx does (or, with C{resolve} and a C{resolver},
+again while running), and the C{$upstream_*} variables; also the
 active health checks of those groups (nginx Plus's C{health_check} in a
 location and C{match NAME {}} in C{http}), which L{ProxyService} starts.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import socket
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import attr
 
 from ..config.ast import Directive
-from ..config.registry import HTTP, LOCATION, MERGE_NONE, UPSTREAM, DirectiveSpec, spec
+from ..config.registry import (
+    HTTP,
+    LOCATION,
+    MERGE_NONE,
+    SERVER,
+    UPSTREAM,
+    DirectiveSpec,
+    spec,
+)
 from ..config.slots import numberSlot, timeSlot
-from ..config.values import parseInt, parseTime
-from ..interfaces import IBalancerFactory
+from ..config.values import parseFlag, parseInt, parseSize, parseTime
+from ..interfaces import IBalancerFactory, IPeerStateStore
 from ..module import ProxyModule
 from ..upstream.cluster import Peer, RoundRobinBalancer, Upstream, splitHostPort
 from ..upstream.health import HealthCheck, Match, parseHealthCheck, parseMatch
+from ..upstream.peerstate import MemoryPeerStateStore
 from ..upstream.pool import ConnectionPool
+from ..upstream.resolver import ResolvedServer, ResolverSpec, UpstreamResolver
 from ..variables import simple
 
 STATE = "upstream"
+#: The key of C{compiler.state} where a module may put its own
+#: L{IPeerStateStore} (before this module's C{configure} runs).
+PEER_STATE_STORE = "peerStateStore"
 
 
 def _parseServer(directive: Directive) -> Directive:
@@ -87,6 +104,8 @@ def _serverParams(directive: Directive) -> Dict[str, Any]:
                 params["backup"] = True
             elif key == "down" and not sep:
                 params["down"] = True
+            elif key == "resolve" and not sep:
+                params["resolve"] = True
             else:
                 raise ValueError
         except ValueError:
@@ -96,8 +115,9 @@ def _serverParams(directive: Directive) -> Dict[str, Any]:
 
 class UpstreamModule(ProxyModule):
     """
-    Declares C{upstream} and its C{server}, C{keepalive} and C{zone}
-    directives, and owns the connection pool shared by all upstreams.
+    Declares C{upstream} and its C{server}, C{keepalive}, C{zone} and
+    C{resolver} directives, and owns the connection pool shared by all
+    upstreams.
     """
 
     name = "upstream"
@@ -114,8 +134,12 @@ class UpstreamModule(ProxyModule):
             spec("keepalive_requests", [UPSTREAM], 1, parse=numberSlot),
             spec("keepalive_timeout", [UPSTREAM], 1, parse=timeSlot),
             spec("keepalive_time", [UPSTREAM], 1, parse=timeSlot),
-            # Peer state lives in the process until workers share it.
-            spec("zone", [UPSTREAM], (1, 2), ignored=True),
+            # Peer state lives in an IPeerStateStore (the process's own
+            # unless a module supplies a shared one).
+            spec("zone", [UPSTREAM], (1, 2), parse=_parseZone),
+            spec("resolver", [HTTP, SERVER, LOCATION, UPSTREAM], (1, None),
+                 parse=parseResolver),
+            spec("resolver_timeout", [HTTP, SERVER, LOCATION, UPSTREAM], 1, parse=timeSlot),
             spec("match", [HTTP], 1, block="raw", parse=parseMatch, multiple=True),
             spec("health_check", [LOCATION], (0, None), parse=parseHealthCheck,
                  multiple=True, merge=MERGE_NONE),
@@ -135,40 +159,61 @@ class UpstreamModule(ProxyModule):
 
     def configure(self, compiler: Any) -> None:
         """
-        Build every C{upstream} block into an L{Upstream}.
+        Build every C{upstream} block into an L{Upstream}, its peers' state
+        in the L{IPeerStateStore} a module put in
+        C{compiler.state[PEER_STATE_STORE]} (else one in this process), and
+        an L{UpstreamResolver} for each group with C{resolve} servers.
         """
         reactor = compiler.reactor
+        store = compiler.state.get(PEER_STATE_STORE)
+        if store is None:
+            store = MemoryPeerStateStore()
+        elif not IPeerStateStore.providedBy(store):
+            raise TypeError(f"{store!r} does not provide IPeerStateStore")
         upstreams: Dict[str, Upstream] = {}
+        resolvers: List[UpstreamResolver] = []
         for block in compiler.httpBlock.childrenOf(UPSTREAM):
             directive = block.directive
             name = directive.args[0]
             if name in upstreams:
                 raise directive.error(f'duplicate upstream "{name}"')
             method = _balancingMethod(block)
+            zone = block.values.get("zone")
             peers: List[Peer] = []
+            resolved: List[ResolvedServer] = []
             for server in block.values.get("server", []):
                 params = _serverParams(server)
+                resolve = params.pop("resolve", False)
                 if method is not None and params.get("backup") and not method.supportsBackup:
                     raise server.error(
                         f'balancing method "{method.method}" does not support '
                         f'parameter "backup"'
                     )
-                peers.extend(resolvePeers(server.args[0], server, **params))
-            if not peers:
+                address = server.args[0]
+                if resolve and not _isLiteral(address):
+                    resolved.append(_resolvedServer(server, name, zone, store, params))
+                    continue
+                for peer in resolvePeers(address, server, **params):
+                    peer.state = store.stateFor(zone, name, peer.name)
+                    peers.append(peer)
+            if not peers and not resolved:
                 raise directive.error(f'no servers are inside upstream')
-            if method is None:
-                balancer = RoundRobinBalancer(peers, reactor)
-            else:
-                balancer = method.buildBalancer(peers, compiler)
-            upstreams[name] = Upstream(
+            buildBalancer = _balancerBuilder(method, compiler)
+            upstream = upstreams[name] = Upstream(
                 name,
                 peers,
-                balancer,
+                buildBalancer(peers),
                 keepalive=block.values.get("keepalive", 0),
                 keepaliveRequests=block.values.get("keepalive_requests", 1000),
                 keepaliveTime=block.values.get("keepalive_time", 3600.0),
                 keepaliveTimeout=block.values.get("keepalive_timeout", 60.0),
             )
+            if resolved:
+                resolvers.append(UpstreamResolver(
+                    upstream, list(peers), resolved,
+                    _resolverOf(block, compiler, name, resolved),
+                    buildBalancer, reactor,
+                ))
         matches: Dict[str, Match] = {}
         for match in compiler.httpBlock.values.get("match", []):
             if match.name in matches:
@@ -179,6 +224,8 @@ class UpstreamModule(ProxyModule):
             "pool": ConnectionPool(reactor),
             "matches": matches,
             "healthChecks": [],
+            "resolvers": resolvers,
+            PEER_STATE_STORE: store,
         }
 
     def configureLocation(self, location: Any, compiler: Any) -> None:
@@ -214,6 +261,155 @@ class UpstreamModule(ProxyModule):
                 readTimeout=location.conf.get("proxy_read_timeout"),
                 reactor=compiler.reactor,
             ))
+
+
+def _balancerBuilder(method: Optional[Any], compiler: Any) -> Callable[[List[Peer]], Any]:
+    """
+    @return: what makes the group's balancer over a list of peers, at load
+        and again each time re-resolution changes the peers.
+    """
+    if method is None:
+        reactor = compiler.reactor
+        return lambda peers: RoundRobinBalancer(peers, reactor)
+    return lambda peers: method.buildBalancer(peers, compiler)
+
+
+def _isLiteral(address: str) -> bool:
+    """
+    @return: whether C{address} needs no name resolution (an IP address or
+        C{unix:} socket), so C{resolve} does not apply to it.
+    """
+    if address.startswith("unix:"):
+        return True
+    try:
+        ipaddress.ip_address(splitHostPort(address, 80)[0])
+    except ValueError:
+        return False
+    return True
+
+
+def _resolvedServer(server: Directive, upstream: str, zone: Optional[str],
+                    store: Any, params: Dict[str, Any]) -> ResolvedServer:
+    """
+    @return: the re-resolved form of one C{server NAME resolve} line, with
+        no peers until the first answer (nginx does not resolve such a name
+        at load either).
+    @raise ConfigError: for a bad port.
+    """
+    address = server.args[0]
+    try:
+        host, port = splitHostPort(address, 80)
+    except ValueError as e:
+        raise server.error(str(e))
+
+    def makePeer(ip: str) -> Peer:
+        peer = Peer(ip, port, None, server=address, **params)
+        peer.state = store.stateFor(zone, upstream, peer.name)
+        return peer
+
+    return ResolvedServer(host, port, makePeer)
+
+
+def _resolverOf(block: Any, compiler: Any, name: str,
+                resolved: List[ResolvedServer]) -> ResolverSpec:
+    """
+    @return: the resolver of an upstream group with C{resolve} servers:
+        its own C{resolver} (and C{resolver_timeout}) or the http block's.
+    @raise ConfigError: as nginx, when the group has no C{zone}, or when no
+        C{resolver} is defined.
+    """
+    if block.values.get("zone") is None:
+        raise block.directive.error(
+            f'resolving names at run time requires upstream "{name}" to be in shared memory'
+        )
+    http = compiler.httpBlock.values
+    found = block.values.get("resolver") or http.get("resolver")
+    if found is None:
+        first = block.values["server"][0]
+        for server in block.values["server"]:
+            if "resolve" in server.args[1:]:
+                first = server
+                break
+        raise first.error(f"no resolver defined to resolve {resolved[0].host}")
+    timeout = block.values.get("resolver_timeout", http.get("resolver_timeout"))
+    if timeout is not None:
+        found = attr.evolve(found, timeout=timeout)
+    return found  # type: ignore[no-any-return]
+
+
+def _parseZone(directive: Directive) -> str:
+    """
+    C{zone NAME [SIZE]}: the size is checked and otherwise unused, as peer
+    state lives in the L{IPeerStateStore}.
+
+    @return: the zone name.
+    """
+    if len(directive.args) == 2:
+        try:
+            size = parseSize(directive.args[1])
+        except ValueError:
+            size = -1
+        if size <= 0:
+            raise directive.error(f'invalid zone size "{directive.args[1]}"')
+    return directive.args[0]
+
+
+def parseResolver(directive: Directive) -> ResolverSpec:
+    """
+    C{resolver ADDRESS ... [valid=TIME] [ipv4=on|off] [ipv6=on|off]
+    [status_zone=NAME]}: name servers as IP addresses or host names
+    (resolved now, as nginx does), with an optional port (53 by default).
+
+    @raise ConfigError: nginx's words: C{invalid parameter: ARG},
+        C{invalid port in resolver "ARG"}, C{host not found in resolver
+        "ARG"}, C{no name servers defined}, or C{"ipv4" and "ipv6" cannot
+        both be "off"}.
+    """
+    servers: List[Tuple[str, int]] = []
+    valid: Optional[float] = None
+    flags = {"ipv4": True, "ipv6": True}
+    for arg in directive.args:
+        key, sep, value = arg.partition("=")
+        if sep and key in ("valid", "ipv4", "ipv6", "status_zone"):
+            try:
+                if key == "valid":
+                    valid = parseTime(value)
+                elif key != "status_zone":
+                    flags[key] = parseFlag(value, directive.name)
+            except ValueError:
+                raise directive.error(f"invalid parameter: {arg}")
+            continue
+        try:
+            host, port = splitHostPort(arg, 53)
+        except ValueError:
+            raise directive.error(f'invalid port in resolver "{arg}"')
+        for ip in _nameServerAddresses(host, port):
+            if (ip, port) not in servers:
+                servers.append((ip, port))
+        if not servers:
+            raise directive.error(f'host not found in resolver "{arg}"')
+    if not servers:
+        raise directive.error("no name servers defined")
+    if not flags["ipv4"] and not flags["ipv6"]:
+        raise directive.error('"ipv4" and "ipv6" cannot both be "off"')
+    return ResolverSpec(tuple(servers), valid, flags["ipv4"], flags["ipv6"])
+
+
+def _nameServerAddresses(host: str, port: int) -> List[str]:
+    """
+    @return: C{host} itself when it is an IP address, else the addresses
+        the system resolves it to now (none when it does not resolve).
+    """
+    try:
+        ipaddress.ip_address(host)
+        return [host]
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+    except socket.gaierror:
+        return []
+    return [str(info[4][0]) for info in infos if info[0] in (socket.AF_INET, socket.AF_INET6)]
 
 
 def _balancingMethod(block: Any) -> Optional[Any]:

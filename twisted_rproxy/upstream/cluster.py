@@ -11,7 +11,8 @@ from typing import Any, Collection, Iterable, List, Optional, Set, Tuple
 
 from zope.interface import implementer
 
-from ..interfaces import IBalancer
+from ..interfaces import IBalancer, IPeerState
+from .peerstate import MemoryPeerState
 
 
 class Peer:
@@ -23,6 +24,9 @@ class Peer:
     @ivar port: the port (0 for a UNIX socket).
     @ivar unixPath: the socket path, or C{None}.
     @ivar conns: connections in use now.
+    @ivar state: where C{fails}, C{checked}, C{accessed} and C{conns}
+        live (an L{IPeerState}); those four attributes read and write it,
+        so a shared store makes them common to every process using it.
     @ivar server: the address as written in its C{server} directive
         (C{backend.example.com:8080}), shared by every address a name
         resolves to; consistent hashing places its points by it, as nginx
@@ -37,7 +41,8 @@ class Peer:
     def __init__(self, host: Optional[str], port: int, unixPath: Optional[str] = None,
                  weight: int = 1, maxFails: int = 1, failTimeout: float = 10.0,
                  backup: bool = False, down: bool = False, maxConns: int = 0,
-                 server: Optional[str] = None) -> None:
+                 server: Optional[str] = None,
+                 state: Optional[IPeerState] = None) -> None:
         self.host = host
         self.port = port
         self.unixPath = unixPath
@@ -49,10 +54,7 @@ class Peer:
         self.maxConns = maxConns
         self.currentWeight = 0
         self.effectiveWeight = weight
-        self.fails = 0
-        self.checked = 0.0
-        self.accessed = 0.0
-        self.conns = 0
+        self.state: IPeerState = MemoryPeerState() if state is None else state
         if unixPath is not None:
             self.name = f"unix:{unixPath}"
         elif host is not None and ":" in host:
@@ -62,6 +64,50 @@ class Peer:
         self.server = self.name if server is None else server
         self.checkFailed = False
         self._failingChecks: Set[int] = set()
+
+    @property
+    def fails(self) -> int:
+        """
+        Failures counted in the current C{fail_timeout} period.
+        """
+        return self.state.fails  # type: ignore[no-any-return]
+
+    @fails.setter
+    def fails(self, value: int) -> None:
+        self.state.fails = value
+
+    @property
+    def checked(self) -> float:
+        """
+        When the current accounting period began.
+        """
+        return self.state.checked  # type: ignore[no-any-return]
+
+    @checked.setter
+    def checked(self, value: float) -> None:
+        self.state.checked = value
+
+    @property
+    def accessed(self) -> float:
+        """
+        When the peer last failed.
+        """
+        return self.state.accessed  # type: ignore[no-any-return]
+
+    @accessed.setter
+    def accessed(self, value: float) -> None:
+        self.state.accessed = value
+
+    @property
+    def conns(self) -> int:
+        """
+        Connections in use now.
+        """
+        return self.state.conns  # type: ignore[no-any-return]
+
+    @conns.setter
+    def conns(self, value: int) -> None:
+        self.state.conns = value
 
     def setCheckFailed(self, check: Any, failed: bool) -> None:
         """

@@ -440,6 +440,7 @@ class HealthCheck:
         """
         Start a probe of each peer whose last one has finished.
         """
+        self._followPeers()
         for peer, health in self.peers.items():
             if health.probe is None:
                 try:
@@ -448,6 +449,25 @@ class HealthCheck:
                     # One broken probe must not end the schedule of all.
                     health.probe = None
                     self.log.failure("health check of {peer} failed", peer=peer.name)
+
+    def _followPeers(self) -> None:
+        """
+        Keep to the group's peers as they are now: a re-resolution
+        (L{twisted_rproxy.upstream.resolver.UpstreamResolver}) may have
+        added peers, which start healthy and are probed from now on, or
+        removed some, whose probes are cancelled.
+        """
+        current = [p for p in self.upstream.peers if not p.down]
+        if len(current) == len(self.peers) and all(p in self.peers for p in current):
+            return
+        for peer in [p for p in self.peers if p not in current]:
+            probe = self.peers.pop(peer).probe
+            if probe is not None:
+                probe.cancel()
+            peer.setCheckFailed(self, False)
+        for peer in current:
+            if peer not in self.peers:
+                self.peers[peer] = _PeerHealth()
 
     def probe(self, peer: Peer) -> "Deferred[Optional[str]]":
         """
