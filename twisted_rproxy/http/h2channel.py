@@ -1,0 +1,757 @@
+# -*- test-case-name: tests.unit.test_h2channel -*-
+"""
+The HTTP/2 codec facing clients, on the C{h2} library's state machine and
+HPACK: each stream becomes an L{Exchange} whose channel is an L{H2Stream},
+an object with the same contract as L{HTTPChannel
+<twisted_rproxy.http.channel.HTTPChannel>}, so routing, modules, proxying
+and logging run unchanged.  Flow control holds both ways: response bytes
+go out only as the client's windows allow (a stream's producer is paused
+while its bounded buffer is full), and request DATA is acknowledged only
+as the stream's consumer takes it, so a slow backend throttles its client.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from typing import Any, Deque, Dict, Optional
+
+from h2.config import H2Configuration
+from h2.connection import H2Connection
+from h2.errors import ErrorCodes
+from h2.events import (
+    ConnectionTerminated,
+    DataReceived,
+    RemoteSettingsChanged,
+    RequestReceived,
+    StreamEnded,
+    StreamReset,
+    TrailersReceived,
+    WindowUpdated,
+)
+from h2.exceptions import ProtocolError
+from h2.settings import SettingCodes
+from hyperframe.frame import GoAwayFrame
+from twisted.internet.interfaces import IPushProducer
+from twisted.internet.protocol import Protocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from .channel import BodyTooLarge, ClientGone
+from .dates import httpDate
+from .exchange import SERVER_SOFTWARE, Exchange
+from .h2headers import MalformedRequest, requestFromHeaders
+from .routing import normalizeHost
+
+#: What a stream may hold of response body beyond its window before its
+#: producer is paused.
+STREAM_BUFFER_LIMIT = 65536
+#: The connection-level receive window: large, so a stream whose consumer
+#: is slow (holding its own window) does not hold up uploads on others.
+CONNECTION_WINDOW = 16 * 1024 * 1024
+
+#: Response headers that mean nothing in HTTP/2 (RFC 9113 8.2.2).
+_CONNECTION_SPECIFIC = frozenset(
+    {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"}
+)
+_SERVER_FULL = SERVER_SOFTWARE.encode("ascii")
+_SERVER_SHORT = b"twisted_rproxy"
+
+
+class _ServerConnection(H2Connection):
+    """
+    h2's connection, except that a client opening more streams than
+    advertised gets that stream refused (RFC 9113 5.1.2 allows
+    REFUSED_STREAM) rather than the whole connection closed: h2 refuses
+    before decoding the header block, which would also leave HPACK out of
+    step, so its count is lifted while a HEADERS frame is taken in and
+    L{H2Channel} enforces the limit on the decoded request.
+    """
+
+    _lifting = False
+
+    @property
+    def open_inbound_streams(self) -> int:  # type: ignore[override]
+        """
+        h2's count of open client streams; 0 while a HEADERS frame is read.
+        """
+        if self._lifting:
+            return 0
+        return H2Connection.open_inbound_streams.fget(self)  # type: ignore[attr-defined,no-any-return]
+
+    def _receive_headers_frame(self, frame: Any) -> Any:
+        self._lifting = True
+        try:
+            return super()._receive_headers_frame(frame)
+        finally:
+            self._lifting = False
+
+
+class H2Stream:
+    """
+    One HTTP/2 stream, as its L{Exchange} sees a channel.
+
+    @ivar streamId: the stream's id.
+    @ivar exchange: its exchange, once the request head was accepted.
+    """
+
+    def __init__(self, connection: "H2Channel", streamId: int) -> None:
+        self.connection = connection
+        self.streamId = streamId
+        self.exchange: Optional[Exchange] = None
+        self.buffer: Deque[bytes] = deque()
+        self.buffered = 0
+        self.headSent = False
+        self.noBody = False
+        self.ended = False
+        self.endSent = False
+        self.closed = False
+        self.requestEnded = False
+        self.declaredLength: Optional[int] = None
+        self.received = 0
+        self.unacked = 0
+        self.bodyPaused = False
+        self.producerPaused = False
+        self.chunkSize = 8192
+
+    # -- what an exchange reads of its channel ---------------------------
+
+    @property
+    def listener(self) -> Any:
+        return self.connection.listener
+
+    @property
+    def scheme(self) -> str:
+        return self.connection.scheme
+
+    @property
+    def transport(self) -> Any:
+        return self.connection.transport
+
+    @property
+    def clientAddress(self) -> Any:
+        return self.connection.clientAddress
+
+    @property
+    def serverAddress(self) -> Any:
+        return self.connection.serverAddress
+
+    @property
+    def connectionNumber(self) -> int:
+        return self.connection.connectionNumber
+
+    @property
+    def requestCount(self) -> int:
+        """
+        Requests (streams) read on the connection so far.
+        """
+        return self.connection.requestCount
+
+    def normalizeHost(self, raw: bytes) -> Optional[str]:
+        """
+        @return: C{:authority} (or Host) as a server name, or C{None}.
+        """
+        return normalizeHost(raw)
+
+    # -- request body -----------------------------------------------------
+
+    def declaredBodyLength(self, exchange: Exchange) -> int:
+        """
+        @return: the declared Content-Length, else the body bytes so far.
+        """
+        if self.declaredLength is not None:
+            return self.declaredLength
+        return self.received
+
+    def hasRequestBody(self, exchange: Exchange) -> bool:
+        """
+        Whether the HEADERS frame left the stream open for DATA.
+        """
+        return exchange.hasBody
+
+    def bodyWanted(self, exchange: Exchange) -> None:
+        """
+        A handler takes the body now: release the window held for it.
+        """
+        self.bodyPaused = False
+        self.connection.acknowledge(self)
+
+    def pauseBody(self, exchange: Exchange) -> None:
+        """
+        The consumer is full: stop acknowledging DATA, so the client's
+        window closes.
+        """
+        self.bodyPaused = True
+
+    def resumeBody(self, exchange: Exchange) -> None:
+        """
+        The consumer caught up: open the window by what it took.
+        """
+        self.bodyPaused = False
+        self.connection.acknowledge(self)
+
+    # -- response ---------------------------------------------------------
+
+    def sendHead(self, exchange: Exchange, status: int, reason: bytes, headers: list) -> None:
+        """
+        Send the response HEADERS (ending the stream when there is no body).
+        """
+        self.connection.sendHead(self, exchange, status, headers)
+
+    def sendBody(self, exchange: Exchange, data: bytes) -> None:
+        """
+        Queue body bytes for the stream's window.
+        """
+        if self.noBody or self.closed:
+            return
+        exchange.bodyBytesSent += len(data)
+        exchange.bytesSent += len(data)
+        self.buffer.append(data)
+        self.buffered += len(data)
+        self.connection.flush(self)
+        if self.buffered > STREAM_BUFFER_LIMIT and not self.producerPaused:
+            producer = exchange.responseProducer
+            if producer is not None:
+                self.producerPaused = True
+                producer.pauseProducing()
+
+    def responseDone(self, exchange: Exchange) -> None:
+        """
+        The response is complete: end the stream once its bytes are out.
+        """
+        self.ended = True
+        self.connection.logExchange(exchange)
+        self.connection.flush(self)
+
+    def abortExchange(self, exchange: Exchange) -> None:
+        """
+        The response cannot complete: reset this stream only.
+        """
+        self.connection.logExchange(exchange)
+        self.connection.resetStream(self, ErrorCodes.INTERNAL_ERROR)
+
+    def exchangeProducerChanged(self, exchange: Exchange) -> None:
+        """
+        Pause a new response producer at once if its stream is behind.
+        """
+        producer = exchange.responseProducer
+        if producer is None:
+            return
+        if self.buffered > STREAM_BUFFER_LIMIT or self.connection.writePaused:
+            self.producerPaused = True
+            producer.pauseProducing()
+        else:
+            self.producerPaused = False
+
+    def enterTunnel(self, exchange: Exchange, tunnel: Any) -> None:
+        """
+        A 101 cannot be relayed over HTTP/2 (extended CONNECT is not
+        offered): drop the stream and the upstream side.
+        """
+        self.connection.log.info(
+            "an upgrade to a tunnel is not supported over HTTP/2; stream {id} reset",
+            id=self.streamId,
+        )
+        exchange.status = 502
+        tunnel.clientLost()
+        exchange.abort()
+
+
+@implementer(IPushProducer)
+class H2Channel(Protocol):
+    """
+    One client connection speaking HTTP/2.
+
+    @ivar listener: the listener the connection arrived on.
+    @ivar scheme: C{"http"} or C{"https"}.
+    """
+
+    log = Logger()
+    scheme = "http"
+    transport: Any
+    _connections = 0
+
+    def __init__(self, listener: Any, reactor: Any = None) -> None:
+        if reactor is None:
+            from twisted.internet import reactor as _reactor
+
+            reactor = _reactor
+        self._reactor = reactor
+        self.listener = listener
+        self._streams: Dict[int, H2Stream] = {}
+        self._requests = 0
+        self.writePaused = False
+        self.lost = False
+        self._goneAway = False
+        self._lastStreamId = 0
+        self._timer: Any = None
+        self.clientAddress: Any = None
+        self.serverAddress: Any = None
+        self.connectionNumber = 0
+        self._conn: _ServerConnection = _ServerConnection(
+            H2Configuration(
+                client_side=False,
+                header_encoding=None,
+                validate_inbound_headers=False,
+                normalize_inbound_headers=False,
+                validate_outbound_headers=False,
+                normalize_outbound_headers=False,
+            )
+        )
+
+    # -- lifecycle -----------------------------------------------------
+
+    def connectionMade(self) -> None:
+        """
+        Send our SETTINGS (limits from the default server) and register
+        as the transport's producer.
+        """
+        from .channel import HTTPChannel
+
+        HTTPChannel._connections += 1
+        self.connectionNumber = HTTPChannel._connections
+        self.clientAddress = self.transport.getPeer()
+        self.serverAddress = self.transport.getHost()
+        if self.listener.byLocalAddress is not None:
+            self.listener = self.listener.forLocalAddress(self.serverAddress.host)
+        conf = self.listener.defaultServer.conf
+        self._maxStreams = conf.get("http2_max_concurrent_streams")
+        number, size = conf.get("large_client_header_buffers")
+        conn = self._conn
+        conn.local_settings = type(conn.local_settings)(
+            client=False,
+            initial_values={
+                SettingCodes.MAX_CONCURRENT_STREAMS: self._maxStreams,
+                SettingCodes.INITIAL_WINDOW_SIZE: conf.get("http2_body_preread_size"),
+                SettingCodes.MAX_HEADER_LIST_SIZE: number * size,
+            },
+        )
+        conn.initiate_connection()
+        conn.increment_flow_control_window(CONNECTION_WINDOW - 65535)
+        self.transport.registerProducer(self, True)
+        self._send()
+        self._setTimer(conf.get("client_header_timeout"))
+
+    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        """
+        Every open stream's exchange learns its client has gone.
+        """
+        self.lost = True
+        self._cancelTimer()
+        streams, self._streams = self._streams, {}
+        for stream in streams.values():
+            self._streamGone(stream)
+
+    @property
+    def requestCount(self) -> int:
+        """
+        Streams opened so far (C{$connection_requests}).
+        """
+        return self._requests
+
+    def isIdle(self) -> bool:
+        """
+        Whether a graceful shutdown may close this connection now: after
+        GOAWAY went out and every stream it allowed to finish has.
+        """
+        return self._goneAway and not self._streams
+
+    def goAway(self) -> None:
+        """
+        Graceful stop: send GOAWAY naming the last stream taken, so the
+        client opens no more, and close once the open ones finish.
+
+        h2 moves to a closed state on its own GOAWAY and would refuse to
+        send on the streams left, so the frame is written here directly.
+        """
+        if self._goneAway or self.lost:
+            return
+        self._goneAway = True
+        self._send()
+        frame = GoAwayFrame(stream_id=0, last_stream_id=self._lastStreamId, error_code=0)
+        self.transport.write(frame.serialize())
+        if not self._streams:
+            self.transport.loseConnection()
+
+    # -- timers ------------------------------------------------------------
+
+    def _setTimer(self, seconds: Optional[float]) -> None:
+        self._cancelTimer()
+        if seconds:
+            self._timer = self._reactor.callLater(seconds, self._timedOut)
+
+    def _cancelTimer(self) -> None:
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+
+    def _timedOut(self) -> None:
+        """
+        No stream for the idle time: say GOAWAY and close.
+        """
+        self._timer = None
+        if self._streams or self.lost:
+            return
+        self._goneAway = True
+        self._send()
+        frame = GoAwayFrame(stream_id=0, last_stream_id=self._lastStreamId, error_code=0)
+        self.transport.write(frame.serialize())
+        self.transport.loseConnection()
+
+    # -- reading ---------------------------------------------------------
+
+    def dataReceived(self, data: bytes) -> None:
+        """
+        Feed h2 and act on the events it finds.
+        """
+        try:
+            events = self._conn.receive_data(data)
+        except ProtocolError as e:
+            # h2 has queued the GOAWAY naming the error.
+            self.log.info(
+                "client {peer} violated HTTP/2: {error}", peer=self._peerText(), error=e
+            )
+            self._send()
+            self.transport.loseConnection()
+            return
+        event: Any
+        for event in events:
+            kind = type(event)
+            if kind is DataReceived:
+                self._data(event)
+            elif kind is RequestReceived:
+                self._request(event)
+            elif kind is StreamEnded:
+                self._ended(event.stream_id)
+            elif kind is WindowUpdated or kind is RemoteSettingsChanged:
+                self._windowOpened(getattr(event, "stream_id", 0))
+            elif kind is StreamReset:
+                stream = self._streams.pop(event.stream_id, None)
+                if stream is not None:
+                    stream.closed = True
+                    self._streamGone(stream)
+                    self._streamClosed()
+            elif kind is TrailersReceived:
+                pass  # request trailers are not passed to HTTP/1.1 upstreams
+            elif kind is ConnectionTerminated:
+                self._goneAway = True
+                self._send()
+                self.transport.loseConnection()
+                return
+        self._send()
+
+    def _request(self, event: RequestReceived) -> None:
+        streamId = event.stream_id
+        if self._goneAway or len(self._streams) >= self._maxStreams:
+            self._conn.reset_stream(streamId, ErrorCodes.REFUSED_STREAM)
+            return
+        try:
+            request = requestFromHeaders(event.headers or [])
+        except MalformedRequest as e:
+            self.log.info(
+                "client {peer} sent a malformed HTTP/2 request on stream {id}: {why}",
+                peer=self._peerText(),
+                id=streamId,
+                why=str(e),
+            )
+            self._conn.reset_stream(streamId, ErrorCodes.PROTOCOL_ERROR)
+            return
+        self._cancelTimer()
+        self._requests += 1
+        self._lastStreamId = max(self._lastStreamId, streamId)
+        stream = H2Stream(self, streamId)
+        stream.declaredLength = request.contentLength
+        # The length is checked here, as a stream error; h2 would make a
+        # mismatch a connection error.
+        h2stream = self._conn.streams.get(streamId)
+        if h2stream is not None:
+            h2stream._expected_content_length = None
+        self._streams[streamId] = stream
+        exchange = Exchange(stream, request.method, request.path, b"HTTP/2.0", request.headers)
+        exchange.requestLength = request.size
+        stream.exchange = exchange
+        ended = event.stream_ended is not None
+        exchange.hasBody = not ended
+        if ended:
+            stream.requestEnded = True
+            if request.contentLength:
+                self._malformedBody(stream, "content-length without a body")
+                return
+            exchange.bodyFinished()
+        if request.method == b"CONNECT":
+            exchange.server = self.listener.defaultServer
+            exchange.sendLocalReply(405)
+            return
+        exchange.dispatch()
+
+    def _data(self, event: DataReceived) -> None:
+        stream = self._streams.get(event.stream_id)
+        size = event.flow_controlled_length
+        if stream is None or stream.exchange is None or stream.closed:
+            self._conn.acknowledge_received_data(size, event.stream_id)
+            return
+        exchange = stream.exchange
+        data = event.data
+        stream.received += len(data)
+        if stream.declaredLength is not None and stream.received > stream.declaredLength:
+            self._conn.acknowledge_received_data(size, event.stream_id)
+            self._malformedBody(stream, "more DATA than content-length")
+            return
+        location = exchange.location
+        maxBody = location.conf.get("client_max_body_size") if location is not None else 0
+        if maxBody and stream.received > maxBody and not exchange.finished:
+            self._conn.acknowledge_received_data(size, event.stream_id)
+            exchange.bodyFailed(BodyTooLarge())
+            if not exchange.headSent:
+                exchange.sendLocalReply(413)
+            else:
+                exchange.abort()
+            return
+        if exchange.finished or exchange.aborted:
+            self._conn.acknowledge_received_data(size, event.stream_id)
+            return
+        stream.unacked += size
+        exchange.bodyReceived(data)
+        if exchange._bodyConsumer is not None and not stream.bodyPaused:
+            self.acknowledge(stream)
+
+    def acknowledge(self, stream: H2Stream) -> None:
+        """
+        Open C{stream}'s receive window by the DATA its consumer took.
+        """
+        size, stream.unacked = stream.unacked, 0
+        if size and not stream.closed and not self.lost:
+            self._conn.acknowledge_received_data(size, stream.streamId)
+            self._send()
+
+    def _ended(self, streamId: int) -> None:
+        stream = self._streams.get(streamId)
+        if stream is None or stream.exchange is None:
+            return
+        stream.requestEnded = True
+        exchange = stream.exchange
+        if stream.declaredLength is not None and stream.received != stream.declaredLength:
+            self._malformedBody(stream, "less DATA than content-length")
+            return
+        if not exchange.bodyComplete:
+            exchange.bodyFinished()
+        self._maybeDone(stream)
+
+    def _malformedBody(self, stream: H2Stream, why: str) -> None:
+        """
+        The body contradicts the content-length: a malformed request,
+        reset with PROTOCOL_ERROR (RFC 9113 8.1.1).
+        """
+        self.log.info(
+            "client {peer} sent a malformed HTTP/2 request body on stream {id}: {why}",
+            peer=self._peerText(),
+            id=stream.streamId,
+            why=why,
+        )
+        self.resetStream(stream, ErrorCodes.PROTOCOL_ERROR, status=400)
+
+    # -- writing ---------------------------------------------------------
+
+    def _send(self) -> None:
+        data = self._conn.data_to_send()
+        if data and not self.lost:
+            self.transport.write(data)
+
+    def sendHead(self, stream: H2Stream, exchange: Exchange, status: int, headers: list) -> None:
+        """
+        Frame the response head: lowercase names, no connection-specific
+        fields, our Server and Date unless passed through.
+        """
+        if stream.closed:
+            return
+        if status < 200:
+            # An interim or 101 response has no HTTP/2 form here.
+            self.resetStream(stream, ErrorCodes.INTERNAL_ERROR)
+            return
+        out = [(b":status", b"%d" % status)]
+        ownServer = ownDate = True
+        for name, value in headers:
+            lower = name.lower()
+            if lower in _CONNECTION_SPECIFIC:
+                continue
+            if lower == b"server":
+                ownServer = False
+            elif lower == b"date":
+                ownDate = False
+            out.append((lower, value))
+        if ownServer:
+            tokens = exchange.conf.get("server_tokens")
+            out.insert(1, (b"server", _SERVER_FULL if tokens else _SERVER_SHORT))
+        if ownDate:
+            out.insert(2 if ownServer else 1, (b"date", httpDate(self._reactor.seconds())))
+        stream.noBody = exchange.method == b"HEAD" or status in (204, 304)
+        stream.chunkSize = exchange.conf.get("http2_chunk_size")
+        stream.headSent = True
+        exchange.bytesSent += sum(len(n) + len(v) + 4 for n, v in out)
+        self._conn.send_headers(stream.streamId, out, end_stream=stream.noBody)
+        if stream.noBody:
+            stream.endSent = True
+        self._send()
+
+    def flush(self, stream: H2Stream) -> None:
+        """
+        Send what C{stream}'s window and the frame size allow; end the
+        stream when its response is complete and sent.
+        """
+        if stream.closed or self.lost:
+            return
+        conn = self._conn
+        streamId = stream.streamId
+        buffer = stream.buffer
+        try:
+            while buffer:
+                window = conn.local_flow_control_window(streamId)
+                if window <= 0:
+                    break
+                size = min(window, conn.max_outbound_frame_size, stream.chunkSize)
+                chunk = buffer[0]
+                if len(chunk) > size:
+                    piece = chunk[:size]
+                    buffer[0] = chunk[size:]
+                else:
+                    piece = buffer.popleft()
+                stream.buffered -= len(piece)
+                conn.send_data(streamId, piece, end_stream=stream.ended and not buffer)
+                if stream.ended and not buffer:
+                    stream.endSent = True
+            if stream.ended and not buffer and not stream.endSent:
+                stream.endSent = True
+                conn.end_stream(streamId)
+        except ProtocolError:
+            # The stream was closed under us (reset by the client).
+            stream.closed = True
+        self._send()
+        if stream.producerPaused and stream.buffered <= STREAM_BUFFER_LIMIT and not self.writePaused:
+            self._resumeProducer(stream)
+        if stream.endSent:
+            self._maybeDone(stream)
+
+    def _resumeProducer(self, stream: H2Stream) -> None:
+        stream.producerPaused = False
+        exchange = stream.exchange
+        if exchange is not None and exchange.responseProducer is not None:
+            exchange.responseProducer.resumeProducing()
+
+    def _windowOpened(self, streamId: int) -> None:
+        """
+        A WINDOW_UPDATE (or a larger initial window): send what waited.
+        """
+        if streamId:
+            stream = self._streams.get(streamId)
+            if stream is not None and stream.buffer:
+                self.flush(stream)
+            return
+        for stream in list(self._streams.values()):
+            if stream.buffer or (stream.ended and not stream.endSent):
+                self.flush(stream)
+
+    def _maybeDone(self, stream: H2Stream) -> None:
+        """
+        Forget a stream whose response went out; a request body still
+        coming is refused with RST_STREAM NO_ERROR (RFC 9113 8.1).
+        """
+        if not stream.endSent or stream.closed:
+            return
+        if not stream.requestEnded:
+            stream.closed = True
+            self._conn.reset_stream(stream.streamId, ErrorCodes.NO_ERROR)
+            self._send()
+        stream.closed = True
+        if self._streams.pop(stream.streamId, None) is not None:
+            self._streamClosed()
+
+    def resetStream(self, stream: H2Stream, code: int, status: int = 0) -> None:
+        """
+        Reset C{stream} and tell its exchange the client side is gone.
+        """
+        if not stream.closed and not self.lost:
+            stream.closed = True
+            try:
+                self._conn.reset_stream(stream.streamId, code)
+            except ProtocolError:
+                pass
+            self._send()
+        stream.closed = True
+        if self._streams.pop(stream.streamId, None) is not None:
+            self._streamGone(stream, status)
+            self._streamClosed()
+
+    def _streamClosed(self) -> None:
+        """
+        A stream left: close when draining, else idle towards keepalive.
+        """
+        if self._streams:
+            return
+        if self._goneAway:
+            self.transport.loseConnection()
+        else:
+            self._setTimer(self.listener.defaultServer.conf.get("keepalive_timeout"))
+
+    def _streamGone(self, stream: H2Stream, status: int = 0) -> None:
+        """
+        The client side of C{stream} went away before its response ended.
+        """
+        stream.closed = True
+        exchange = stream.exchange
+        if exchange is None or exchange.finished or exchange.aborted:
+            return
+        exchange.aborted = True
+        if not exchange.bodyComplete:
+            exchange.bodyFailed(ClientGone())
+        exchange.clientClosed()
+        if not exchange.headSent and not exchange.status:
+            exchange.status = status or 499
+        self.logExchange(exchange)
+
+    def logExchange(self, exchange: Exchange) -> None:
+        """
+        Write the exchange to its location's access logs.
+        """
+        exchange.endTime = time.time()
+        location = exchange.location or exchange._fallback()
+        for sink in location.logSinks:
+            try:
+                sink.log(exchange)
+            except Exception:
+                self.log.failure("access log sink {sink!r} failed", sink=sink)
+
+    def _peerText(self) -> str:
+        peer = self.clientAddress
+        return f"{getattr(peer, 'host', peer)}:{getattr(peer, 'port', '')}"
+
+    # -- IPushProducer: the socket tells us when it is full ---------------
+
+    def pauseProducing(self) -> None:
+        """
+        The client reads too slowly: pause every stream's producer.
+        """
+        self.writePaused = True
+        for stream in self._streams.values():
+            exchange = stream.exchange
+            if exchange is not None and exchange.responseProducer is not None:
+                if not stream.producerPaused:
+                    stream.producerPaused = True
+                    exchange.responseProducer.pauseProducing()
+
+    def resumeProducing(self) -> None:
+        """
+        The socket drained: resume streams that have room.
+        """
+        self.writePaused = False
+        for stream in list(self._streams.values()):
+            if stream.producerPaused and stream.buffered <= STREAM_BUFFER_LIMIT:
+                self._resumeProducer(stream)
+
+    def stopProducing(self) -> None:
+        """
+        The connection is going away; L{connectionLost} cleans up.
+        """
+
+
+__all__ = ["H2Channel", "H2Stream", "STREAM_BUFFER_LIMIT"]
