@@ -66,7 +66,9 @@ class _ServerConnection(H2Connection):
     REFUSED_STREAM) rather than the whole connection closed: h2 refuses
     before decoding the header block, which would also leave HPACK out of
     step, so its count is lifted while a HEADERS frame is taken in and
-    L{H2Channel} enforces the limit on the decoded request.
+    L{H2Channel} enforces the limit on the decoded request.  Trailers
+    (a HEADERS frame on an open stream) leave the content-length check off
+    as the first one set it.
     """
 
     _lifting = False
@@ -83,9 +85,17 @@ class _ServerConnection(H2Connection):
     def _receive_headers_frame(self, frame: Any) -> Any:
         self._lifting = True
         try:
-            return super()._receive_headers_frame(frame)
+            result = super()._receive_headers_frame(frame)
         finally:
             self._lifting = False
+        stream = self.streams.get(frame.stream_id)
+        if stream is not None:
+            # H2Channel checks the body against content-length as a stream
+            # error; h2 would make a mismatch a connection error, and the
+            # DATA of this same read arrives before the channel sees the
+            # request.
+            stream._expected_content_length = None
+        return result
 
 
 class H2Stream:
@@ -462,11 +472,6 @@ class H2Channel(Protocol):
         self._lastStreamId = max(self._lastStreamId, streamId)
         stream = H2Stream(self, streamId)
         stream.declaredLength = request.contentLength
-        # The length is checked here, as a stream error; h2 would make a
-        # mismatch a connection error.
-        h2stream = self._conn.streams.get(streamId)
-        if h2stream is not None:
-            h2stream._expected_content_length = None
         self._streams[streamId] = stream
         exchange = Exchange(stream, request.method, request.path, b"HTTP/2.0", request.headers)
         exchange.requestLength = request.size
