@@ -665,7 +665,10 @@ class H2Channel(Protocol):
             return
         if not stream.requestEnded:
             stream.closed = True
-            self._conn.reset_stream(stream.streamId, ErrorCodes.NO_ERROR)
+            try:
+                self._conn.reset_stream(stream.streamId, ErrorCodes.NO_ERROR)
+            except ProtocolError:
+                pass  # the client's END_STREAM is already in h2, not yet seen here
             self._send()
         stream.closed = True
         if self._streams.pop(stream.streamId, None) is not None:
