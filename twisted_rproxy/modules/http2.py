@@ -14,6 +14,7 @@ from ..config.ast import Directive
 from ..config.registry import HTTP, LOCATION, SERVER, DirectiveSpec, spec
 from ..config.slots import flagSlot, numberSlot, sizeSlot
 from ..module import ProxyModule
+from ..variables import VariableSpec, simple
 
 _CONTEXTS = (HTTP, SERVER)
 
@@ -37,6 +38,15 @@ def _positive(parse: Any, low: int, high: int) -> Any:
         return value
 
     return check
+
+
+def _http2(exchange: Any) -> str:
+    """
+    C{$http2}, as nginx: the protocol of an HTTP/2 request, else empty.
+    """
+    if exchange.version != b"HTTP/2.0":
+        return ""
+    return "h2" if exchange.channel.scheme == "https" else "h2c"
 
 
 class HTTP2Module(ProxyModule):
@@ -63,6 +73,12 @@ class HTTP2Module(ProxyModule):
             # reactor hands over, so it is accepted with a notice.
             spec("http2_recv_buffer_size", [HTTP], 1, ignored=True),
         ]
+
+    def variables(self) -> Sequence[VariableSpec]:
+        """
+        @return: C{$http2}: C{h2} over TLS, C{h2c} in clear, else empty.
+        """
+        return [simple("http2", _http2)]
 
     def configureListener(self, listener: Any, compiler: Any) -> None:
         """
