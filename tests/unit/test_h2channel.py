@@ -522,3 +522,94 @@ def testDirectiveErrorsCarryFileAndLine(directive: str, message: str) -> None:
     text = str(caught.value)
     assert message in text
     assert "<string>:6" in text, text
+
+
+def testSendTimeoutResetsStalledStream() -> None:
+    """
+    A stream whose client keeps its window shut for send_timeout is reset
+    (CANCEL); the connection and its other streams go on.
+    """
+    client = Client(extra="send_timeout 5s;", autoAck=False)
+    sid = client.request("/hold")
+    exchange = HOLD.exchanges[-1]
+    exchange.startResponse(200, [])
+    exchange.write(b"x" * 70000)
+    client.pump()
+    assert len(client.bodies[sid]) == 65535
+    client.clock.advance(4)
+    assert sid not in client.resets
+    client.clock.advance(2)
+    client.pump()
+    assert client.resets[sid] == ErrorCodes.CANCEL
+    assert not client.transport.disconnecting
+    client.autoAck = True
+    assert client.status(client.request("/")) == 200
+
+
+def testSendTimeoutRestartsOnProgress() -> None:
+    """
+    Each window the client opens restarts the stream's send_timeout.
+    """
+    client = Client(extra="send_timeout 5s;", autoAck=False)
+    sid = client.request("/hold")
+    exchange = HOLD.exchanges[-1]
+    exchange.startResponse(200, [])
+    exchange.write(b"x" * 200000)
+    client.pump()
+    for _ in range(2):
+        client.clock.advance(4)
+        client.ack(sid)
+    assert sid not in client.resets
+    client.clock.advance(6)
+    client.pump()
+    assert client.resets[sid] == ErrorCodes.CANCEL
+
+
+def testSocketSendTimeoutAbortsConnection() -> None:
+    """
+    A socket that stays full for send_timeout drops the connection.
+    """
+    client = Client(extra="send_timeout 5s;")
+    client.channel.pauseProducing()
+    client.clock.advance(3)
+    client.channel.resumeProducing()
+    client.clock.advance(3)
+    assert not client.transport.disconnecting
+    client.channel.pauseProducing()
+    client.clock.advance(6)
+    assert client.transport.disconnecting
+
+
+def testALPNFollowsTheListener(tmp_path: Any) -> None:
+    """
+    The ALPN callback picks h2 only where the connection's listener has
+    HTTP/2 on, else http/1.1; with nothing in common, no protocol.
+    """
+    from OpenSSL import SSL
+
+    from tests.integration.certs import CertificateAuthority
+    from twisted_rproxy.tls import alpnSelectCallback
+
+    cert, key = CertificateAuthority(tmp_path).issue(["a.test"])
+    config = loadConfig(
+        text=f"""
+events {{}}
+http {{
+    access_log off;
+    ssl_certificate {cert};
+    ssl_certificate_key {key};
+    server {{ listen 127.0.0.1:8443 ssl http2; }}
+    server {{ listen 127.0.0.1:8444 ssl; }}
+}}
+""",
+        modules=builtinModules(),
+        reactor=MemoryReactorClock(),
+    )
+    byPort = {listener.address.port: listener for listener in config.listeners}
+    offered = [b"h2", b"http/1.1"]
+    withH2 = byPort[8443].tls.serverConnectionForTLS(None)
+    without = byPort[8444].tls.serverConnectionForTLS(None)
+    assert alpnSelectCallback(withH2, offered) == b"h2"
+    assert alpnSelectCallback(without, offered) == b"http/1.1"
+    assert alpnSelectCallback(withH2, [b"http/1.1"]) == b"http/1.1"
+    assert alpnSelectCallback(without, [b"h2"]) is SSL.NO_OVERLAPPING_PROTOCOLS

@@ -1,10 +1,10 @@
 # -*- test-case-name: tests.unit.test_h2channel -*-
 """
 The HTTP/2 codec facing clients, on the C{h2} library's state machine and
-HPACK: each stream becomes an L{Exchange} whose channel is an L{H2Stream},
-an object with the same contract as L{HTTPChannel
-<twisted_rproxy.http.channel.HTTPChannel>}, so routing, modules, proxying
-and logging run unchanged.  Flow control holds both ways: response bytes
+HPACK: each stream becomes an L{Exchange} whose channel is an L{H2Stream}
+(L{twisted_rproxy.http.h2stream}), an object with the same contract as
+L{HTTPChannel <twisted_rproxy.http.channel.HTTPChannel>}, so routing,
+modules, proxying and logging run unchanged.  Flow control holds both ways: response bytes
 go out only as the client's windows allow (a stream's producer is paused
 while its bounded buffer is full), and request DATA is acknowledged only
 as the stream's consumer takes it, so a slow backend throttles its client.
@@ -13,8 +13,7 @@ as the stream's consumer takes it, so a slow backend throttles its client.
 from __future__ import annotations
 
 import time
-from collections import deque
-from typing import Any, Deque, Dict, Optional
+from typing import Any, Dict, Optional
 
 from h2.config import H2Configuration
 from h2.connection import H2Connection
@@ -42,11 +41,8 @@ from .channel import BodyTooLarge, ClientGone
 from .dates import httpDate
 from .exchange import SERVER_SOFTWARE, Exchange
 from .h2headers import MalformedRequest, requestFromHeaders
-from .routing import normalizeHost
+from .h2stream import STREAM_BUFFER_LIMIT, H2Stream
 
-#: What a stream may hold of response body beyond its window before its
-#: producer is paused.
-STREAM_BUFFER_LIMIT = 65536
 #: The connection-level receive window: large, so a stream whose consumer
 #: is slow (holding its own window) does not hold up uploads on others.
 CONNECTION_WINDOW = 16 * 1024 * 1024
@@ -98,176 +94,6 @@ class _ServerConnection(H2Connection):
         return result
 
 
-class H2Stream:
-    """
-    One HTTP/2 stream, as its L{Exchange} sees a channel.
-
-    @ivar streamId: the stream's id.
-    @ivar exchange: its exchange, once the request head was accepted.
-    """
-
-    def __init__(self, connection: "H2Channel", streamId: int) -> None:
-        self.connection = connection
-        self.streamId = streamId
-        self.exchange: Optional[Exchange] = None
-        self.buffer: Deque[bytes] = deque()
-        self.buffered = 0
-        self.headSent = False
-        self.noBody = False
-        self.ended = False
-        self.endSent = False
-        self.closed = False
-        self.requestEnded = False
-        self.declaredLength: Optional[int] = None
-        self.received = 0
-        self.unacked = 0
-        self.bodyPaused = False
-        self.producerPaused = False
-        self.chunkSize = 8192
-
-    # -- what an exchange reads of its channel ---------------------------
-
-    @property
-    def listener(self) -> Any:
-        return self.connection.listener
-
-    @property
-    def scheme(self) -> str:
-        return self.connection.scheme
-
-    @property
-    def transport(self) -> Any:
-        return self.connection.transport
-
-    @property
-    def clientAddress(self) -> Any:
-        return self.connection.clientAddress
-
-    @property
-    def serverAddress(self) -> Any:
-        return self.connection.serverAddress
-
-    @property
-    def connectionNumber(self) -> int:
-        return self.connection.connectionNumber
-
-    @property
-    def requestCount(self) -> int:
-        """
-        Requests (streams) read on the connection so far.
-        """
-        return self.connection.requestCount
-
-    def normalizeHost(self, raw: bytes) -> Optional[str]:
-        """
-        @return: C{:authority} (or Host) as a server name, or C{None}.
-        """
-        return normalizeHost(raw)
-
-    # -- request body -----------------------------------------------------
-
-    def declaredBodyLength(self, exchange: Exchange) -> int:
-        """
-        @return: the declared Content-Length, else the body bytes so far.
-        """
-        if self.declaredLength is not None:
-            return self.declaredLength
-        return self.received
-
-    def hasRequestBody(self, exchange: Exchange) -> bool:
-        """
-        Whether the HEADERS frame left the stream open for DATA.
-        """
-        return exchange.hasBody
-
-    def bodyWanted(self, exchange: Exchange) -> None:
-        """
-        A handler takes the body now: release the window held for it.
-        """
-        self.bodyPaused = False
-        self.connection.acknowledge(self)
-
-    def pauseBody(self, exchange: Exchange) -> None:
-        """
-        The consumer is full: stop acknowledging DATA, so the client's
-        window closes.
-        """
-        self.bodyPaused = True
-
-    def resumeBody(self, exchange: Exchange) -> None:
-        """
-        The consumer caught up: open the window by what it took.
-        """
-        self.bodyPaused = False
-        self.connection.acknowledge(self)
-
-    # -- response ---------------------------------------------------------
-
-    def sendHead(self, exchange: Exchange, status: int, reason: bytes, headers: list) -> None:
-        """
-        Send the response HEADERS (ending the stream when there is no body).
-        """
-        self.connection.sendHead(self, exchange, status, headers)
-
-    def sendBody(self, exchange: Exchange, data: bytes) -> None:
-        """
-        Queue body bytes for the stream's window.
-        """
-        if self.noBody or self.closed:
-            return
-        exchange.bodyBytesSent += len(data)
-        exchange.bytesSent += len(data)
-        self.buffer.append(data)
-        self.buffered += len(data)
-        self.connection.flush(self)
-        if self.buffered > STREAM_BUFFER_LIMIT and not self.producerPaused:
-            producer = exchange.responseProducer
-            if producer is not None:
-                self.producerPaused = True
-                producer.pauseProducing()
-
-    def responseDone(self, exchange: Exchange) -> None:
-        """
-        The response is complete: end the stream once its bytes are out.
-        """
-        self.ended = True
-        self.connection.logExchange(exchange)
-        self.connection.flush(self)
-
-    def abortExchange(self, exchange: Exchange) -> None:
-        """
-        The response cannot complete: reset this stream only.
-        """
-        self.connection.logExchange(exchange)
-        self.connection.resetStream(self, ErrorCodes.INTERNAL_ERROR)
-
-    def exchangeProducerChanged(self, exchange: Exchange) -> None:
-        """
-        Pause a new response producer at once if its stream is behind.
-        """
-        producer = exchange.responseProducer
-        if producer is None:
-            return
-        if self.buffered > STREAM_BUFFER_LIMIT or self.connection.writePaused:
-            self.producerPaused = True
-            producer.pauseProducing()
-        else:
-            self.producerPaused = False
-
-    def enterTunnel(self, exchange: Exchange, tunnel: Any) -> None:
-        """
-        A 101 cannot be relayed over HTTP/2 (extended CONNECT is not
-        offered): drop the stream and the upstream side.
-        """
-        self.connection.log.info(
-            "an upgrade to a tunnel is not supported over HTTP/2; stream {id} reset",
-            id=self.streamId,
-        )
-        exchange.status = 502
-        tunnel.clientLost()
-        exchange.abort()
-
-
 @implementer(IPushProducer)
 class H2Channel(Protocol):
     """
@@ -296,6 +122,7 @@ class H2Channel(Protocol):
         self._goneAway = False
         self._lastStreamId = 0
         self._timer: Any = None
+        self._writeTimer: Any = None
         self.clientAddress: Any = None
         self.serverAddress: Any = None
         self.connectionNumber = 0
@@ -349,6 +176,9 @@ class H2Channel(Protocol):
         """
         self.lost = True
         self._cancelTimer()
+        if self._writeTimer is not None and self._writeTimer.active():
+            self._writeTimer.cancel()
+        self._writeTimer = None
         streams, self._streams = self._streams, {}
         for stream in streams.values():
             self._streamGone(stream)
@@ -592,6 +422,7 @@ class H2Channel(Protocol):
             out.insert(2 if ownServer else 1, (b"date", httpDate(self._reactor.seconds())))
         stream.noBody = exchange.method == b"HEAD" or status in (204, 304)
         stream.chunkSize = exchange.conf.get("http2_chunk_size")
+        stream.sendTimeout = exchange.conf.get("send_timeout")
         stream.headSent = True
         exchange.bytesSent += sum(len(n) + len(v) + 4 for n, v in out)
         self._conn.send_headers(stream.streamId, out, end_stream=stream.noBody)
@@ -609,6 +440,7 @@ class H2Channel(Protocol):
         conn = self._conn
         streamId = stream.streamId
         buffer = stream.buffer
+        before = stream.buffered
         try:
             while buffer:
                 window = conn.local_flow_control_window(streamId)
@@ -632,10 +464,43 @@ class H2Channel(Protocol):
             # The stream was closed under us (reset by the client).
             stream.closed = True
         self._send()
+        self._sendTimer(stream, progressed=stream.buffered < before)
         if stream.producerPaused and stream.buffered <= STREAM_BUFFER_LIMIT and not self.writePaused:
             self._resumeProducer(stream)
         if stream.endSent:
             self._maybeDone(stream)
+
+    def _sendTimer(self, stream: H2Stream, progressed: bool) -> None:
+        """
+        C{send_timeout} per stream, as nginx: a stream whose client keeps
+        its window shut that long is reset.  Each DATA frame sent restarts
+        it; an empty buffer stops it.
+        """
+        timer = stream.sendTimer
+        if not stream.buffer or stream.closed:
+            if timer is not None and timer.active():
+                timer.cancel()
+            stream.sendTimer = None
+            return
+        if timer is not None and timer.active():
+            if progressed:
+                timer.reset(stream.sendTimeout)
+            return
+        seconds = stream.sendTimeout
+        if seconds:
+            stream.sendTimer = self._reactor.callLater(seconds, self._sendTimedOut, stream)
+
+    def _sendTimedOut(self, stream: H2Stream) -> None:
+        stream.sendTimer = None
+        if stream.closed or not stream.buffer:
+            return
+        self.log.info(
+            "client timed out (send_timeout) while sending response to client {peer} "
+            "on stream {id}",
+            peer=self._peerText(),
+            id=stream.streamId,
+        )
+        self.resetStream(stream, ErrorCodes.CANCEL)
 
     def _resumeProducer(self, stream: H2Stream) -> None:
         stream.producerPaused = False
@@ -706,6 +571,7 @@ class H2Channel(Protocol):
         The client side of C{stream} went away before its response ended.
         """
         stream.closed = True
+        self._sendTimer(stream, False)
         exchange = stream.exchange
         if exchange is None or exchange.finished or exchange.aborted:
             return
@@ -740,6 +606,9 @@ class H2Channel(Protocol):
         The client reads too slowly: pause every stream's producer.
         """
         self.writePaused = True
+        seconds = self.listener.defaultServer.conf.get("send_timeout")
+        if seconds and self._writeTimer is None:
+            self._writeTimer = self._reactor.callLater(seconds, self._writeTimedOut)
         for stream in self._streams.values():
             exchange = stream.exchange
             if exchange is not None and exchange.responseProducer is not None:
@@ -752,6 +621,10 @@ class H2Channel(Protocol):
         The socket drained: resume streams that have room.
         """
         self.writePaused = False
+        if self._writeTimer is not None:
+            if self._writeTimer.active():
+                self._writeTimer.cancel()
+            self._writeTimer = None
         for stream in list(self._streams.values()):
             if stream.producerPaused and stream.buffered <= STREAM_BUFFER_LIMIT:
                 self._resumeProducer(stream)
@@ -760,6 +633,19 @@ class H2Channel(Protocol):
         """
         The connection is going away; L{connectionLost} cleans up.
         """
+
+    def _writeTimedOut(self) -> None:
+        """
+        The socket stayed full for C{send_timeout}: drop the connection.
+        """
+        self._writeTimer = None
+        if not self.writePaused or self.lost:
+            return
+        self.log.info(
+            "client timed out (send_timeout) while sending response to client {peer}",
+            peer=self._peerText(),
+        )
+        self.transport.abortConnection()
 
 
 __all__ = ["H2Channel", "H2Stream", "STREAM_BUFFER_LIMIT"]
