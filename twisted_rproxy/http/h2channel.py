@@ -270,6 +270,7 @@ class H2Channel(Protocol):
                 stream = self._streams.pop(event.stream_id, None)
                 if stream is not None:
                     stream.closed = True
+                    self.acknowledge(stream)
                     self._streamGone(stream)
                     self._streamClosed()
             elif kind is TrailersReceived:
@@ -353,10 +354,12 @@ class H2Channel(Protocol):
 
     def acknowledge(self, stream: H2Stream) -> None:
         """
-        Open C{stream}'s receive window by the DATA its consumer took.
+        Open C{stream}'s receive window by the DATA its consumer took (or,
+        for a closed stream, give the connection window back what the
+        stream held).
         """
         size, stream.unacked = stream.unacked, 0
-        if size and not stream.closed and not self.lost:
+        if size and not self.lost:
             self._conn.acknowledge_received_data(size, stream.streamId)
             self._send()
 
@@ -536,6 +539,7 @@ class H2Channel(Protocol):
                 pass  # the client's END_STREAM is already in h2, not yet seen here
             self._send()
         stream.closed = True
+        self.acknowledge(stream)
         if self._streams.pop(stream.streamId, None) is not None:
             self._streamClosed()
 
@@ -551,6 +555,7 @@ class H2Channel(Protocol):
                 pass
             self._send()
         stream.closed = True
+        self.acknowledge(stream)
         if self._streams.pop(stream.streamId, None) is not None:
             self._streamGone(stream, status)
             self._streamClosed()
