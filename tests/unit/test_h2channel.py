@@ -613,3 +613,16 @@ http {{
     assert alpnSelectCallback(without, offered) == b"http/1.1"
     assert alpnSelectCallback(withH2, [b"http/1.1"]) == b"http/1.1"
     assert alpnSelectCallback(without, [b"h2"]) is SSL.NO_OVERLAPPING_PROTOCOLS
+
+
+def testHeadOverHeaderListLimitIs431() -> None:
+    """
+    A head larger than large_client_header_buffers allows (advertised as
+    SETTINGS_MAX_HEADER_LIST_SIZE) is answered 431 on its stream.
+    """
+    client = Client()
+    # configText's server: large_client_header_buffers 2 1k.
+    assert client.h2.remote_settings.max_header_list_size == 2048
+    big = client.request("/", extra=[(b"x-big", b"b" * 2100)])
+    assert client.status(big) == 431
+    assert client.status(client.request("/")) == 200

@@ -164,6 +164,10 @@ class H2Channel(Protocol):
                 SettingCodes.MAX_HEADER_LIST_SIZE: number * size,
             },
         )
+        self._maxHeaderList = number * size
+        # h2 would refuse a larger head as a connection error; it is
+        # answered 431 on its stream instead (as an HTTP/1.1 one is).
+        conn.decoder.max_header_list_size = max(65536, 4 * self._maxHeaderList)
         conn.initiate_connection()
         conn.increment_flow_control_window(CONNECTION_WINDOW - 65535)
         self.transport.registerProducer(self, True)
@@ -315,6 +319,15 @@ class H2Channel(Protocol):
                 self._malformedBody(stream, "content-length without a body")
                 return
             exchange.bodyFinished()
+        if request.listSize > self._maxHeaderList:
+            self.log.info(
+                "client {peer} sent too large a request head on stream {id}",
+                peer=self._peerText(),
+                id=streamId,
+            )
+            exchange.server = self.listener.defaultServer
+            exchange.sendLocalReply(431)
+            return
         if request.method == b"CONNECT":
             exchange.server = self.listener.defaultServer
             exchange.sendLocalReply(405)

@@ -40,6 +40,8 @@ class H2Request:
     @ivar headers: the regular fields, Host first when C{:authority} was sent.
     @ivar contentLength: the declared length, or C{None}.
     @ivar size: the head's size as HPACK-decoded text, for C{$request_length}.
+    @ivar listSize: its size as C{SETTINGS_MAX_HEADER_LIST_SIZE} counts
+        (32 bytes more per field, RFC 9113 6.5.2).
     """
 
     method: bytes
@@ -48,6 +50,7 @@ class H2Request:
     headers: Headers
     contentLength: Optional[int]
     size: int
+    listSize: int = 0
 
 
 def requestFromHeaders(fields: Sequence[Tuple[bytes, bytes]]) -> H2Request:
@@ -126,4 +129,5 @@ def requestFromHeaders(fields: Sequence[Tuple[bytes, bytes]]) -> H2Request:
     if cookies:
         # RFC 9113 8.2.3: crumbs are joined for an HTTP/1.1 hop.
         out.append((b"cookie", b"; ".join(cookies)))
-    return H2Request(method, path, scheme, out, contentLength, size)
+    listSize = size + 28 * len(fields)
+    return H2Request(method, path, scheme, out, contentLength, size, listSize)
