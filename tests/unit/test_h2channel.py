@@ -322,6 +322,8 @@ def testMalformedFields(fields: List[Header]) -> None:
                  id="connect-with-path"),
     pytest.param([(b":method", b"GET"), (b":scheme", b"http"), (b":authority", b"u@a"),
                   (b":path", b"/")], id="userinfo"),
+    pytest.param(_BASE[:3] + [(b":path", b"http://a/")], id="absolute-path"),
+    pytest.param(_BASE[:3] + [(b":path", b"*")], id="asterisk-not-options"),
 ])
 def testMalformedPseudoHeaders(block: List[Header]) -> None:
     """

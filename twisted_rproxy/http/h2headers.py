@@ -115,6 +115,9 @@ def requestFromHeaders(fields: Sequence[Tuple[bytes, bytes]]) -> H2Request:
         scheme = pseudo.get(b":scheme", b"")
         if not path or not scheme:
             raise MalformedRequest("no :path or :scheme")
+        if path[:1] != b"/" and not (path == b"*" and method == b"OPTIONS"):
+            # RFC 9113 8.3.1: origin-form, or "*" for OPTIONS.
+            raise MalformedRequest(f"invalid :path {path!r}")
     authority = pseudo.get(b":authority")
     if authority is not None:
         if b"@" in authority:
