@@ -440,6 +440,7 @@ def _differentialConfig(backend: Backend, port: int, certs: Tuple[str, str]) -> 
         location / {{ proxy_pass http://{backend.address}; }}
         location = /local {{ return 201 "made here\\n"; }}
         location /notfound {{ return 404; }}
+        location /vars {{ return 200 "$server_protocol|$request|$http2|$host|$scheme\n"; }}
 """,
     )
 
@@ -461,6 +462,7 @@ def testDifferentialAgainstNginx(
     for path, args in (
         ("/echo?q=1", ()),
         ("/local", ()),
+        ("/vars?a=b", ()),
         ("/notfound", ()),
         ("/status/404", ()),
         ("/pattern?size=100000", ()),
