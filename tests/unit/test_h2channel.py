@@ -628,3 +628,30 @@ def testHeadOverHeaderListLimitIs431() -> None:
     big = client.request("/", extra=[(b"x-big", b"b" * 2100)])
     assert client.status(big) == 431
     assert client.status(client.request("/")) == 200
+
+
+def testClientBodyTimeout() -> None:
+    """
+    A stream whose client sends no DATA for client_body_timeout (while its
+    window is open) is reset and logged 408; DATA restarts the timer, and
+    a consumer holding the window shut stops it.
+    """
+    client = Client()
+    sid = client.request("/hold", method=b"POST", end=False)
+    exchange = HOLD.exchanges[-1]
+    collector = BodyCollector()
+    exchange.readBody(collector)
+    client.pump()
+    client.clock.advance(15)
+    client.send(sid, b"a" * 10)
+    client.clock.advance(15)
+    assert sid not in client.resets  # 30 s in all, but DATA came at 15
+    exchange.pauseBody()
+    client.clock.advance(60)
+    assert sid not in client.resets  # the proxy held the window
+    exchange.resumeBody()
+    client.clock.advance(21)
+    client.pump()
+    assert client.resets[sid] == ErrorCodes.CANCEL
+    assert SINK.entries[-1] == (408, b"/hold")
+    assert isinstance(collector.failure, Exception)

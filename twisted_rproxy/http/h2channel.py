@@ -333,6 +333,8 @@ class H2Channel(Protocol):
             exchange.sendLocalReply(405)
             return
         exchange.dispatch()
+        if not ended and not stream.closed and stream.bodyTimer is None:
+            self.bodyTimer(stream, exchange._bodyConsumer is not None and not stream.bodyPaused)
 
     def _data(self, event: DataReceived) -> None:
         stream = self._streams.get(event.stream_id)
@@ -364,6 +366,41 @@ class H2Channel(Protocol):
         exchange.bodyReceived(data)
         if exchange._bodyConsumer is not None and not stream.bodyPaused:
             self.acknowledge(stream)
+            self.bodyTimer(stream, True)
+
+    def bodyTimer(self, stream: H2Stream, arm: bool) -> None:
+        """
+        C{client_body_timeout} while the stream waits for the client's
+        DATA: (re)armed when DATA arrives or the window opens, stopped
+        while the proxy itself holds the window shut or the body is done.
+        """
+        timer = stream.bodyTimer
+        if not arm or stream.requestEnded or stream.closed or stream.exchange is None:
+            if timer is not None and timer.active():
+                timer.cancel()
+            stream.bodyTimer = None
+            return
+        seconds = stream.exchange.conf.get("client_body_timeout")
+        if not seconds:
+            return
+        if timer is not None and timer.active():
+            timer.reset(seconds)
+        else:
+            stream.bodyTimer = self._reactor.callLater(seconds, self._bodyTimedOut, stream)
+
+    def _bodyTimedOut(self, stream: H2Stream) -> None:
+        stream.bodyTimer = None
+        if stream.closed or stream.requestEnded:
+            return
+        self.log.info(
+            "client timed out (client_body_timeout) from {peer} on stream {id}",
+            peer=self._peerText(),
+            id=stream.streamId,
+        )
+        exchange = stream.exchange
+        if exchange is not None and not exchange.finished:
+            exchange.status = exchange.status or 408
+        self.resetStream(stream, ErrorCodes.CANCEL, status=408)
 
     def acknowledge(self, stream: H2Stream) -> None:
         """
@@ -381,6 +418,7 @@ class H2Channel(Protocol):
         if stream is None or stream.exchange is None:
             return
         stream.requestEnded = True
+        self.bodyTimer(stream, False)
         exchange = stream.exchange
         if stream.declaredLength is not None and stream.received != stream.declaredLength:
             self._malformedBody(stream, "less DATA than content-length")
@@ -553,6 +591,7 @@ class H2Channel(Protocol):
             self._send()
         stream.closed = True
         self.acknowledge(stream)
+        self.bodyTimer(stream, False)
         if self._streams.pop(stream.streamId, None) is not None:
             self._streamClosed()
 
@@ -590,6 +629,7 @@ class H2Channel(Protocol):
         """
         stream.closed = True
         self._sendTimer(stream, False)
+        self.bodyTimer(stream, False)
         exchange = stream.exchange
         if exchange is None or exchange.finished or exchange.aborted:
             return

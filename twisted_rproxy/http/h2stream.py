@@ -53,6 +53,7 @@ class H2Stream:
         self.producerPaused = False
         self.chunkSize = 8192
         self.sendTimer: Any = None
+        self.bodyTimer: Any = None
         self.sendTimeout = 0.0
 
     # -- what an exchange reads of its channel ---------------------------
@@ -116,6 +117,7 @@ class H2Stream:
         """
         self.bodyPaused = False
         self.connection.acknowledge(self)
+        self.connection.bodyTimer(self, True)
 
     def pauseBody(self, exchange: Exchange) -> None:
         """
@@ -123,6 +125,7 @@ class H2Stream:
         window closes.
         """
         self.bodyPaused = True
+        self.connection.bodyTimer(self, False)
 
     def resumeBody(self, exchange: Exchange) -> None:
         """
@@ -130,6 +133,7 @@ class H2Stream:
         """
         self.bodyPaused = False
         self.connection.acknowledge(self)
+        self.connection.bodyTimer(self, True)
 
     # -- response ---------------------------------------------------------
 
