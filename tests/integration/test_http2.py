@@ -209,6 +209,24 @@ def testConcurrentStreamsCorrectBodies(proxy: Dict[str, Any]) -> None:
         client.close()
 
 
+def testStreamsOverTLS(proxy: Dict[str, Any]) -> None:
+    """
+    The same over TLS (h2 chosen by ALPN): concurrent streams with bodies
+    both ways, $http2 "h2".
+    """
+    client = H2Client(proxy["tls"], tls=True)
+    try:
+        gets = [client.request(f"/pattern?size={50000 + i}") for i in range(10)]
+        post = client.request("/up", method="POST", body=b"z" * 200000)
+        for i, streamId in enumerate(gets):
+            assert bytes(client.finished(streamId).body) == _pattern(50000 + i)
+        seen = json.loads(bytes(client.finished(post).body))
+        assert seen["body_len"] == 200000
+        assert _echoHeaders(bytes(client.finished(post).body))["x-protocol"] == "HTTP/2.0"
+    finally:
+        client.close()
+
+
 def testAuthorityBecomesHostAndCookiesJoin(proxy: Dict[str, Any]) -> None:
     """
     :authority reaches the backend as Host ($host without the port), and
