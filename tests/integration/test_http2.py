@@ -15,7 +15,7 @@ import signal
 import subprocess
 import time
 import urllib.request
-from typing import Any, Callable, Dict, List, Tuple
+from typing import Any, Callable, Dict, Tuple
 
 import pytest
 from h2.errors import ErrorCodes
@@ -27,7 +27,6 @@ from tests.integration.harness import Backend, freePort, proxyConfig
 CURL = shutil.which("curl")
 H2LOAD = shutil.which("h2load")
 
-pytestmark = pytest.mark.skipif(CURL is None, reason="curl is not installed")
 
 
 @pytest.fixture(scope="module")
@@ -94,6 +93,8 @@ def _curl(*args: str) -> Tuple[Dict[str, str], bytes, str]:
     """
     Run curl; @return: its C{-w} values, the body and the header text.
     """
+    if CURL is None:
+        pytest.skip("curl is not installed")
     out = subprocess.run(
         [CURL, "-sS", "--max-time", "20", "-D", "-", "-o", "/dev/stdout",  # type: ignore[list-item]
          "-w", "\n%{http_version} %{http_code}"] + list(args),
