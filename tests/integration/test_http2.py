@@ -172,6 +172,28 @@ def testNoH2WithoutHttp2OnTLS(
     assert info == {"version": "1.1", "code": "200"}
 
 
+def testListenFlagOnPlainSocket(backend: Backend, rproxyRunner: Callable[..., Any]) -> None:
+    """
+    C{listen ... http2} without TLS (and no C{http2 on}): h2c by prior
+    knowledge, and HTTP/1.1 still, on the same socket; a socket without
+    the flag stays HTTP/1.1 only.
+    """
+    flagged, plain = freePort(), freePort()
+    rproxyRunner(proxyConfig(plain, f"""
+        listen 127.0.0.1:{flagged} http2;
+        location / {{ proxy_pass http://{backend.address}; }}
+"""))
+    info, _body, _head = _curl("--http2-prior-knowledge", f"http://127.0.0.1:{flagged}/")
+    assert info == {"version": "2", "code": "200"}
+    info, _body, _head = _curl("--http1.1", f"http://127.0.0.1:{flagged}/")
+    assert info == {"version": "1.1", "code": "200"}
+    out = subprocess.run(
+        [CURL, "-sS", "--max-time", "10", "--http2-prior-knowledge",  # type: ignore[list-item]
+         f"http://127.0.0.1:{plain}/"], capture_output=True, timeout=60,
+    )
+    assert out.returncode != 0  # the preface is no HTTP/1.1 request
+
+
 @pytest.mark.skipif(H2LOAD is None, reason="h2load (nghttp2-client) is not installed")
 def testH2LoadManyConcurrentStreams(proxy: Dict[str, Any]) -> None:
     """
