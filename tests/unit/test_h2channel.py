@@ -655,3 +655,19 @@ def testClientBodyTimeout() -> None:
     assert client.resets[sid] == ErrorCodes.CANCEL
     assert SINK.entries[-1] == (408, b"/hold")
     assert isinstance(collector.failure, Exception)
+
+
+def testBadHPACKIsConnectionError() -> None:
+    """
+    A header block that does not decode is a connection error: GOAWAY
+    COMPRESSION_ERROR, and the connection closes.
+    """
+    from hyperframe.frame import HeadersFrame
+
+    client = Client()
+    frame = HeadersFrame(1, data=b"\xff\xff\xff\xff\xff", flags=["END_HEADERS", "END_STREAM"])
+    client.channel.dataReceived(frame.serialize())
+    client.pump()
+    assert client.terminated is not None
+    assert client.terminated.error_code == ErrorCodes.COMPRESSION_ERROR
+    assert client.transport.disconnecting

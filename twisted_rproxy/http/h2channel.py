@@ -30,6 +30,7 @@ from h2.events import (
 )
 from h2.exceptions import ProtocolError
 from h2.settings import SettingCodes
+from hpack.exceptions import HPACKError
 from hyperframe.frame import GoAwayFrame
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import Protocol
@@ -64,7 +65,8 @@ class _ServerConnection(H2Connection):
     step, so its count is lifted while a HEADERS frame is taken in and
     L{H2Channel} enforces the limit on the decoded request.  Trailers
     (a HEADERS frame on an open stream) leave the content-length check off
-    as the first one set it.
+    as the first one set it.  A header block that does not decode is a
+    COMPRESSION_ERROR, as RFC 9113 4.3 says.
     """
 
     _lifting = False
@@ -82,6 +84,11 @@ class _ServerConnection(H2Connection):
         self._lifting = True
         try:
             result = super()._receive_headers_frame(frame)
+        except ProtocolError as e:
+            if isinstance(e.__cause__, HPACKError):
+                # RFC 9113 4.3: COMPRESSION_ERROR (h2 says PROTOCOL_ERROR).
+                e.error_code = ErrorCodes.COMPRESSION_ERROR
+            raise
         finally:
             self._lifting = False
         stream = self.streams.get(frame.stream_id)
