@@ -671,3 +671,23 @@ def testBadHPACKIsConnectionError() -> None:
     assert client.terminated is not None
     assert client.terminated.error_code == ErrorCodes.COMPRESSION_ERROR
     assert client.transport.disconnecting
+
+
+def testStreamProvidesTheExchangeChannelContract() -> None:
+    """
+    H2Stream provides IExchangeChannel, and HTTPChannel has every part of
+    it too, so the interface is the contract the HTTP/1.1 codec already
+    keeps.
+    """
+    from zope.interface.verify import verifyObject
+
+    from twisted_rproxy.http.channel import HTTPChannel
+    from twisted_rproxy.interfaces import IExchangeChannel
+
+    client = Client()
+    client.request("/hold")
+    verifyObject(IExchangeChannel, HOLD.exchanges[-1].channel)
+    listener = compiled(configText()).listeners[0]
+    channel = HTTPChannel(listener, client.clock)
+    channel.makeConnection(StringTransport())
+    verifyObject(IExchangeChannel, channel, tentative=True)

@@ -14,7 +14,9 @@ from collections import deque
 from typing import TYPE_CHECKING, Any, Deque, Optional
 
 from h2.errors import ErrorCodes
+from zope.interface import implementer
 
+from ..interfaces import IExchangeChannel
 from .exchange import Exchange
 from .routing import normalizeHost
 
@@ -26,6 +28,7 @@ if TYPE_CHECKING:
 STREAM_BUFFER_LIMIT = 65536
 
 
+@implementer(IExchangeChannel)
 class H2Stream:
     """
     One HTTP/2 stream, as its L{Exchange} sees a channel.
