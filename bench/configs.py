@@ -86,7 +86,9 @@ http {{
 
 def tlsServer(tls: Optional[Tuple[int, str, str]]) -> str:
     """
-    The HTTPS server block of the proxy config, or nothing.
+    The HTTPS server block of the proxy config, or nothing.  HTTP/2 is
+    offered there too (ALPN): wrk asks for no protocol and gets HTTP/1.1,
+    h2load asks for h2.
 
     @param tls: C{(port, certificate, key)}: where the proxy terminates TLS
         and with which PEM files; C{None} for no HTTPS listener.
@@ -96,7 +98,7 @@ def tlsServer(tls: Optional[Tuple[int, str, str]]) -> str:
     port, certificate, key = tls
     return f"""\
     server {{
-        listen 127.0.0.1:{port} ssl;
+        listen 127.0.0.1:{port} ssl http2;
         ssl_certificate {certificate};
         ssl_certificate_key {key};
         location / {{

@@ -59,6 +59,70 @@ def findWrk() -> Optional[str]:
     return shutil.which("wrk")
 
 
+def findH2load() -> Optional[str]:
+    """The h2load binary (Debian's nghttp2-client), or None."""
+    return shutil.which("h2load")
+
+
+_H2LOAD_FINISHED = re.compile(r"finished in ([\d.]+)(m?s), ([\d.]+) req/s")
+_H2LOAD_REQUESTS = re.compile(
+    r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, "
+    r"(\d+) errored, (\d+) timeout"
+)
+_H2LOAD_REQUEST_TIME = re.compile(
+    r"time for request:\s+([\d.]+)(us|ms|s)\s+([\d.]+)(us|ms|s)\s+([\d.]+)(us|ms|s)"
+)
+_TO_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def parseH2load(text: str) -> Dict[str, Any]:
+    """
+    The figures of one h2load run's output.
+
+    @return: C{rps}, C{requests} (succeeded), C{mean_ms} and C{max_ms} of
+        the time for a request (h2load gives no percentiles), C{errors}
+        and C{error_total} (failed, errored and timed-out requests).
+    @raise RuntimeError: the output has no summary.
+    """
+    finished = _H2LOAD_FINISHED.search(text)
+    requests = _H2LOAD_REQUESTS.search(text)
+    timing = _H2LOAD_REQUEST_TIME.search(text)
+    if finished is None or requests is None or timing is None:
+        raise RuntimeError(f"h2load printed no summary:\n{text}")
+    failed, errored, timedOut = (int(requests.group(i)) for i in (5, 6, 7))
+    return {
+        "rps": float(finished.group(3)),
+        "requests": int(requests.group(4)),
+        "mean_ms": float(timing.group(5)) * _TO_MS[timing.group(6)],
+        "max_ms": float(timing.group(3)) * _TO_MS[timing.group(4)],
+        "errors": {"failed": failed, "errored": errored, "timeout": timedOut},
+        "error_total": failed + errored + timedOut,
+    }
+
+
+def runH2load(url: str, connections: int, streams: int, duration: int,
+              cpu: Optional[str] = None) -> Dict[str, Any]:
+    """
+    Run h2load for C{duration} seconds: C{connections} HTTP/2 connections
+    with C{streams} requests in flight on each.
+
+    @return: L{parseH2load}'s figures and C{raw} (the output).
+    @raise RuntimeError: h2load is missing, failed, or printed no summary.
+    """
+    h2load = findH2load()
+    if h2load is None:
+        raise RuntimeError("h2load is not installed (apt-get install nghttp2-client)")
+    command = [h2load, "-c", str(connections), "-m", str(streams), "-D", str(duration), url]
+    if cpu is not None:
+        command = ["taskset", "-c", cpu] + command
+    result = subprocess.run(command, capture_output=True, text=True, timeout=duration + 60)
+    if result.returncode != 0:
+        raise RuntimeError(f"h2load failed ({result.returncode}): {result.stdout}\n{result.stderr}")
+    figures = parseH2load(result.stdout)
+    figures["raw"] = result.stdout
+    return figures
+
+
 def runWrk(
     url: str,
     connections: int,

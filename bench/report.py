@@ -29,6 +29,16 @@ COLUMNS: Dict[str, Sequence[Column]] = {
         ("error_total", "errors", "d"),
         ("other_on_cpu_percent", "other %", ".0f"),
     ),
+    "h2load": (
+        ("rps", "req/s", ",.0f"),
+        ("mean_ms", "mean ms", ".2f"),
+        ("max_ms", "max ms", ".2f"),
+        ("cpu_percent", "CPU %", ".0f"),
+        ("rss_mib", "RSS MiB", ".1f"),
+        ("peak_rss_mib", "peak MiB", ".1f"),
+        ("error_total", "errors", "d"),
+        ("other_on_cpu_percent", "other %", ".0f"),
+    ),
     "sse": (
         ("events_per_s", "events/s", ",.0f"),
         ("p50_ms", "p50 ms", ".2f"),
@@ -52,7 +62,7 @@ COLUMNS: Dict[str, Sequence[Column]] = {
 OTHER_WARNING = 20
 """Percent of the proxy's pinned CPU taken by other work that earns a warning."""
 
-THROUGHPUT = {"wrk": "rps", "sse": "events_per_s", "idle": None}
+THROUGHPUT = {"wrk": "rps", "h2load": "rps", "sse": "events_per_s", "idle": None}
 """The throughput figure of each kind, charted as the first ratio."""
 
 _NOT_RATED = {"error_total", "events", "opened", "failed", "open_seconds",

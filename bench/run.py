@@ -38,6 +38,7 @@ from bench.load import (  # noqa: E402
     findWrk,
     measureStreams,
     prime,
+    runH2load,
     runWrk,
 )
 from bench.procs import (  # noqa: E402
@@ -89,6 +90,8 @@ SCENARIOS: Dict[str, Scenario] = {s.name: s for s in (
              {"path": "/1k", "tls": True}),
     Scenario("tls_handshake", "wrk", "1 KiB GET over HTTPS, a new TLS connection per request",
              {"path": "/1k", "tls": True, "headers": ("Connection: close",)}),
+    Scenario("get1k_h2", "h2load", "1 KiB GET over HTTP/2 (TLS), 4 connections x 32 streams",
+             {"path": "/1k", "tls": True, "connections": 4, "streams": 32}),
     Scenario("get64k", "wrk", "64 KiB GET, 50 keepalive clients",
              {"path": "/64k"}),
     Scenario("get1m", "wrk", "1 MiB GET, 50 keepalive clients",
@@ -443,6 +446,21 @@ class Bench:
         sampler.stop()
         figures.pop("raw")
         figures["connections"] = CLIENTS
+        return figures
+
+    def _h2load(self, scenario: Scenario, sampler: ProcessSampler) -> Dict[str, Any]:
+        """h2load against the HTTPS listener: HTTP/2 streams multiplexed."""
+        params = scenario.params
+        url = f"https://127.0.0.1:{self.tlsPort}{params['path']}"
+        connections, streams = params["connections"], params["streams"]
+        if not self.quick:
+            runH2load(url, connections, streams, 1, cpu=self.loadCpu)  # warm-up
+        sampler.start()
+        figures = runH2load(url, connections, streams, self.duration, cpu=self.loadCpu)
+        sampler.stop()
+        figures.pop("raw")
+        figures["connections"] = connections
+        figures["streams"] = streams
         return figures
 
     def _sse(self, scenario: Scenario, sampler: ProcessSampler) -> Dict[str, Any]:

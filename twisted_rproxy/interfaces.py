@@ -63,14 +63,14 @@ class IProxyModule(Interface):
 class IExchange(Interface):
     """
     One request and its response, the same whatever codec carried it
-    (HTTP/1.1 now; HTTP/2 later), like Envoy's stream.
+    (HTTP/1.x or an HTTP/2 stream), like Envoy's stream.
     """
 
     method = Attribute("The request method, C{bytes}.")
     rawURI = Attribute("The request-target as sent, C{bytes}.")
     path = Attribute("The decoded, normalised path (nginx's C{$uri}), C{str}.")
     args = Attribute("The query string without C{?}, C{str} (C{$args}).")
-    version = Attribute("C{b'HTTP/1.1'} or C{b'HTTP/1.0'}.")
+    version = Attribute("C{b'HTTP/1.1'}, C{b'HTTP/1.0'} or C{b'HTTP/2.0'}.")
     requestHeaders = Attribute("List of C{(name, value)} C{bytes} pairs, as sent.")
     server = Attribute("The L{twisted_rproxy.config.model.VirtualServer}.")
     location = Attribute("The L{twisted_rproxy.config.model.Location}.")
@@ -350,4 +350,78 @@ class IPeerStateStore(Interface):
         @param upstream: the group's name.
         @param address: the peer as C{$upstream_addr} shows it.
         @return: that peer's L{IPeerState}, the same one on every call.
+class IExchangeChannel(Interface):
+    """
+    What an L{IExchange} asks of the codec that carries it: the HTTP/1.1
+    connection (L{twisted_rproxy.http.channel.HTTPChannel}) or one HTTP/2
+    stream (L{twisted_rproxy.http.h2stream.H2Stream}), so routing,
+    modules, proxying and logging need not know which.
+    """
+
+    listener = Attribute("The L{twisted_rproxy.config.model.Listener} of the connection.")
+    scheme = Attribute("C{'http'} or C{'https'}.")
+    transport = Attribute("The connection's transport (TLS variables read it).")
+    clientAddress = Attribute("The client's address (C{getPeer()}).")
+    serverAddress = Attribute("The local address (C{getHost()}).")
+    connectionNumber = Attribute("C{$connection}.")
+    requestCount = Attribute("C{$connection_requests}.")
+
+    def normalizeHost(raw):  # type: ignore[misc]
+        """
+        @return: a Host value as a server name, or C{None} if invalid.
+        """
+
+    def declaredBodyLength(exchange):  # type: ignore[misc]
+        """
+        @return: the declared body length, else the bytes received so far.
+        """
+
+    def hasRequestBody(exchange):  # type: ignore[misc]
+        """
+        @return: whether the request carries a body.
+        """
+
+    def bodyWanted(exchange):  # type: ignore[misc]
+        """
+        A handler reads the body now (C{100 Continue}, open the window).
+        """
+
+    def pauseBody(exchange):  # type: ignore[misc]
+        """
+        Stop taking request body from the client.
+        """
+
+    def resumeBody(exchange):  # type: ignore[misc]
+        """
+        Take request body again.
+        """
+
+    def sendHead(exchange, status, reason, headers):  # type: ignore[misc]
+        """
+        Frame and send the response head.
+        """
+
+    def sendBody(exchange, data):  # type: ignore[misc]
+        """
+        Send a piece of the response body.
+        """
+
+    def responseDone(exchange):  # type: ignore[misc]
+        """
+        The response is complete: log it and end it.
+        """
+
+    def abortExchange(exchange):  # type: ignore[misc]
+        """
+        The response cannot complete: drop what carries it.
+        """
+
+    def exchangeProducerChanged(exchange):  # type: ignore[misc]
+        """
+        A response producer registered: pause it if the client is behind.
+        """
+
+    def enterTunnel(exchange, tunnel):  # type: ignore[misc]
+        """
+        Hand the client side to a byte tunnel after a 101 (or refuse).
         """

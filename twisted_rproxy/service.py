@@ -58,14 +58,21 @@ class ProxyFactory(Factory):
             ssl} socket, wrapped in TLS (see L{_tlsProtocol}).
         """
         listener = self.listener
-        channel = HTTPChannel(listener, self._reactor)
+        channel: Any
+        if listener.http2:
+            # HTTP/1.1 or HTTP/2, by ALPN or the client's preface.
+            from .http.negotiate import ProtocolSelector
+
+            channel = ProtocolSelector(listener, self._reactor, self)
+        else:
+            channel = HTTPChannel(listener, self._reactor)
         channel.factory = self
         self.channels.add(channel)
         if listener.tls is not None:
             return self._tlsProtocol(channel)
         return channel
 
-    def _tlsProtocol(self, channel: HTTPChannel) -> Any:
+    def _tlsProtocol(self, channel: Any) -> Any:
         """
         Wrap C{channel} in Twisted's TLS protocol.  The wrapping factory is
         made once and asks this factory for the listener's TLS contexts on
@@ -280,7 +287,12 @@ class ProxyService(MultiService):
                     remaining += 1
                     if expired:
                         transport.abortConnection()
-                    elif channel.isIdle():
+                        continue
+                    goAway = getattr(channel, "goAway", None)
+                    if goAway is not None:
+                        # HTTP/2: GOAWAY first; its open streams finish.
+                        goAway()
+                    if channel.isIdle():
                         transport.loseConnection()
             if remaining == 0 or expired:
                 if loop.running:

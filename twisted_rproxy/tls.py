@@ -12,7 +12,7 @@ does; no name, or an unknown one, gets the default server's.
 from __future__ import annotations
 
 import weakref
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import attr
 from OpenSSL import SSL
@@ -29,6 +29,7 @@ __all__ = [
     "ServerTLSProtocol",
     "TLSLoadError",
     "TLSSettings",
+    "alpnSelectCallback",
     "connectionInfo",
     "makeContext",
     "serverNameCallback",
@@ -204,12 +205,30 @@ def makeContext(settings: TLSSettings, serverNameCallback: Any = None) -> SSL.Co
             )
     if serverNameCallback is not None:
         context.set_tlsext_servername_callback(serverNameCallback)
+    # Contexts are shared by listeners with and without http2, so the
+    # callback asks the connection's listener.
+    context.set_alpn_select_callback(alpnSelectCallback)
     return context
 
 
 #: The L{ListenerTLS} that made each open connection, for the SNI callback
 #: (Twisted keeps the connection's app data for its own protocol).
 _MADE_BY: "weakref.WeakKeyDictionary[SSL.Connection, ListenerTLS]" = weakref.WeakKeyDictionary()
+
+
+def alpnSelectCallback(connection: SSL.Connection, offered: List[bytes]) -> Any:
+    """
+    ALPN: C{h2} when the client offers it and the connection's listener
+    has HTTP/2 on, else C{http/1.1} when offered, else no protocol (the
+    client then speaks HTTP/1.1 by default, as with nginx).
+    """
+    listenerTLS = _MADE_BY.get(connection)
+    http2 = listenerTLS is not None and listenerTLS.listener.http2
+    if http2 and b"h2" in offered:
+        return b"h2"
+    if b"http/1.1" in offered:
+        return b"http/1.1"
+    return SSL.NO_OVERLAPPING_PROTOCOLS
 
 
 def serverNameCallback(connection: SSL.Connection) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from bench import configs, report
-from bench.load import _ChunkedDecoder, wrkScript
+from bench.load import _ChunkedDecoder, parseH2load, wrkScript
 from tests.integration.harness import REPO_ROOT, _subprocessEnv, findNginx
 
 WRK_FIGURES = {"rps", "requests", "p50_ms", "p99_ms", "cpu_percent", "cpu_seconds",
@@ -80,7 +80,7 @@ class TestConfigs:
         certificate = makeCertificate(tmp_path / "tls")
         assert certificate is not None
         text = configs.proxyConfig(8080, 9000, 9001, 4096, tls=(8443, *certificate))
-        assert "listen 127.0.0.1:8443 ssl;" in text
+        assert "listen 127.0.0.1:8443 ssl http2;" in text
         conf = tmp_path / "nginx.conf"
         conf.write_text(text)
         (tmp_path / "logs").mkdir()
@@ -100,6 +100,33 @@ class TestConfigs:
         configs.writeBodies(tmp_path)
         for name, size in configs.BODY_SIZES.items():
             assert (tmp_path / name).stat().st_size == size
+
+    def testH2loadSummaryParsed(self) -> None:
+        """
+        h2load's summary (as nghttp2-client 1.52 prints it) becomes the
+        figures of an h2load scenario; output without one is an error.
+        """
+        text = """\
+finished in 4.70s, 425.28 req/s, 123.97KB/s
+requests: 2000 total, 2000 started, 1996 done, 1990 succeeded, 6 failed, 4 errored, 0 timeout
+status codes: 1990 2xx, 0 3xx, 0 4xx, 0 5xx
+                     min         max         mean         sd        +/- sd
+time for request:   122.46ms       1.31s    282.76ms    173.43ms    91.45%
+time for connect:    16.85ms     29.09ms     21.52ms      5.27ms    75.00%
+"""
+        figures = parseH2load(text)
+        assert figures["rps"] == 425.28 and figures["requests"] == 1990
+        assert figures["mean_ms"] == pytest.approx(282.76)
+        assert figures["max_ms"] == pytest.approx(1310.0)
+        assert figures["error_total"] == 10
+        with pytest.raises(RuntimeError):
+            parseH2load("nothing here")
+
+    def testTLSListenerOffersHTTP2(self) -> None:
+        """The HTTPS listener the h2load scenario uses has http2 on."""
+        assert "ssl http2;" in configs.tlsServer((8443, "c.pem", "k.pem"))
+        ratio = report.ratios("h2load", {"nginx": {"rps": 10.0}, "rproxy": {"rps": 5.0}})
+        assert ratio["rps"] == 0.5
 
     def testWrkScript(self) -> None:
         """The POST script sets the body size; both print the JSON line."""

@@ -76,6 +76,7 @@ DEADLINE = 20.0
 COMPILE_PORTS = {
     "port": "8080", "backend": "8000", "dead": "8001", "backend2": "8002", "backend3": "8003",
     "dns": "8053",
+    "plain": "8004",
 }
 """Placeholder values for the compile-only checks (nothing is bound)."""
 
@@ -717,6 +718,7 @@ RUN_BLOCKS = [
     ("plugins-balancer.md", "sticky-header"),
     ("tls.md", "https"),
     ("tls.md", "redirect"),
+    ("http2.md", "h2"),
 ]
 """Every (page, block id) a run test below starts a proxy for."""
 
@@ -1399,3 +1401,39 @@ def testTLSRedirect(serve: Callable[..., Proxy]) -> None:
     response = proxy.get("/a?b=c", host="example.com")
     assert response.status == 301
     assert response.header("Location") == "https://example.com/a?b=c"
+
+
+def testHTTP2Example(serve: Callable[..., Proxy]) -> None:
+    """
+    http2.md's server: each row of its protocols table, with curl, uses
+    the protocol the table says, and the backend sees the variables the
+    page names.
+    """
+    import shutil
+
+    curl = shutil.which("curl")
+    if curl is None:
+        pytest.skip("curl is not installed")
+    plain = freePort()
+    proxy = serve("http2.md", "h2", moreValues={"plain": str(plain)})
+    for row in tableRows("http2.md", "protocols"):
+        command = shlex.split(codeSpans(row[0])[0])
+        tls = row[1] == "TLS"
+        url = f"https://example.com:{proxy.port}/x" if tls else f"http://example.com:{plain}/x"
+        out = subprocess.run(
+            [curl, "-sS", "-k", "--max-time", str(int(DEADLINE)), *command[1:],
+             "--resolve", f"example.com:{proxy.port if tls else plain}:127.0.0.1",
+             "-w", "\n%{http_version}", url],
+            capture_output=True, text=True, timeout=60,
+        )
+        assert out.returncode == 0, out.stderr
+        body, _sep, version = out.stdout.rpartition("\n")
+        assert version == codeSpans(row[2])[0], row
+        headers = {n.lower(): v for n, v in json.loads(body)["headers"]}
+        assert headers["host"] == "example.com"
+        if version == "2":
+            assert headers["x-protocol"] == "HTTP/2.0"
+            assert headers["x-http2"] == ("h2" if tls else "h2c")
+        else:
+            assert headers["x-protocol"] == "HTTP/1.1"
+            assert "x-http2" not in headers

@@ -26,5 +26,6 @@ proxy = _byName["proxy"]
 accessLog = _byName["log"]
 ssl = _byName["http_ssl"]
 websocket = _byName["websocket"]
+http2 = _byName["http2"]
 
 del _byName

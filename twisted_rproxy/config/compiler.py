@@ -473,10 +473,10 @@ def _bindsOwnSocket(address: ListenAddress) -> bool:
     wildcard on its port could serve it: nginx sets C{bind} for C{bind}
     itself and for every socket option (C{reuseport}, C{backlog=},
     C{rcvbuf=}, C{deferred} ...), since options only apply to a socket of
-    the address's own (C{ngx_http_core_listen}).  C{ssl} is not a socket
-    option and does not.
+    the address's own (C{ngx_http_core_listen}).  C{ssl} and C{http2} are
+    not socket options and do not.
     """
-    options = [option for option in address.options if option != "ssl"]
+    options = [option for option in address.options if option not in ("ssl", "http2")]
     return bool(options) or address.backlog != _DEFAULT_BACKLOG
 
 

@@ -136,6 +136,13 @@ class ListenAddress:
         return "ssl" in self.options
 
     @property
+    def http2(self) -> bool:
+        """
+        Whether C{http2} was given: HTTP/2 is offered on this address.
+        """
+        return "http2" in self.options
+
+    @property
     def key(self) -> Tuple[str, int, Optional[str]]:
         """
         What identifies the socket: servers with the same key share it.
@@ -226,6 +233,9 @@ class Listener:
         C{ssl} (nginx enables it for the address when any one does).
     @ivar tls: the L{twisted_rproxy.tls.ListenerTLS} that terminates TLS
         for this socket, set by the ssl module when C{ssl} is; else C{None}.
+    @ivar http2: HTTP/2 is offered (ALPN C{h2} with TLS, prior knowledge
+        without): set by the http2 module from C{listen ... http2} or the
+        default server's C{http2 on}.
     """
 
     address: ListenAddress
@@ -235,6 +245,7 @@ class Listener:
     servers: List[VirtualServer] = attr.Factory(list)
     ssl: bool = False
     tls: Any = None
+    http2: bool = False
 
     def forLocalAddress(self, host: str) -> "Listener":
         """

@@ -31,7 +31,7 @@ ALL_HTTP = (HTTP, SERVER, LOCATION)
 
 def _parseListen(directive: Directive) -> ListenAddress:
     """
-    C{listen ADDRESS [default_server] [ssl] [backlog=N] [flags...]}, where ADDRESS
+    C{listen ADDRESS [default_server] [ssl] [http2] [backlog=N] [flags...]}, where ADDRESS
     is C{port}, C{host:port}, C{host}, C{[v6]:port} or C{unix:path}.
     """
     args = directive.args
@@ -76,9 +76,9 @@ def _parseListen(directive: Directive) -> ListenAddress:
                 backlog = int(arg[8:])
             except ValueError:
                 raise ValueError(f'invalid backlog "{arg[8:]}"')
-        elif arg == "ssl":
+        elif arg in ("ssl", "http2"):
             options.append(arg)
-        elif arg in ("http2", "quic", "proxy_protocol"):
+        elif arg in ("quic", "proxy_protocol"):
             raise ValueError(
                 f'the "{arg}" parameter of "listen" is not supported yet by twisted_rproxy'
             )
@@ -192,7 +192,7 @@ _IGNORED_HTTP = (
     "client_body_in_single_buffer",
     "map_hash_max_size", "map_hash_bucket_size", "underscores_in_headers",
     "ignore_invalid_headers", "merge_slashes", "chunked_transfer_encoding",
-    "http2", "index", "autoindex", "root", "open_log_file_cache", "ssi",
+    "index", "autoindex", "root", "open_log_file_cache", "ssi",
     "proxy_cache_path", "limit_req_zone", "limit_conn_zone",
 )
 
