@@ -350,6 +350,9 @@ class IPeerStateStore(Interface):
         @param upstream: the group's name.
         @param address: the peer as C{$upstream_addr} shows it.
         @return: that peer's L{IPeerState}, the same one on every call.
+        """
+
+
 class IExchangeChannel(Interface):
     """
     What an L{IExchange} asks of the codec that carries it: the HTTP/1.1
