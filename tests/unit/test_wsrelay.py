@@ -12,6 +12,7 @@ import struct
 from typing import Any, List, Optional, Tuple
 
 from twisted.internet.testing import StringTransport
+from twisted.logger import Logger, formatEvent
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
@@ -277,8 +278,12 @@ class RelayTests(ProxyTestCase):
         A backend that drops the connection without a close frame gets the
         client a 1011 close, and is logged.
         """
+        events: List[dict] = []
+        self.patch(WebSocketRelay, "log", Logger(observer=events.append))
         channel, client, backend = self.open()
         backend.close(reset=True)
+        self.assertEqual([formatEvent(e) for e in events],
+                         ["upstream closed the WebSocket without a close frame"])
         [(fin, opcode, payload)] = frames(client.value())
         self.assertEqual((fin, opcode), (True, CLOSE))
         self.assertEqual(payload[:2], struct.pack("!H", 1011))
@@ -381,17 +386,140 @@ class RelayTests(ProxyTestCase):
         """
         channel, client, backend = self.open()
         channel.dataReceived(frame(TEXT, b"\xff\xfe", masked=True))  # type: ignore[attr-defined]
-        self.assertEqual(backend.received, b"")
         [(_, opcode, payload)] = frames(client.value())
         self.assertEqual((opcode, payload[:2]), (CLOSE, struct.pack("!H", 1007)))
-        channel.dataReceived(frame(CLOSE, payload[:2], masked=True))  # type: ignore[attr-defined]
+        # The backend hears at once, not after the client's handshake.
+        [(_, opcode, payload)] = frames(backend.received)
+        self.assertEqual((opcode, payload), (CLOSE, struct.pack("!H", 1001)))
+        channel.dataReceived(frame(CLOSE, struct.pack("!H", 1007), masked=True))  # type: ignore[attr-defined]
         self.assertTrue(client.disconnecting or client.disconnected)
         from twisted.internet.error import ConnectionDone
         from twisted.python.failure import Failure
 
         channel.connectionLost(Failure(ConnectionDone()))  # type: ignore[attr-defined]
+        self.assertEqual(len(frames(backend.received)), 1)
+
+    LIMITED = CONFIG.replace("proxy_websocket_relay on;",
+                             "proxy_websocket_relay on; proxy_websocket_max_message_size 1k;")
+
+    def test_maxMessageSizeFromClient(self) -> None:
+        """
+        A client message over C{proxy_websocket_max_message_size} is
+        refused as its first frame header arrives (nothing of it reaches
+        the backend): both sides get a 1009 close, and it is logged.  A
+        message of exactly the limit passes.
+        """
+        events: List[dict] = []
+        self.patch(WebSocketRelay, "log", Logger(observer=events.append))
+        channel, client, backend = self.open(config=self.LIMITED)
+        channel.dataReceived(frame(BINARY, b"x" * 1024, masked=True))  # type: ignore[attr-defined]
+        self.assertEqual(frames(backend.received), [(True, BINARY, b"x" * 1024)])
+        backend.transport.clear()
+        # Only the header of a 2000-byte frame: refused before its payload.
+        channel.dataReceived(frame(BINARY, b"y" * 2000, masked=True)[:8])  # type: ignore[attr-defined]
+        [(_, opcode, payload)] = frames(client.value())
+        self.assertEqual((opcode, payload[:2]), (CLOSE, struct.pack("!H", 1009)))
+        self.assertEqual(frames(backend.received),
+                         [(True, CLOSE, closePayload(1009, b"message too big"))])
+        self.assertEqual([formatEvent(e) for e in events],
+                         ["WebSocket message over proxy_websocket_max_message_size"])
+
+    def test_maxMessageSizeFragments(self) -> None:
+        """
+        The limit is on the whole message: fragments that are each small
+        but together over it are refused.
+        """
+        channel, client, backend = self.open(config=self.LIMITED)
+        channel.dataReceived(frame(TEXT, b"a" * 600, fin=False, masked=True)  # type: ignore[attr-defined]
+                             + frame(CONTINUATION, b"b" * 600, masked=True))
+        self.assertEqual([f[1] for f in frames(backend.received)], [CLOSE])
+        [(_, opcode, payload)] = frames(client.value())
+        self.assertEqual((opcode, payload[:2]), (CLOSE, struct.pack("!H", 1009)))
+
+    def test_maxMessageSizeFromBackend(self) -> None:
+        """
+        A backend message over the limit closes the backend with 1009, and
+        the client with 1009 and the reason.
+        """
+        channel, client, backend = self.open(config=self.LIMITED)
+        backend.respond(frame(TEXT, b"z" * 1025))
+        self.assertEqual(frames(client.value()),
+                         [(True, CLOSE, closePayload(1009, b"message too big"))])
         [(_, opcode, payload)] = frames(backend.received)
-        self.assertEqual((opcode, payload), (CLOSE, struct.pack("!H", 1001)))
+        self.assertEqual((opcode, payload[:2]), (CLOSE, struct.pack("!H", 1009)))
+
+    def test_maxMessageSizeDefaultUnlimited(self) -> None:
+        """
+        Without the directive a message of 2 MiB passes.
+        """
+        channel, _, backend = self.open()
+        big = os.urandom(2 << 20)
+        channel.dataReceived(frame(BINARY, big, masked=True))  # type: ignore[attr-defined]
+        self.assertEqual(frames(backend.received), [(True, BINARY, big)])
+
+    def test_maxMessageSizeBadArgument(self) -> None:
+        """
+        A size nginx would not parse is refused with its file and line.
+        """
+        from twisted_rproxy.config.errors import ConfigError
+
+        with self.assertRaises(ConfigError) as caught:
+            self.makeProxy(self.CONFIG.replace(
+                "proxy_websocket_relay on;",
+                "proxy_websocket_relay on;\nproxy_websocket_max_message_size lots;"), self.MAP)
+        self.assertIn('"proxy_websocket_max_message_size"', str(caught.exception))
+        self.assertRegex(str(caught.exception), r":\d+")
+
+    def test_maxMessageSizeWithFilterModule(self) -> None:
+        """
+        A location whose relay a module's filter turned on still gets the
+        location's size limit.
+        """
+        module = FilterModule()
+        self.makeProxy(MessageFilterTests.CONFIG.replace(
+            "x_ws_filter on;", "x_ws_filter on; proxy_websocket_max_message_size 10;"),
+            self.MAP, extraModules=[module])
+        channel, client = self.get("/ws", b"Upgrade: websocket\r\nConnection: Upgrade\r\n")
+        backend = self.backend()
+        backend.respond(self.SWITCH + b"\r\n")
+        relay = self.pair(channel)
+        self.assertIsInstance(relay, WebSocketRelay)
+        self.assertEqual(relay.filters, (module.filter,))
+        client.clear()
+        backend.respond(frame(TEXT, b"z" * 11))
+        self.assertEqual(frames(client.value()),
+                         [(True, CLOSE, closePayload(1009, b"message too big"))])
+
+    def test_goingAway(self) -> None:
+        """
+        A graceful stop's C{goingAway} (through the channel's
+        C{upgradedPair}) closes the client with 1001 and the backend with
+        1001; each end's reply then ends its connection.
+        """
+        channel, client, backend = self.open()
+        pair = channel.upgradedPair  # type: ignore[attr-defined]
+        self.assertIs(pair, self.pair(channel))
+        pair.goingAway()
+        self.assertEqual(frames(client.value()),
+                         [(True, CLOSE, closePayload(1001, b"proxy shutting down"))])
+        self.assertEqual(frames(backend.received), [(True, CLOSE, closePayload(1001))])
+        channel.dataReceived(frame(CLOSE, closePayload(1001), masked=True))  # type: ignore[attr-defined]
+        self.assertTrue(client.disconnecting or client.disconnected)
+        backend.respond(frame(CLOSE, closePayload(1001)))
+        backend.close()
+        self.assertTrue(pair.closed)
+        # Said again (every sweep of the stop asks), it sends nothing more.
+        pair.goingAway()
+        self.assertEqual(len(frames(client.value())), 1)
+
+    def test_tunnelHasNoGoingAway(self) -> None:
+        """
+        The byte tunnel has no C{goingAway}: a graceful stop lets it run
+        until it ends or the stop's deadline aborts it.
+        """
+        channel, _, _ = self.open(config=self.CONFIG.replace("proxy_websocket_relay on;", ""))
+        self.assertIsNotNone(channel.upgradedPair)  # type: ignore[attr-defined]
+        self.assertFalse(hasattr(channel.upgradedPair, "goingAway"))  # type: ignore[attr-defined]
 
 
 @implementer(IWebSocketMessageFilter)

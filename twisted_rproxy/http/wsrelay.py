@@ -39,8 +39,11 @@ from .tunnel import BYTE_TUNNEL, _PauseReading
 
 #: Close code sent to the client when the backend goes away without one.
 CLOSE_BACKEND_LOST = 1011
-#: Close code sent to the backend when the client goes away without one.
+#: Close code sent to the backend when the client goes away without one,
+#: and to relayed clients when the proxy shuts down gracefully.
 CLOSE_GOING_AWAY = 1001
+#: Close code for a message over C{proxy_websocket_max_message_size}.
+CLOSE_TOO_BIG = 1009
 
 #: What an L{IWebSocketMessageFilter} returns to drop a message.
 DROP = object()
@@ -156,6 +159,19 @@ class _OpenedProtocol:
         if self.factory.isServer:  # type: ignore[attr-defined]
             self.dropConnection(abort=False)
 
+    def _fail_connection(self, code: int = 1001, reason: str = "going away") -> None:
+        """
+        Autobahn fails this side (a message over the size limit, invalid
+        UTF-8, a bad frame): close it with C{code}, and the other side at
+        once rather than after this side's closing handshake.  The sender
+        of an oversized message gets 1009 and so does the other end, so
+        both learn why.
+        """
+        open_ = self.state == _OPEN
+        super()._fail_connection(code, reason)  # type: ignore[misc]
+        if open_:
+            self.relay.sideFailed(self, code)
+
     def onClose(self, wasClean: bool, code: Optional[int], reason: Optional[str]) -> None:
         """
         The connection is gone.
@@ -180,21 +196,26 @@ class BackendFacingProtocol(_OpenedProtocol, WebSocketClientProtocol):  # type: 
         """
 
 
-def _factories(reactor: Any) -> tuple:
+def _factories(reactor: Any, maxMessageSize: int = 0) -> tuple:
     """
+    @param maxMessageSize: the largest message either side may send, in
+        bytes (C{0}: no limit); Autobahn checks each frame's declared
+        length as its header arrives, so an oversized message is refused
+        before it is buffered.
     @return: the server and client factories the relay protocols take
         their options from: no opening handshake timeout; a protocol error
-        closed with a close frame (1002, 1007 ...) rather than by dropping
-        the connection; 5 seconds for a peer to answer a close; no
+        closed with a close frame (1002, 1007, 1009 ...) rather than by
+        dropping the connection; 5 seconds for a peer to answer a close; no
         compression, no automatic fragmentation.
     """
     server = WebSocketServerFactory(reactor=reactor)
     server.setProtocolOptions(openHandshakeTimeout=0, echoCloseCodeReason=True,
-                              closeHandshakeTimeout=5, failByDrop=False)
+                              closeHandshakeTimeout=5, failByDrop=False,
+                              maxMessagePayloadSize=maxMessageSize)
     client = WebSocketClientFactory(reactor=reactor)
     client.setProtocolOptions(openHandshakeTimeout=0, echoCloseCodeReason=True,
                               closeHandshakeTimeout=5, serverConnectionDropTimeout=0,
-                              failByDrop=False)
+                              failByDrop=False, maxMessagePayloadSize=maxMessageSize)
     return server, client
 
 
@@ -326,6 +347,25 @@ class WebSocketRelay:
         reasonUtf8 = reason.encode("utf-8") if (reason and code is not None) else None
         side.sendCloseFrame(code=code, reasonUtf8=reasonUtf8, isReply=False)
 
+    def sideFailed(self, side: Any, code: int) -> None:
+        """
+        Autobahn closed C{side} with C{code} for a fault of its peer: the
+        other side gets 1009 for an oversized message, 1001 otherwise.
+        """
+        if code == CLOSE_TOO_BIG:
+            self.log.info("WebSocket message over proxy_websocket_max_message_size")
+            self._sendClose(self._other(side), CLOSE_TOO_BIG, "message too big")
+        else:
+            self._sendClose(self._other(side), CLOSE_GOING_AWAY, None)
+
+    def goingAway(self) -> None:
+        """
+        The proxy is shutting down gracefully: close both sides with 1001,
+        each side's closing handshake then ending its connection.
+        """
+        self._sendClose(self.clientSide, CLOSE_GOING_AWAY, "proxy shutting down")
+        self._sendClose(self.backendSide, CLOSE_GOING_AWAY, None)
+
     def releaseReply(self, side: Any, code: Optional[int], reason: Optional[str]) -> None:
         """
         C{side}'s peer answered (or itself started) a close: the other side's
@@ -373,13 +413,17 @@ class WebSocketRelayHandler:
     byte tunnel for anything else.
     """
 
-    def __init__(self, reactor: Any = None, filters: Sequence[Any] = ()) -> None:
+    def __init__(self, reactor: Any = None, filters: Sequence[Any] = (),
+                 maxMessageSize: int = 0) -> None:
         """
         @param reactor: for Autobahn's close-handshake timers.
         @param filters: L{IWebSocketMessageFilter}s every relayed message
             goes through, in order.
+        @param maxMessageSize: C{proxy_websocket_max_message_size} (C{0}:
+            no limit).
         """
         self.filters = tuple(filters)
+        self.maxMessageSize = maxMessageSize
         for messageFilter in self.filters:
             if not IWebSocketMessageFilter.providedBy(messageFilter):
                 raise TypeError(f"{messageFilter!r} does not provide IWebSocketMessageFilter")
@@ -403,7 +447,7 @@ class WebSocketRelayHandler:
                 or _headerValue(headers, b"sec-websocket-extensions")):
             return BYTE_TUNNEL.startUpgrade(exchange, upstream, headers, onClose)
         if self._factories is None:
-            self._factories = _factories(self._reactor)
+            self._factories = _factories(self._reactor, self.maxMessageSize)
         protocol = _headerValue(headers, b"sec-websocket-protocol")
         exchange.startResponse(101, headers)
         relay = WebSocketRelay(
@@ -417,6 +461,7 @@ class WebSocketRelayHandler:
         """
         @return: a new handler with C{messageFilter} after this one's filters.
         """
-        handler = WebSocketRelayHandler(self._reactor, self.filters + (messageFilter,))
+        handler = WebSocketRelayHandler(self._reactor, self.filters + (messageFilter,),
+                                        self.maxMessageSize)
         handler._factories = self._factories
         return handler

@@ -3,6 +3,9 @@
 C{proxy_websocket_relay on|off}: where it is on, a WebSocket upgrade is
 relayed message by message through Autobahn (L{twisted_rproxy.http.wsrelay})
 instead of nginx's byte tunnel.  Other upgrades keep the byte tunnel.
+C{proxy_websocket_max_message_size SIZE} bounds the messages the relay
+takes from either side (C{0}, the default: no limit); the byte tunnel
+does not parse frames, so it only applies where the relay is on.
 
 A team's module adds an L{IWebSocketMessageFilter} to a location with
 L{addMessageFilter} from its C{configureLocation}; that turns the relay on
@@ -14,7 +17,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from ..config.registry import HTTP, LOCATION, SERVER, DirectiveSpec, spec
-from ..config.slots import flagSlot
+from ..config.slots import flagSlot, sizeSlot
 from ..module import ProxyModule
 
 __all__ = ["WebSocketModule", "addMessageFilter"]
@@ -54,25 +57,38 @@ class WebSocketModule(ProxyModule):
     name = "websocket"
 
     def __init__(self) -> None:
-        self._handler: Any = None
+        self._handlers: dict = {}
 
     def directives(self) -> Sequence[DirectiveSpec]:
         """
-        @return: C{proxy_websocket_relay}.
+        @return: C{proxy_websocket_relay} and
+            C{proxy_websocket_max_message_size}.
         """
         return [spec("proxy_websocket_relay", [HTTP, SERVER, LOCATION], 1, parse=flagSlot,
-                     default=False)]
+                     default=False),
+                spec("proxy_websocket_max_message_size", [HTTP, SERVER, LOCATION], 1,
+                     parse=sizeSlot, default=0)]
 
     def configureLocation(self, location: Any, compiler: Any) -> None:
         """
         Set the relay as C{location}'s upgrade handler where the directive
-        is on (unless a module's filter already did); one handler (and one
-        pair of Autobahn factories) serves every such location.
+        is on (unless a module's filter already did, whose handler then
+        gets the location's size limit); one handler (and one pair of
+        Autobahn factories) serves every location with the same limit.
         """
-        if not location.conf.get("proxy_websocket_relay") or location.upgradeHandler is not None:
-            return
         from ..http.wsrelay import WebSocketRelayHandler
 
-        if self._handler is None:
-            self._handler = WebSocketRelayHandler(getattr(compiler, "reactor", None))
-        location.upgradeHandler = self._handler
+        limit = location.conf.get("proxy_websocket_max_message_size") or 0
+        current = location.upgradeHandler
+        if isinstance(current, WebSocketRelayHandler):
+            if current.maxMessageSize != limit:
+                location.upgradeHandler = WebSocketRelayHandler(
+                    current._reactor, current.filters, limit)
+            return
+        if not location.conf.get("proxy_websocket_relay") or current is not None:
+            return
+        handler = self._handlers.get(limit)
+        if handler is None:
+            handler = self._handlers[limit] = WebSocketRelayHandler(
+                getattr(compiler, "reactor", None), maxMessageSize=limit)
+        location.upgradeHandler = handler
