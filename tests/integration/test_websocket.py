@@ -84,19 +84,42 @@ def echo() -> Iterator[EchoServer]:
         server.cleanup()
 
 
-@pytest.fixture
-def proxy(echo: EchoServer, rproxyRunner: Callable[..., RproxyRunner]) -> RproxyRunner:
+def relayConfig(echo: EchoServer, relay: bool = True, extra: str = "") -> str:
     """
-    twisted_rproxy running docs/proxy.md's C{websocket-relay} example (the
-    seeds' WebSocket location plus C{proxy_websocket_relay on}) in front of
-    the echo server, so the page's config is the one shown to work.
+    docs/proxy.md's C{websocket-relay} example (the seeds' WebSocket
+    location plus C{proxy_websocket_relay on}) in front of the echo
+    server; without C{relay} the seeds' location as nginx has it (the byte
+    tunnel); C{extra} directives go into the location.
     """
     text = fill(block("proxy.md", "websocket-relay").text,
                 {"port": str(freePort()), "backend": str(echo.port)})
-    return rproxyRunner(text)
+    if not relay:
+        text = text.replace("proxy_websocket_relay on;", "")
+    return text.replace("proxy_pass ", extra + "\n            proxy_pass ")
 
 
-def runClient(port: int, scenario: str) -> dict:
+@pytest.fixture
+def proxy(echo: EchoServer, rproxyRunner: Callable[..., RproxyRunner]) -> RproxyRunner:
+    """
+    twisted_rproxy running docs/proxy.md's C{websocket-relay} example, so
+    the page's config is the one shown to work.
+    """
+    return rproxyRunner(relayConfig(echo))
+
+
+@pytest.fixture(params=["relay", "tunnel"])
+def anyProxy(request: pytest.FixtureRequest, echo: EchoServer,
+             rproxyRunner: Callable[..., RproxyRunner]) -> RproxyRunner:
+    """
+    The relay, then the byte tunnel (the same location without
+    C{proxy_websocket_relay}); C{.mode} says which.
+    """
+    runner = rproxyRunner(relayConfig(echo, request.param == "relay"))
+    runner.mode = request.param  # type: ignore[attr-defined]
+    return runner
+
+
+def runClient(port: int, scenario: str, path: str = "/ws") -> dict:
     """
     Run one client scenario through the proxy on C{port}.
 
@@ -104,7 +127,7 @@ def runClient(port: int, scenario: str) -> dict:
     """
     result = subprocess.run(
         [sys.executable, "-m", "tests.integration.wspeers", "client",
-         f"ws://127.0.0.1:{port}/ws", scenario],
+         f"ws://127.0.0.1:{port}{path}", scenario],
         cwd=str(REPO_ROOT), env=_subprocessEnv(), capture_output=True, timeout=DEADLINE)
     lines = [line for line in result.stdout.decode().splitlines() if line.startswith("{")]
     assert lines, result.stderr.decode()[-3000:]
@@ -152,3 +175,95 @@ def testServerCloseCodeReachesClient(echo: EchoServer, proxy: RproxyRunner) -> N
     assert report["close"] == [True, 4001, "server bye"]
     waitFor(lambda: echo.lines("REPLY").count("\n") > before, "the backend's reply line")
     assert echo.lines("REPLY").splitlines()[before:] == ["REPLY 1000 "]
+
+
+def testMessagesUpTo16MiB(echo: EchoServer, anyProxy: RproxyRunner) -> None:
+    """
+    Through the relay and through the byte tunnel, text and binary
+    messages of 1 byte to 16 MiB (sent in 4 KiB fragments) come back
+    identical.  The relay reassembles each message into one frame; the
+    tunnel passes the client's fragments through as they are.
+    """
+    before = len(echo.lines("FRAMES").splitlines())
+    report = runClient(anyProxy.port, "big")
+    assert report["mismatches"] == []
+    assert report["echoed"] == report["sent"] == 10
+    assert report["close"] == [True, 4000, "client bye"]
+    counts = {int(line.split()[2]) for line in echo.lines("FRAMES").splitlines()[before:]
+              if line.split()[1] == str(16 << 20)}
+    if anyProxy.mode == "relay":  # type: ignore[attr-defined]
+        assert counts == {1}
+    else:
+        # Autobahn's 4 KiB pieces (and its empty final frame), as sent.
+        assert counts and min(counts) >= (16 << 20) // 4096, counts
+
+
+def testFragmentsThroughTunnel(echo: EchoServer, anyProxy: RproxyRunner) -> None:
+    """
+    The 1 B - 1 MiB echo (fragmented messages both ways, subprotocol, close
+    code and reason) also works through the byte tunnel.
+    """
+    report = runClient(anyProxy.port, "echo")
+    assert (report["protocol"], report["mismatches"]) == ("chat", [])
+    assert report["echoed"] == report["sent"] == 16
+    assert report["close"] == [True, 4000, "client bye"]
+
+
+def testBackendDiesMidConnection(echo: EchoServer, anyProxy: RproxyRunner) -> None:
+    """
+    A backend that drops its TCP connection without a close frame: the
+    relay closes the client with 1011 and logs it; the byte tunnel can
+    only close the client's TCP connection (1006 to the client: no close
+    frame).
+    """
+    report = runClient(anyProxy.port, "backend-dies")
+    if anyProxy.mode == "relay":  # type: ignore[attr-defined]
+        assert report["close"] == [True, 1011, "upstream went away"]
+        waitFor(lambda: "upstream closed the WebSocket without a close frame"
+                in anyProxy.errorLog, "the error log line")
+        assert "[error]" in next(line for line in anyProxy.errorLog.splitlines()
+                                 if "without a close frame" in line)
+    else:
+        assert report["close"][:2] == [False, 1006]
+
+
+def testMaxMessageSize(echo: EchoServer, rproxyRunner: Callable[..., RproxyRunner]) -> None:
+    """
+    With C{proxy_websocket_max_message_size 1m}, a 1 MiB message is
+    echoed and a 1 MiB + 1 byte one closes the client with 1009, and the
+    backend with 1009 too.
+    """
+    runner = rproxyRunner(relayConfig(echo, extra="proxy_websocket_max_message_size 1m;"))
+    report = runClient(runner.port, "too-big-%d" % (1 << 20))
+    assert report["close"][1] != 1009
+    before = echo.closes().count("\n")
+    report = runClient(runner.port, "too-big-%d" % ((1 << 20) + 1))
+    assert report["close"][:2] == [True, 1009]
+    waitFor(lambda: echo.closes().count("\n") > before, "the backend's close line")
+    assert echo.closes().splitlines()[before:] == ["CLOSED 1009 message too big"]
+
+
+def testGracefulShutdownSends1001(echo: EchoServer, proxy: RproxyRunner) -> None:
+    """
+    SIGQUIT (nginx's graceful quit) closes a relayed client with 1001 and
+    the proxy exits 0 once its connections are done, well before the
+    stop's 30 s deadline would have aborted them.
+    """
+    client = subprocess.Popen(
+        [sys.executable, "-m", "tests.integration.wspeers", "client",
+         f"ws://127.0.0.1:{proxy.port}/ws", "hold"],
+        cwd=str(REPO_ROOT), env=_subprocessEnv(), stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE)
+    try:
+        assert client.stdout is not None
+        assert client.stdout.readline().strip() == b"OPEN"
+        proxy.process.send_signal(signal.SIGQUIT)
+        out, err = client.communicate(timeout=DEADLINE)
+    finally:
+        if client.poll() is None:
+            client.kill()
+    report = json.loads(out.decode().splitlines()[-1])
+    assert report["close"] == [True, 1001, "proxy shutting down"], err.decode()[-2000:]
+    started = time.monotonic()
+    assert proxy.process.wait(timeout=DEADLINE) == 0
+    assert time.monotonic() - started < 25, "the stop waited for its deadline"

@@ -6,7 +6,10 @@ subprocess (never on twisted_rproxy):
         An echo server on 127.0.0.1: prints C{LISTENING <port>}, echoes
         every message as it came (text or binary), selects subprotocol
         C{chat} when offered, answers the text C{close-me} with a close
-        4001 C{server bye}, answers a client's close with its code and
+        4001 C{server bye}, drops its TCP connection without a close frame
+        on the text C{die} (a backend dying mid-connection), sends
+        C{flood-N} as N binary messages of 64 KiB as fast as its socket
+        takes them, answers a client's close with its code and
         reason, prints C{CLOSED <code> <reason>} for each close a client
         starts and C{REPLY <code> <reason>} for each reply to its own and C{FRAMES <size> <count>} for each
         message (how many frames it came in).
@@ -16,7 +19,12 @@ subprocess (never on twisted_rproxy):
         fragmentation, runs C{SCENARIO} and prints one JSON line of what
         it saw: C{echo} sends text and binary messages of 1 byte to 1 MiB
         and compares the echoes, then closes with 4000 C{client bye};
-        C{server-close} asks the server to close.
+        C{big} does the same with messages up to 16 MiB; C{server-close}
+        asks the server to close; C{backend-dies} asks it to drop its
+        connection; C{too-big-N} sends one binary message of N bytes;
+        C{hold} prints C{OPEN} and waits for whatever close comes.  In
+        every scenario C{close} in the report is C{[wasClean, code,
+        reason]} of the close the client saw.
 """
 
 from __future__ import annotations
@@ -36,6 +44,21 @@ from twisted.internet import reactor
 
 SIZES = [1, 2, 125, 126, 65535, 65536, 100000, 1 << 20]
 """Message sizes around the frame-length encodings, up to 1 MiB."""
+
+BIG_SIZES = [1, 126, 65536, 1 << 20, 16 << 20]
+"""Message sizes for the C{big} scenario, up to 16 MiB."""
+
+
+def randomText(rng: random.Random, size: int) -> bytes:
+    """
+    Exactly C{size} bytes of UTF-8 text with 2- and 3-byte characters (a
+    random block of up to 64 KiB repeated, a character cut at the end
+    padded with ASCII).
+    """
+    block = "".join(rng.choice("abc\u00e9\u20ac") for _ in range(min(size, 65536)))
+    data = (block.encode("utf-8") * (size // max(len(block), 1) + 1))[:size]
+    whole = data.decode("utf-8", "ignore").encode("utf-8")
+    return whole + b"a" * (size - len(whole))
 
 
 class EchoServerProtocol(WebSocketServerProtocol):  # type: ignore[misc]
@@ -64,8 +87,43 @@ class EchoServerProtocol(WebSocketServerProtocol):  # type: ignore[misc]
         self.frames = 0
         if not isBinary and payload == b"close-me":
             self.sendClose(4001, "server bye")
+        elif not isBinary and payload == b"die":
+            self.transport.abortConnection()
+        elif not isBinary and payload.startswith(b"flood-"):
+            self.flood = int(payload[6:])
+            self.transport.registerProducer(self, True)
+            self.resumeProducing()
         else:
             self.sendMessage(payload, isBinary)
+
+    paused = True
+    flood = 0
+
+    def pauseProducing(self) -> None:
+        """
+        The socket is full: stop flooding until it drains.
+        """
+        self.paused = True
+
+    def resumeProducing(self) -> None:
+        """
+        Flood until paused or done, then print C{FLOODED}.
+        """
+        self.paused = False
+        chunk = b"f" * 65536
+        while not self.paused and self.flood > 0 and self.state == self.STATE_OPEN:
+            self.flood -= 1
+            self.sendMessage(chunk, True)
+        if self.flood == 0 and not self.paused:
+            print("FLOODED", flush=True)
+            self.flood = -1
+            self.transport.unregisterProducer()
+
+    def stopProducing(self) -> None:
+        """
+        The connection is gone.
+        """
+        self.flood = -1
 
     def onCloseFrame(self, code: Optional[int], reasonRaw: Optional[bytes]) -> Any:
         """
@@ -90,18 +148,21 @@ class ScenarioClientProtocol(WebSocketClientProtocol):  # type: ignore[misc]
         self.report: dict = {"protocol": self.websocket_protocol_in_use, "mismatches": []}
         rng = random.Random(6)
         self.pending: List[Any] = []
-        if self.scenario == "echo":
-            for size in SIZES:
-                text = "".join(rng.choice("abc\u00e9\u20ac") for _ in range(size))
-                self.pending.append((text.encode("utf-8"), False))
-                self.pending.append((rng.randbytes(size) if hasattr(rng, "randbytes")
-                                     else bytes(rng.getrandbits(8) for _ in range(size)),
-                                     True))
+        if self.scenario in ("echo", "big"):
+            for size in SIZES if self.scenario == "echo" else BIG_SIZES:
+                self.pending.append((randomText(rng, size), False))
+                self.pending.append((rng.randbytes(size), True))
             self.report["sent"] = len(self.pending)
             self.report["echoed"] = 0
             self.sendMessage(*self.pending[0])
-        else:
+        elif self.scenario == "server-close":
             self.sendMessage(b"close-me", False)
+        elif self.scenario == "backend-dies":
+            self.sendMessage(b"die", False)
+        elif self.scenario.startswith("too-big-"):
+            self.sendMessage(b"t" * int(self.scenario[8:]), True)
+        else:
+            print("OPEN", flush=True)
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         """

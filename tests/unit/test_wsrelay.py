@@ -283,7 +283,8 @@ class RelayTests(ProxyTestCase):
         channel, client, backend = self.open()
         backend.close(reset=True)
         self.assertEqual([formatEvent(e) for e in events],
-                         ["upstream closed the WebSocket without a close frame"])
+                         ["upstream closed the WebSocket without a close frame,"
+                          f" upstream: {BACKEND}"])
         [(fin, opcode, payload)] = frames(client.value())
         self.assertEqual((fin, opcode), (True, CLOSE))
         self.assertEqual(payload[:2], struct.pack("!H", 1011))

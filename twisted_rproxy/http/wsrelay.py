@@ -387,7 +387,9 @@ class WebSocketRelay:
             other.sendHeldReply(other.remoteCloseCode, other.remoteCloseReason)
         elif other.state == _OPEN:
             if side is self.backendSide:
-                self.log.info("upstream closed the WebSocket without a close frame")
+                self.log.error(
+                    "upstream closed the WebSocket without a close frame, upstream: {upstream}",
+                    upstream=_address(self.upstream))
                 self._sendClose(other, CLOSE_BACKEND_LOST, "upstream went away")
             else:
                 self._sendClose(other, CLOSE_GOING_AWAY, None)
@@ -396,6 +398,15 @@ class WebSocketRelay:
             self._onClose()
             for messageFilter in self.filters:
                 messageFilter.connectionClosed(self)
+
+
+def _address(protocol: Any) -> str:
+    """
+    C{host:port} of the peer of C{protocol}'s transport, for log lines.
+    """
+    transport = getattr(protocol, "transport", None)
+    peer = transport.getPeer() if transport is not None else None
+    return f"{getattr(peer, 'host', '?')}:{getattr(peer, 'port', '?')}"
 
 
 def _headerValue(headers: list, lowerName: bytes) -> Optional[bytes]:
