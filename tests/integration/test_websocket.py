@@ -31,7 +31,7 @@ from tests.integration.harness import (
     _terminate,
     freePort,
 )
-from tests.integration.test_docs import block, fill
+from tests.integration.test_docs import EXAMPLES, DocsRunner, block, configText, fill
 
 DEADLINE = 60.0
 """How long a client scenario may take before the test fails."""
@@ -267,3 +267,33 @@ def testGracefulShutdownSends1001(echo: EchoServer, proxy: RproxyRunner) -> None
     started = time.monotonic()
     assert proxy.process.wait(timeout=DEADLINE) == 0
     assert time.monotonic() - started < 25, "the stop waited for its deadline"
+
+
+def testFilterExamplesEndToEnd(echo: EchoServer, rproxyRunner: Callable[..., RproxyRunner]
+                               ) -> None:
+    """
+    docs/plugins-websocket.md's block with its example plugin found on
+    PYTHONPATH: a burst of 200 messages (over C{x_ws_max_rate 20 1s}) is
+    closed with 1008 after at most 20 echoes; 5 messages are all echoed and
+    closed normally; each connection's counts reach the error log.
+    """
+    port = freePort()
+    text = fill(configText(block("plugins-websocket.md", "ws-filters")),
+                {"port": str(port), "backend": str(echo.port)})
+    runner = DocsRunner(text, [EXAMPLES], addresses=[("127.0.0.1", port)])
+    try:
+        runner.start()
+        over = runClient(port, "burst-200")
+        assert over["close"] == [True, 1008, "message rate exceeded"], (over, runner.errorLog[-3000:])
+        assert over["echoed"] <= 20
+        under = runClient(port, "burst-5")
+        assert (under["echoed"], under["close"]) == (5, [True, 1000, None])
+        waitFor(lambda: "5 messages (10 bytes) from the client" in runner.errorLog,
+                "the second connection's log line")
+        lines = [line for line in runner.errorLog.splitlines() if "websocket /ws" in line]
+        assert len(lines) == 2 and all("[info]" in line for line in lines)
+        assert lines[0].split("closed: ")[1].startswith("20 messages")
+        assert lines[1].endswith("5 messages (10 bytes) from the client,"
+                                 " 5 messages (10 bytes) from the backend")
+    finally:
+        runner.cleanup()

@@ -22,6 +22,8 @@ subprocess (never on twisted_rproxy):
         C{big} does the same with messages up to 16 MiB; C{server-close}
         asks the server to close; C{backend-dies} asks it to drop its
         connection; C{too-big-N} sends one binary message of N bytes;
+        C{burst-N} sends N small text messages at once and closes with
+        1000 once all are echoed;
         C{hold} prints C{OPEN} and waits for whatever close comes.  In
         every scenario C{close} in the report is C{[wasClean, code,
         reason]} of the close the client saw.
@@ -159,6 +161,12 @@ class ScenarioClientProtocol(WebSocketClientProtocol):  # type: ignore[misc]
             self.sendMessage(b"close-me", False)
         elif self.scenario == "backend-dies":
             self.sendMessage(b"die", False)
+        elif self.scenario.startswith("burst-"):
+            count = int(self.scenario[6:])
+            self.pending = [(b"m%d" % i, False) for i in range(count)]
+            self.report["sent"], self.report["echoed"] = count, 0
+            for message in self.pending:
+                self.sendMessage(*message)
         elif self.scenario.startswith("too-big-"):
             self.sendMessage(b"t" * int(self.scenario[8:]), True)
         else:
@@ -168,6 +176,11 @@ class ScenarioClientProtocol(WebSocketClientProtocol):  # type: ignore[misc]
         """
         Check an echo and send the next message, or close after the last.
         """
+        if self.scenario.startswith("burst-"):
+            self.report["echoed"] += 1
+            if self.report["echoed"] == self.report["sent"]:
+                self.sendClose(1000)
+            return
         expected = self.pending.pop(0)
         if (payload, isBinary) != expected:
             self.report["mismatches"].append([len(expected[0]), len(payload), isBinary])

@@ -644,6 +644,23 @@ class MessageFilterTests(ProxyTestCase):
         self.assertEqual(shared.filters, ())
         self.assertEqual(location.upgradeHandler.filters, (first, second))
 
+    def test_filterRaises(self) -> None:
+        """
+        A filter that raises closes both sides with 1011 and is logged; the
+        message is not relayed.
+        """
+        events: List[dict] = []
+        self.patch(WebSocketRelay, "log", Logger(observer=events.append))
+        channel, client, backend = self.open()
+        self.patch(self.module.filter, "messageReceived", lambda *a: 1 / 0)
+        channel.dataReceived(frame(TEXT, b"boom", masked=True))
+        close = (True, CLOSE, closePayload(1011, b"message filter failed"))
+        self.assertEqual(frames(backend.received), [close])
+        self.assertEqual(frames(client.value()), [close])
+        self.assertEqual(len(events), 1)
+        self.assertIn("message filter", formatEvent(events[0]))
+        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 0)
+
     def test_notAFilter(self) -> None:
         """
         An object without the interface is refused at load time.

@@ -308,7 +308,15 @@ class WebSocketRelay:
         if other.state != _OPEN:
             return
         for messageFilter in self.filters:
-            result = messageFilter.messageReceived(self, payload, isBinary, side is self.clientSide)
+            try:
+                result = messageFilter.messageReceived(
+                    self, payload, isBinary, side is self.clientSide)
+            except Exception:
+                # A team's bug closes this connection, not the proxy's others.
+                self.log.failure("WebSocket message filter {filter!r} failed",
+                                 filter=messageFilter)
+                self.closeBoth(CLOSE_BACKEND_LOST, "message filter failed")
+                return
             if result is None:
                 continue
             if result is DROP:
