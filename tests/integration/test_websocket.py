@@ -297,3 +297,47 @@ def testFilterExamplesEndToEnd(echo: EchoServer, rproxyRunner: Callable[..., Rpr
                                  " 5 messages (10 bytes) from the backend")
     finally:
         runner.cleanup()
+
+
+def testThousandConnections(echo: EchoServer, anyProxy: RproxyRunner) -> None:
+    """
+    1,000 WebSocket connections open at once through the proxy (relay,
+    then byte tunnel); each then sends 20 numbered messages without
+    waiting, and every echo comes back, none lost or out of order, and
+    every connection closes cleanly.  The proxy's RSS growth with the
+    1,000 connections open and idle is printed per connection (information:
+    the report quotes it; only a generous bound is asserted).
+    """
+    import resource
+
+    from tests.integration.test_proxy import rssKiB
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 4096 <= hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (4096, hard))
+    total, count = 1000, 20
+    before = rssKiB(anyProxy.process.pid)
+    client = subprocess.Popen(
+        [sys.executable, "-m", "tests.integration.wspeers", "many",
+         f"ws://127.0.0.1:{anyProxy.port}/ws", str(total), str(count)],
+        cwd=str(REPO_ROOT), env=_subprocessEnv(), stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert client.stdout is not None and client.stdin is not None
+        opened = client.stdout.readline()
+        assert opened.strip() == f"OPEN {total}".encode(), opened
+        idle = rssKiB(anyProxy.process.pid)
+        client.stdin.write(b"go\n")
+        client.stdin.flush()
+        out, err = client.communicate(timeout=240)
+    finally:
+        if client.poll() is None:
+            client.kill()
+    report = json.loads(out.decode().splitlines()[-1])
+    perConnection = (idle - before) / total
+    print(f"{anyProxy.mode}: RSS {before} KiB -> {idle} KiB with {total} idle connections,"  # type: ignore[attr-defined]
+          f" {perConnection:.1f} KiB each; {total * count} echoes in"
+          f" {report['seconds']:.2f} s")
+    assert report == {**report, "total": total, "echoed": total * count, "wrong": 0,
+                      "closed": total, "clean": total}, err.decode()[-3000:]
+    assert perConnection < 200

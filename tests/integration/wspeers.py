@@ -14,6 +14,11 @@ subprocess (never on twisted_rproxy):
         starts and C{REPLY <code> <reason>} for each reply to its own and C{FRAMES <size> <count>} for each
         message (how many frames it came in).
 
+    python -m tests.integration.wspeers many URL N K
+        Opens N connections, prints C{OPEN N}, waits for C{go} on stdin,
+        then each connection sends K numbered messages at once and checks
+        their echoes come back complete and in order; prints one JSON line.
+
     python -m tests.integration.wspeers client URL SCENARIO
         Connects with subprotocols C{chat, other}, 4 KiB automatic
         fragmentation, runs C{SCENARIO} and prints one JSON line of what
@@ -200,16 +205,136 @@ class ScenarioClientProtocol(WebSocketClientProtocol):  # type: ignore[misc]
         reactor.stop()
 
 
+class ManyClientProtocol(WebSocketClientProtocol):  # type: ignore[misc]
+    """
+    One of the C{many} connections: once told to go, sends its C{count}
+    numbered messages at once and checks each echo is the next in order.
+    """
+
+    count = 0
+
+    def onOpen(self) -> None:
+        """
+        Count this connection open; the last one opened prints C{OPEN N}.
+        """
+        run = self.factory.run
+        self.index = len(run["open"])
+        self.expected = 0
+        run["open"].append(self)
+        if len(run["open"]) == run["total"]:
+            print(f"OPEN {run['total']}", flush=True)
+            reactor.addReader(_StdinGo(run))
+
+    def go(self) -> None:
+        """
+        Send every message without waiting for the echoes.
+        """
+        for i in range(self.count):
+            self.sendMessage(b"%d-%d" % (self.index, i), False)
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        """
+        Check the echo's order; after the last, close.
+        """
+        run = self.factory.run
+        if payload != b"%d-%d" % (self.index, self.expected):
+            run["wrong"] += 1
+        self.expected += 1
+        run["echoed"] += 1
+        if self.expected == self.count:
+            self.sendClose(1000)
+
+    def onClose(self, wasClean: bool, code: Optional[int], reason: Optional[str]) -> None:
+        """
+        Count the close; the last one prints the report and stops.
+        """
+        run = self.factory.run
+        run["closed"] += 1
+        run["clean"] += 1 if (wasClean and code == 1000) else 0
+        if not (wasClean and code == 1000):
+            run.setdefault("unclean", {}).setdefault(f"{wasClean} {code} {reason}", 0)
+            run["unclean"][f"{wasClean} {code} {reason}"] += 1
+        if run["closed"] == run["total"]:
+            report = {k: run[k] for k in ("total", "echoed", "wrong", "closed", "clean")}
+            report["unclean"] = run.get("unclean", {})
+            report["seconds"] = reactor.seconds() - run.get("started", reactor.seconds())
+            print(json.dumps(report), flush=True)
+            reactor.stop()
+
+
+class _StdinGo:
+    """
+    Reads C{go} from stdin (the test has measured the idle connections),
+    then starts every connection's messages.
+    """
+
+    def __init__(self, run: dict) -> None:
+        self.run = run
+
+    def fileno(self) -> int:
+        return sys.stdin.fileno()
+
+    def doRead(self) -> None:
+        line = sys.stdin.readline()
+        reactor.removeReader(self)
+        if line.strip() == "go":
+            self.run["started"] = reactor.seconds()
+            for protocol in self.run["open"]:
+                protocol.go()
+
+    def connectionLost(self, reason: Any) -> None:
+        pass
+
+    def logPrefix(self) -> str:
+        return "stdin"
+
+
+def many(url: str, total: int, count: int) -> None:
+    """
+    Open C{total} connections to C{url}, 50 at a time, and print C{OPEN
+    N} once all are open; on C{go} from stdin each sends C{count}
+    messages, and one JSON line reports echoes, reorderings and closes.
+    """
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, total + 256)), hard))
+    factory = WebSocketClientFactory(url)
+    # A thousand closes at once on two shared cores: Autobahn's 1 s for
+    # the close reply is a load test of its own.
+    factory.setProtocolOptions(closeHandshakeTimeout=60)
+    factory.protocol = ManyClientProtocol
+    ManyClientProtocol.count = count
+    factory.run = {"total": total, "open": [], "echoed": 0, "wrong": 0, "closed": 0,
+                   "clean": 0}
+    host, _, port = url.split("/")[2].partition(":")
+
+    def batch(start: int) -> None:
+        for _ in range(start, min(start + 50, total)):
+            reactor.connectTCP(host, int(port), factory, timeout=30)
+        if start + 50 < total:
+            reactor.callLater(0.01, batch, start + 50)
+
+    batch(0)
+
+
 def main(argv: List[str]) -> None:
     """
     Run the echo server or a client scenario.
     """
     if argv[0] == "echo":
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
         factory = WebSocketServerFactory()
         factory.protocol = EchoServerProtocol
         factory.setProtocolOptions(echoCloseCodeReason=True)
         port = reactor.listenTCP(0, factory, interface="127.0.0.1")
         print(f"LISTENING {port.getHost().port}", flush=True)
+    elif argv[0] == "many":
+        many(argv[1], int(argv[2]), int(argv[3]))
+        reactor.callLater(300, reactor.stop)
     else:
         url, scenario = argv[1], argv[2]
         client = WebSocketClientFactory(url, protocols=["chat", "other"])
