@@ -341,3 +341,86 @@ def testThousandConnections(echo: EchoServer, anyProxy: RproxyRunner) -> None:
     assert report == {**report, "total": total, "echoed": total * count, "wrong": 0,
                       "closed": total, "clean": total}, err.decode()[-3000:]
     assert perConnection < 200
+
+
+HANDSHAKES = {
+    "upgrade": (b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+                b"Sec-WebSocket-Protocol: other, chat\r\n"),
+    # Autobahn refuses a version it does not speak: the refusal must
+    # reach the client as the backend's own response.
+    "bad-version": (b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                    b"Sec-WebSocket-Version: 99\r\n"),
+    # No Upgrade: the map sends Connection: close, no 101.
+    "plain": b"",
+}
+"""The handshakes compared between nginx and twisted_rproxy."""
+
+COMPARED = ("upgrade", "connection", "sec-websocket-accept", "sec-websocket-protocol",
+            "sec-websocket-version", "sec-websocket-extensions")
+
+
+def handshake(port: int, extra: bytes) -> tuple:
+    """
+    Send one handshake on a raw socket and read the response head.
+
+    @return: the status and the L{COMPARED} headers (lower-cased values
+        for the tokens), then the socket is closed.
+    """
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE) as s:
+        s.sendall(b"GET /ws HTTP/1.1\r\nHost: localhost\r\n" + extra + b"\r\n")
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            head += chunk
+    lines = head.split(b"\r\n\r\n")[0].decode("latin-1").split("\r\n")
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        if name.strip().lower() in COMPARED:
+            value = value.strip()
+            headers[name.strip().lower()] = (value if name.lower().startswith("sec-websocket-a")
+                                             else value.lower())
+    return int(lines[0].split()[1]), headers
+
+
+def testDifferentialAgainstNginx(echo: EchoServer, nginxRunner: Callable[..., object],
+                                 rproxyRunner: Callable[..., RproxyRunner]) -> None:
+    """
+    The seeds' WebSocket location (C{proxy_http_version 1.1}, Upgrade and
+    Connection passed with the C{$connection_upgrade} map) run by nginx,
+    by twisted_rproxy as is (byte tunnel) and with C{proxy_websocket_relay
+    on}: each handshake (a good one with a subprotocol offer, a refused
+    version, a plain GET) gets the same status and WebSocket headers, and
+    the 1 B - 1 MiB fragmented echo gives the same report through all
+    three.
+    """
+    tunnelText = relayConfig(echo, relay=False)
+    runners = {
+        "nginx": nginxRunner(tunnelText),
+        "tunnel": rproxyRunner(tunnelText.replace(
+            str(listenPort(tunnelText)), str(freePort()))),
+        "relay": rproxyRunner(relayConfig(echo)),
+    }
+    results = {}
+    for name, runner in runners.items():
+        port = runner.port  # type: ignore[attr-defined]
+        shakes = {kind: handshake(port, extra) for kind, extra in HANDSHAKES.items()}
+        results[name] = (shakes, runClient(port, "echo"))
+    nginxShakes, nginxEcho = results["nginx"]
+    assert nginxShakes["upgrade"][0] == 101
+    assert nginxShakes["upgrade"][1]["sec-websocket-protocol"] == "chat"
+    assert nginxShakes["bad-version"][0] >= 400
+    assert nginxEcho["mismatches"] == [] and nginxEcho["echoed"] == 16
+    for name in ("tunnel", "relay"):
+        assert results[name] == results["nginx"], name
+
+
+def listenPort(text: str) -> int:
+    """The port of a config's first C{listen 127.0.0.1:PORT}."""
+    return int(re.search(r"listen 127\.0\.0\.1:(\d+)", text).group(1))  # type: ignore[union-attr]
