@@ -424,3 +424,64 @@ def testDifferentialAgainstNginx(echo: EchoServer, nginxRunner: Callable[..., ob
 def listenPort(text: str) -> int:
     """The port of a config's first C{listen 127.0.0.1:PORT}."""
     return int(re.search(r"listen 127\.0\.0\.1:(\d+)", text).group(1))  # type: ignore[union-attr]
+
+
+def maskedText(payload: bytes) -> bytes:
+    """One masked text frame (as a client must send), payload under 126 bytes."""
+    import os
+
+    key = os.urandom(4)
+    return (bytes([0x81, 0x80 | len(payload)]) + key
+            + bytes(b ^ key[i % 4] for i, b in enumerate(payload)))
+
+
+def testStalledClientBoundsProxyMemory(echo: EchoServer, anyProxy: RproxyRunner) -> None:
+    """
+    A client that stops reading while the backend floods it with 200 MiB
+    (64 KiB messages sent as fast as the backend's socket takes them):
+    through the relay and through the byte tunnel, the proxy pauses the
+    backend, so its RSS stays within a bound far below the flood and the
+    backend never gets to finish; once the client reads again every byte
+    arrives.
+    """
+    import socket
+
+    from tests.integration.test_proxy import rssKiB
+
+    messages = 3200
+    pid = anyProxy.process.pid
+    before = rssKiB(pid)
+    flooded = echo.lines("FLOODED").count("\n")
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+    s.settimeout(DEADLINE)
+    s.connect(("127.0.0.1", anyProxy.port))
+    try:
+        s.sendall(b"GET /ws HTTP/1.1\r\nHost: localhost\r\n" + HANDSHAKES["upgrade"] + b"\r\n")
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += s.recv(1)
+        assert head.startswith(b"HTTP/1.1 101 ")
+        s.sendall(maskedText(b"flood-%d" % messages))
+        # Not reading: sample the proxy's memory for a few seconds, time
+        # in which an unpaused backend would have sent all 200 MiB.
+        peak = before
+        deadline = time.monotonic() + 4
+        while time.monotonic() < deadline:
+            peak = max(peak, rssKiB(pid))
+            time.sleep(0.05)
+        assert echo.lines("FLOODED").count("\n") == flooded, "the backend was never paused"
+        growth = (peak - before) / 1024
+        print(f"{anyProxy.mode}: proxy RSS grew {growth:.1f} MiB while the client"  # type: ignore[attr-defined]
+              f" read nothing of a {messages // 16} MiB flood")
+        assert growth < 48
+        received = 0
+        wanted = messages * (65536 + 10)  # a 64 KiB frame has a 10-byte header
+        while received < wanted:
+            chunk = s.recv(1 << 20)
+            assert chunk, "the connection closed before the flood was through"
+            received += len(chunk)
+        assert received == wanted
+        waitFor(lambda: echo.lines("FLOODED").count("\n") > flooded, "the backend to finish")
+    finally:
+        s.close()
