@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import struct
+import zlib
 from typing import Any, List, Optional, Tuple
 
 from twisted.internet.testing import StringTransport
@@ -18,7 +19,13 @@ from zope.interface.verify import verifyObject
 
 from twisted_rproxy.config.registry import LOCATION, spec
 from twisted_rproxy.config.slots import flagSlot
-from twisted_rproxy.http.wsrelay import DROP, CloseWith, WebSocketRelay, WebSocketRelayHandler
+from twisted_rproxy.http.wsrelay import (
+    DROP,
+    PROXY_DEFLATE_OFFER,
+    CloseWith,
+    WebSocketRelay,
+    WebSocketRelayHandler,
+)
 from twisted_rproxy.interfaces import IUpgradedPair, IUpgradeHandler, IWebSocketMessageFilter
 from twisted_rproxy.module import ProxyModule
 from twisted_rproxy.modules.websocket import addMessageFilter
@@ -523,6 +530,169 @@ class RelayTests(ProxyTestCase):
         self.assertFalse(hasattr(channel.upgradedPair, "goingAway"))  # type: ignore[attr-defined]
 
 
+def deflate(payload: bytes) -> bytes:
+    """
+    A message body as permessage-deflate sends it (RFC 7692 7.2.1: raw
+    deflate, sync flush, the final 00 00 ff ff taken off).
+    """
+    compressor = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -15)
+    data = compressor.compress(payload) + compressor.flush(zlib.Z_SYNC_FLUSH)
+    assert data.endswith(b"\x00\x00\xff\xff")
+    return data[:-4]
+
+
+def inflate(data: bytes) -> bytes:
+    """
+    The message body of a permessage-deflate payload.
+    """
+    return zlib.decompressobj(-15).decompress(data + b"\x00\x00\xff\xff")
+
+
+def compressedFrame(opcode: int, payload: bytes, masked: bool = False) -> bytes:
+    """
+    One frame with RSV1 set (a compressed message) carrying C{payload}
+    deflated.
+    """
+    data = frame(opcode, deflate(payload), masked=masked)
+    return bytes([data[0] | 0x40]) + data[1:]
+
+
+def isCompressed(data: bytes) -> bool:
+    """
+    Whether the first frame in C{data} has RSV1 set.
+    """
+    return bool(data[0] & 0x40)
+
+
+class DeflateTests(ProxyTestCase):
+    """
+    permessage-deflate is negotiated with the client and with the backend
+    apart: each side compresses or not as it agreed with the proxy.
+    """
+
+    OFFER = b"Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+
+    def open(self, deflateOn: bool, clientOffers: bool, backendAccepts: bool
+             ) -> Tuple[Any, StringTransport, Backend, bytes, bytes]:
+        """
+        A relayed handshake.
+
+        @return: the channel, its transport, the backend, the request the
+            backend got and the 101 the client got.
+        """
+        config = RelayTests.CONFIG
+        if deflateOn:
+            config = config.replace("proxy_websocket_relay on;",
+                                    "proxy_websocket_relay on; proxy_websocket_deflate on;")
+        self.makeProxy(config, RelayTests.MAP)
+        channel, client = self.get("/ws", b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                                   + (self.OFFER if clientOffers else b""))
+        backend = self.backend()
+        request = backend.received
+        backend.transport.clear()
+        backend.respond(RelayTests.SWITCH
+                        + (b"Sec-WebSocket-Extensions: permessage-deflate\r\n"
+                           if backendAccepts else b"") + b"\r\n")
+        head = client.value()
+        client.clear()
+        return channel, client, backend, request, head
+
+    def test_offByDefault(self) -> None:
+        """
+        Without C{proxy_websocket_deflate} the client's offer does not reach
+        the backend and no extension is answered: plain frames both ways
+        through the relay.
+        """
+        channel, client, backend, request, head = self.open(False, True, False)
+        self.assertNotIn(b"sec-websocket-extensions", request.lower())
+        self.assertNotIn(b"sec-websocket-extensions", head.lower())
+        self.assertIsInstance(channel.upgradedPair, WebSocketRelay)
+        channel.dataReceived(frame(TEXT, b"plain", masked=True))
+        self.assertEqual(frames(backend.received), [(True, TEXT, b"plain")])
+
+    def test_bothSides(self) -> None:
+        """
+        The client's offer is answered by the proxy, the backend gets the
+        proxy's own offer; a compressed message from the client reaches
+        the backend compressed again (by the proxy's own zlib stream) and
+        back.
+        """
+        channel, client, backend, request, head = self.open(True, True, True)
+        self.assertIn(b"Sec-WebSocket-Extensions: " + PROXY_DEFLATE_OFFER + b"\r\n", request)
+        self.assertEqual(PROXY_DEFLATE_OFFER, b"permessage-deflate; client_no_context_takeover;"
+                         b" client_max_window_bits")
+        self.assertEqual(request.lower().count(b"sec-websocket-extensions"), 1)
+        self.assertIn(b"Sec-WebSocket-Extensions: permessage-deflate", head)
+        channel.dataReceived(compressedFrame(TEXT, b"hello hello hello", masked=True))
+        data = backend.received
+        self.assertTrue(isCompressed(data))
+        [(_, opcode, payload)] = frames(data)
+        self.assertEqual((opcode, inflate(payload)), (TEXT, b"hello hello hello"))
+        backend.respond(compressedFrame(BINARY, b"\x00" * 1000))
+        self.assertTrue(isCompressed(client.value()))
+        [(_, opcode, payload)] = frames(client.value())
+        self.assertEqual((opcode, inflate(payload)), (BINARY, b"\x00" * 1000))
+
+    def test_clientSideOnly(self) -> None:
+        """
+        A backend that does not accept the proxy's offer: the client side
+        still compresses (the proxy accepted its offer), the backend side
+        is plain.
+        """
+        channel, client, backend, request, head = self.open(True, True, False)
+        self.assertIn(b"Sec-WebSocket-Extensions: permessage-deflate", head)
+        channel.dataReceived(compressedFrame(TEXT, b"squeezed", masked=True))
+        self.assertFalse(isCompressed(backend.received))
+        self.assertEqual(frames(backend.received), [(True, TEXT, b"squeezed")])
+        backend.respond(frame(TEXT, b"plain reply"))
+        self.assertTrue(isCompressed(client.value()))
+        self.assertEqual(inflate(frames(client.value())[0][2]), b"plain reply")
+
+    def test_backendSideOnly(self) -> None:
+        """
+        A client that offers nothing gets no extension, while the backend,
+        which accepted the proxy's offer, gets compressed messages.
+        """
+        channel, client, backend, request, head = self.open(True, False, True)
+        self.assertIn(b"permessage-deflate", request)
+        self.assertNotIn(b"sec-websocket-extensions", head.lower())
+        channel.dataReceived(frame(TEXT, b"plain", masked=True))
+        self.assertTrue(isCompressed(backend.received))
+        self.assertEqual(inflate(frames(backend.received)[0][2]), b"plain")
+        backend.respond(compressedFrame(TEXT, b"from backend"))
+        self.assertEqual(frames(client.value()), [(True, TEXT, b"from backend")])
+
+    def test_unofferedExtensionTunnels(self) -> None:
+        """
+        A backend answering with an extension the proxy never offered (the
+        directive is off) gets the byte tunnel, its 101 unchanged.
+        """
+        channel, client, backend, request, head = self.open(False, True, True)
+        self.assertNotIsInstance(channel.upgradedPair, WebSocketRelay)
+        self.assertIn(b"Sec-WebSocket-Extensions: permessage-deflate", head)
+
+    def test_compressedSizeLimit(self) -> None:
+        """
+        C{proxy_websocket_max_message_size} bounds the inflated size too:
+        a small compressed frame that inflates past it is refused with 1009.
+        """
+        self.makeProxy(RelayTests.CONFIG.replace(
+            "proxy_websocket_relay on;", "proxy_websocket_relay on; proxy_websocket_deflate on;"
+            " proxy_websocket_max_message_size 1k;"), RelayTests.MAP)
+        channel, client = self.get("/ws", b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                                   + self.OFFER)
+        backend = self.backend()
+        backend.respond(RelayTests.SWITCH + b"\r\n")
+        client.clear()
+        backend.transport.clear()
+        bomb = compressedFrame(BINARY, b"\x00" * 100000, masked=True)
+        self.assertLess(len(bomb), 1024)
+        channel.dataReceived(bomb)
+        self.assertNotIn((True, BINARY), [f[:2] for f in frames(backend.received)])
+        closes = [f for f in frames(client.value()) if f[1] == CLOSE]
+        self.assertEqual(closes[0][2][:2], struct.pack("!H", 1009))
+
+
 @implementer(IWebSocketMessageFilter)
 class RewritingFilter:
     """
@@ -637,7 +807,8 @@ class MessageFilterTests(ProxyTestCase):
         shared one unchanged.
         """
         shared = WebSocketRelayHandler(self)
-        location = type("Location", (), {"upgradeHandler": shared})()
+        location = type("Location", (), {"upgradeHandler": shared, "requestFilters": [],
+                                         "conf": {}})()
         first, second = RewritingFilter(), RewritingFilter()
         addMessageFilter(location, first)
         addMessageFilter(location, second)

@@ -12,20 +12,33 @@ Autobahn's own handshake code does once the handshake succeeded
 C{WebSocketClientProtocol.processHandshake}): state C{OPEN}, no message in
 progress, protocol version 13, the negotiated subprotocol.
 
-A 101 that negotiated an extension (permessage-deflate) goes through the
-byte tunnel instead: its frames are compressed with parameters only the two
-ends agreed on.
+Extensions are negotiated with each side on its own (L{ExtensionNegotiation}
+takes the client's offer off the request before it goes upstream): with
+C{proxy_websocket_deflate on} the proxy accepts a client's permessage-deflate
+offer itself and makes its own offer to the backend, so either side, both or
+neither may compress, each with its own parameters and zlib state; with it
+off, no extension is negotiated on either side.  A backend 101 carrying an
+extension the proxy did not offer (or one it cannot parse) goes through the
+byte tunnel, as before this relay existed.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, List, Optional, Sequence, Tuple
+from weakref import WeakKeyDictionary
 
 from autobahn.twisted.websocket import (
     WebSocketClientFactory,
     WebSocketClientProtocol,
     WebSocketServerFactory,
     WebSocketServerProtocol,
+)
+from autobahn.websocket.compress import (
+    PerMessageDeflate,
+    PerMessageDeflateOffer,
+    PerMessageDeflateOfferAccept,
+    PerMessageDeflateResponse,
+    PerMessageDeflateResponseAccept,
 )
 from autobahn.websocket.protocol import WebSocketProtocol
 from twisted.internet.error import ConnectionDone, ConnectionLost
@@ -34,7 +47,8 @@ from twisted.python.failure import Failure
 import attr
 from zope.interface import implementer
 
-from ..interfaces import IUpgradedPair, IUpgradeHandler, IWebSocketMessageFilter
+from ..interfaces import IRequestFilter, IUpgradedPair, IUpgradeHandler, IWebSocketMessageFilter
+from ..phases import PRECONTENT
 from .tunnel import BYTE_TUNNEL, _PauseReading
 
 #: Close code sent to the client when the backend goes away without one.
@@ -77,18 +91,20 @@ class _OpenedProtocol:
     relay: "WebSocketRelay"
     state: int
 
-    def enterOpen(self, protocolInUse: Optional[str]) -> None:
+    def enterOpen(self, protocolInUse: Optional[str], compress: Any = None) -> None:
         """
         Finish what Autobahn's handshake would have: the connection is open
-        with version 13 and C{protocolInUse}, and no extension.
+        with version 13 and C{protocolInUse}, compressed by C{compress}.
 
         @param protocolInUse: the C{Sec-WebSocket-Protocol} of the 101.
+        @param compress: this side's Autobahn C{PerMessageDeflate}, or
+            C{None} when this side negotiated no extension.
         """
         self.state = _OPEN
         self.websocket_version = 13
         self.websocket_protocol_in_use = protocolInUse
-        self.websocket_extensions_in_use: list = []
-        self._perMessageCompress = None
+        self.websocket_extensions_in_use: list = [compress] if compress is not None else []
+        self._perMessageCompress = compress
         self.inside_message = False
         self.current_frame = None
         self.http_headers: dict = {}
@@ -234,7 +250,8 @@ class WebSocketRelay:
 
     def __init__(self, channel: Any, upstream: Any, onClose: Callable[[], None],
                  factories: tuple, protocolInUse: Optional[str],
-                 exchange: Any = None, filters: Sequence[Any] = ()) -> None:
+                 exchange: Any = None, filters: Sequence[Any] = (),
+                 compress: Tuple[Any, Any] = (None, None)) -> None:
         """
         @param channel: the client's channel (its C{transport} is the socket).
         @param upstream: the backend's protocol (its C{transport} is the socket).
@@ -243,6 +260,8 @@ class WebSocketRelay:
         @param protocolInUse: the negotiated subprotocol, or C{None}.
         @param exchange: the upgrade request, for the filters.
         @param filters: L{IWebSocketMessageFilter}s, in order.
+        @param compress: the client side's and the backend side's
+            C{PerMessageDeflate} (or C{None}s), negotiated apart.
         """
         self.exchange = exchange
         self.filters = tuple(filters)
@@ -259,8 +278,8 @@ class WebSocketRelay:
         self.backendSide.relay = self
         self.clientSide.makeConnection(channel.transport)
         self.backendSide.makeConnection(upstream.transport)
-        self.clientSide.enterOpen(protocolInUse)
-        self.backendSide.enterOpen(protocolInUse)
+        self.clientSide.enterOpen(protocolInUse, compress[0])
+        self.backendSide.enterOpen(protocolInUse, compress[1])
 
     # -- IUpgradedPair ------------------------------------------------------
 
@@ -417,6 +436,91 @@ def _address(protocol: Any) -> str:
     return f"{getattr(peer, 'host', '?')}:{getattr(peer, 'port', '?')}"
 
 
+#: Client offers taken off upgrade requests by L{ExtensionNegotiation},
+#: for L{WebSocketRelayHandler.startUpgrade} to answer.
+_clientOffers: "WeakKeyDictionary[Any, List[bytes]]" = WeakKeyDictionary()
+
+#: What the proxy offers a backend with C{proxy_websocket_deflate on}:
+#: permessage-deflate, letting the backend bound the proxy's window.
+PROXY_DEFLATE_OFFER = PerMessageDeflateOffer().get_extension_string().encode("ascii")
+
+
+def _parseExtensions(values: Sequence[bytes]) -> List[Tuple[str, dict]]:
+    """
+    C{Sec-WebSocket-Extensions} values as Autobahn's handshake parses them:
+    C{(name, {param: [values]})} in order.
+    """
+    header = b", ".join(values).decode("latin-1")
+    return WebSocketProtocol._parseExtensionsHeader(None, header)  # type: ignore[arg-type,no-any-return]
+
+
+@implementer(IRequestFilter)
+class ExtensionNegotiation:
+    """
+    On a relayed location, takes a WebSocket upgrade's extension offer off
+    the request, so the backend only sees the proxy's own offer (or none),
+    and keeps it for the relay to answer the client.
+    """
+
+    phase = PRECONTENT
+
+    def __init__(self, deflate: bool) -> None:
+        """
+        @param deflate: C{proxy_websocket_deflate}: offer permessage-deflate
+            to the backend.
+        """
+        self.deflate = deflate
+
+    def requestHeaders(self, exchange: Any) -> None:
+        """
+        Replace the client's C{Sec-WebSocket-Extensions} with the proxy's.
+        """
+        upgrade = exchange.header(b"upgrade")
+        if upgrade is None or upgrade.strip().lower() != b"websocket":
+            return None
+        headers = exchange.requestHeaders
+        _clientOffers[exchange] = [v for n, v in headers
+                                   if n.lower() == b"sec-websocket-extensions"]
+        kept = [(n, v) for n, v in headers if n.lower() != b"sec-websocket-extensions"]
+        if self.deflate:
+            kept.append((b"Sec-WebSocket-Extensions", PROXY_DEFLATE_OFFER))
+        exchange.requestHeaders = kept
+        return None
+
+
+def _acceptClientOffer(offers: Sequence[bytes], maxMessageSize: int) -> Any:
+    """
+    @return: Autobahn's accept of the client's first valid
+        permessage-deflate offer, or C{None}.
+    """
+    for name, params in _parseExtensions(offers):
+        if name != "permessage-deflate":
+            continue
+        try:
+            offer = PerMessageDeflateOffer.parse(params)
+        except Exception:
+            continue
+        return PerMessageDeflateOfferAccept(offer, max_message_size=maxMessageSize or None)
+    return None
+
+
+def _backendDeflate(value: bytes, maxMessageSize: int) -> Any:
+    """
+    @return: the backend side's C{PerMessageDeflate} from the 101's
+        C{Sec-WebSocket-Extensions}, or C{None} when it is anything but one
+        valid permessage-deflate response.
+    """
+    extensions = _parseExtensions([value])
+    if len(extensions) != 1 or extensions[0][0] != "permessage-deflate":
+        return None
+    try:
+        response = PerMessageDeflateResponse.parse(extensions[0][1])
+    except Exception:
+        return None
+    accept = PerMessageDeflateResponseAccept(response, max_message_size=maxMessageSize or None)
+    return PerMessageDeflate.create_from_response_accept(False, accept)
+
+
 def _headerValue(headers: list, lowerName: bytes) -> Optional[bytes]:
     for name, value in headers:
         if name.lower() == lowerName:
@@ -433,16 +537,20 @@ class WebSocketRelayHandler:
     """
 
     def __init__(self, reactor: Any = None, filters: Sequence[Any] = (),
-                 maxMessageSize: int = 0) -> None:
+                 maxMessageSize: int = 0, deflate: bool = False) -> None:
         """
         @param reactor: for Autobahn's close-handshake timers.
         @param filters: L{IWebSocketMessageFilter}s every relayed message
             goes through, in order.
         @param maxMessageSize: C{proxy_websocket_max_message_size} (C{0}:
             no limit).
+        @param deflate: C{proxy_websocket_deflate}: accept a client's
+            permessage-deflate offer (its L{ExtensionNegotiation} offers
+            the backend one).
         """
         self.filters = tuple(filters)
         self.maxMessageSize = maxMessageSize
+        self.deflate = deflate
         for messageFilter in self.filters:
             if not IWebSocketMessageFilter.providedBy(messageFilter):
                 raise TypeError(f"{messageFilter!r} does not provide IWebSocketMessageFilter")
@@ -462,9 +570,26 @@ class WebSocketRelayHandler:
         @return: a L{WebSocketRelay} or the byte tunnel's pair.
         """
         upgrade = exchange.header(b"upgrade") or b""
-        if (upgrade.strip().lower() != b"websocket"
-                or _headerValue(headers, b"sec-websocket-extensions")):
+        offers = _clientOffers.pop(exchange, None)
+        backendExtensions = _headerValue(headers, b"sec-websocket-extensions")
+        if upgrade.strip().lower() != b"websocket":
             return BYTE_TUNNEL.startUpgrade(exchange, upstream, headers, onClose)
+        compress: Tuple[Any, Any] = (None, None)
+        if backendExtensions:
+            backendSide = None
+            if offers is not None and self.deflate:
+                backendSide = _backendDeflate(backendExtensions, self.maxMessageSize)
+            if backendSide is None:
+                # Not what the proxy offered: the two ends' business.
+                return BYTE_TUNNEL.startUpgrade(exchange, upstream, headers, onClose)
+            compress = (None, backendSide)
+            headers = [(n, v) for n, v in headers if n.lower() != b"sec-websocket-extensions"]
+        if offers and self.deflate:
+            accept = _acceptClientOffer(offers, self.maxMessageSize)
+            if accept is not None:
+                compress = (PerMessageDeflate.create_from_offer_accept(True, accept), compress[1])
+                headers = headers + [(b"Sec-WebSocket-Extensions",
+                                      accept.get_extension_string().encode("ascii"))]
         if self._factories is None:
             self._factories = _factories(self._reactor, self.maxMessageSize)
         protocol = _headerValue(headers, b"sec-websocket-protocol")
@@ -472,7 +597,7 @@ class WebSocketRelayHandler:
         relay = WebSocketRelay(
             exchange.channel, upstream, onClose, self._factories,
             protocol.decode("latin-1").strip() if protocol else None,
-            exchange, self.filters)
+            exchange, self.filters, compress)
         upstream.transport.registerProducer(_PauseReading(exchange.channel.transport), True)
         return relay
 
@@ -481,6 +606,6 @@ class WebSocketRelayHandler:
         @return: a new handler with C{messageFilter} after this one's filters.
         """
         handler = WebSocketRelayHandler(self._reactor, self.filters + (messageFilter,),
-                                        self.maxMessageSize)
+                                        self.maxMessageSize, self.deflate)
         handler._factories = self._factories
         return handler
