@@ -41,12 +41,12 @@ class EchoServer:
     The Autobahn echo server as a subprocess.
     """
 
-    def __init__(self) -> None:
-        """Start it and wait for its C{LISTENING} line."""
+    def __init__(self, *options: str) -> None:
+        """Start it (with C{options}) and wait for its C{LISTENING} line."""
         self.directory = Path(tempfile.mkdtemp(prefix="rproxy-wsecho-"))
         self.stdout = self.directory / "stdout.log"
         self.process = _spawn(
-            [sys.executable, "-m", "tests.integration.wspeers", "echo"], REPO_ROOT,
+            [sys.executable, "-m", "tests.integration.wspeers", "echo", *options], REPO_ROOT,
             self.stdout, self.directory / "stderr.log", env=_subprocessEnv(),
             deathSignal=signal.SIGKILL)
         deadline = time.monotonic() + 15
@@ -339,7 +339,7 @@ def testThousandConnections(echo: EchoServer, anyProxy: RproxyRunner) -> None:
           f" {perConnection:.1f} KiB each; {total * count} echoes in"
           f" {report['seconds']:.2f} s")
     assert report == {**report, "total": total, "echoed": total * count, "wrong": 0,
-                      "closed": total, "clean": total}, err.decode()[-3000:]
+                      "closed": total, "clean": total}, (report, err.decode()[-3000:])
     assert perConnection < 200
 
 
@@ -485,3 +485,30 @@ def testStalledClientBoundsProxyMemory(echo: EchoServer, anyProxy: RproxyRunner)
         waitFor(lambda: echo.lines("FLOODED").count("\n") > flooded, "the backend to finish")
     finally:
         s.close()
+
+
+@pytest.mark.parametrize("side", ["client", "backend", "both"])
+def testDeflateOnOneSide(side: str, echo: EchoServer,
+                         rproxyRunner: Callable[..., RproxyRunner]) -> None:
+    """
+    With C{proxy_websocket_deflate on}, permessage-deflate is negotiated
+    with each side apart: a client offering it to a backend that refuses
+    it compresses with the proxy only; a client offering nothing to a
+    backend that accepts it leaves only the backend side compressed; both
+    compress when both agree.  The 1 B - 1 MiB fragmented echo is exact in
+    every case.
+    """
+    backend = echo if side == "client" else EchoServer("deflate")
+    try:
+        runner = rproxyRunner(relayConfig(backend, extra="proxy_websocket_deflate on;"))
+        before = backend.lines("EXT").count("\n")
+        report = runClient(runner.port, "deflate:echo" if side != "backend" else "echo")
+        assert (report["mismatches"], report["echoed"]) == ([], 16)
+        assert report["close"] == [True, 4000, "client bye"]
+        assert report["extensions"] == ([] if side == "backend" else ["permessage-deflate"])
+        waitFor(lambda: backend.lines("EXT").count("\n") > before, "the backend's EXT line")
+        assert backend.lines("EXT").splitlines()[before:] == [
+            "EXT -" if side == "client" else "EXT permessage-deflate"]
+    finally:
+        if backend is not echo:
+            backend.cleanup()

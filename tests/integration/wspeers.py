@@ -2,8 +2,10 @@
 Autobahn peers for the WebSocket relay's integration tests, each run as a
 subprocess (never on twisted_rproxy):
 
-    python -m tests.integration.wspeers echo
-        An echo server on 127.0.0.1: prints C{LISTENING <port>}, echoes
+    python -m tests.integration.wspeers echo [deflate]
+        An echo server on 127.0.0.1 (accepting permessage-deflate offers
+        with C{deflate}): prints C{LISTENING <port>}, C{EXT <names>} for
+        each connection's extensions (C{-}: none), echoes
         every message as it came (text or binary), selects subprotocol
         C{chat} when offered, answers the text C{close-me} with a close
         4001 C{server bye}, drops its TCP connection without a close frame
@@ -30,7 +32,9 @@ subprocess (never on twisted_rproxy):
         C{burst-N} sends N small text messages at once and closes with
         1000 once all are echoed;
         C{hold} prints C{OPEN} and waits for whatever close comes.  In
-        every scenario C{close} in the report is C{[wasClean, code,
+        scenario named C{deflate:SCENARIO} offers permessage-deflate.  In
+        every scenario C{extensions} lists what was negotiated, and
+        C{close} in the report is C{[wasClean, code,
         reason]} of the close the client saw.
 """
 
@@ -78,6 +82,13 @@ class EchoServerProtocol(WebSocketServerProtocol):  # type: ignore[misc]
         @return: C{chat} when the client offered it.
         """
         return "chat" if "chat" in request.protocols else None
+
+    def onOpen(self) -> None:
+        """
+        Print the extensions this connection negotiated: C{EXT -} for none.
+        """
+        names = [e.EXTENSION_NAME for e in self.websocket_extensions_in_use]
+        print(f"EXT {','.join(names) or '-'}", flush=True)
 
     def onMessageFrameBegin(self, length: int) -> None:
         """
@@ -152,7 +163,9 @@ class ScenarioClientProtocol(WebSocketClientProtocol):  # type: ignore[misc]
         """
         Start the scenario.
         """
-        self.report: dict = {"protocol": self.websocket_protocol_in_use, "mismatches": []}
+        self.report: dict = {"protocol": self.websocket_protocol_in_use, "mismatches": [],
+                             "extensions": [e.EXTENSION_NAME
+                                            for e in self.websocket_extensions_in_use]}
         rng = random.Random(6)
         self.pending: List[Any] = []
         if self.scenario in ("echo", "big"):
@@ -302,7 +315,7 @@ def many(url: str, total: int, count: int) -> None:
     factory = WebSocketClientFactory(url)
     # A thousand closes at once on two shared cores: Autobahn's 1 s for
     # the close reply is a load test of its own.
-    factory.setProtocolOptions(closeHandshakeTimeout=60)
+    factory.setProtocolOptions(closeHandshakeTimeout=60, openHandshakeTimeout=60)
     factory.protocol = ManyClientProtocol
     ManyClientProtocol.count = count
     factory.run = {"total": total, "open": [], "echoed": 0, "wrong": 0, "closed": 0,
@@ -329,7 +342,22 @@ def main(argv: List[str]) -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
         factory = WebSocketServerFactory()
         factory.protocol = EchoServerProtocol
-        factory.setProtocolOptions(echoCloseCodeReason=True)
+        # Generous close timers: the tests load two shared cores heavily.
+        factory.setProtocolOptions(echoCloseCodeReason=True, closeHandshakeTimeout=60,
+                                   serverConnectionDropTimeout=60)
+        if argv[1:] == ["deflate"]:
+            from autobahn.websocket.compress import (
+                PerMessageDeflateOffer,
+                PerMessageDeflateOfferAccept,
+            )
+
+            def accept(offers: List[Any]) -> Any:
+                for offer in offers:
+                    if isinstance(offer, PerMessageDeflateOffer):
+                        return PerMessageDeflateOfferAccept(offer)
+                return None
+
+            factory.setProtocolOptions(perMessageCompressionAccept=accept)
         port = reactor.listenTCP(0, factory, interface="127.0.0.1")
         print(f"LISTENING {port.getHost().port}", flush=True)
     elif argv[0] == "many":
@@ -339,6 +367,22 @@ def main(argv: List[str]) -> None:
         url, scenario = argv[1], argv[2]
         client = WebSocketClientFactory(url, protocols=["chat", "other"])
         client.setProtocolOptions(autoFragmentSize=4096)
+        if scenario.startswith("deflate:"):
+            from autobahn.websocket.compress import (
+                PerMessageDeflateOffer,
+                PerMessageDeflateResponse,
+                PerMessageDeflateResponseAccept,
+            )
+
+            scenario = scenario[8:]
+
+            def acceptResponse(response: Any) -> Any:
+                if isinstance(response, PerMessageDeflateResponse):
+                    return PerMessageDeflateResponseAccept(response)
+                return None
+
+            client.setProtocolOptions(perMessageCompressionOffers=[PerMessageDeflateOffer()],
+                                      perMessageCompressionAccept=acceptResponse)
         ScenarioClientProtocol.scenario = scenario
         client.protocol = ScenarioClientProtocol
         host, _, port = url.split("/")[2].partition(":")
