@@ -343,8 +343,7 @@ def main(argv: List[str]) -> None:
         factory = WebSocketServerFactory()
         factory.protocol = EchoServerProtocol
         # Generous close timers: the tests load two shared cores heavily.
-        factory.setProtocolOptions(echoCloseCodeReason=True, closeHandshakeTimeout=60,
-                                   serverConnectionDropTimeout=60)
+        factory.setProtocolOptions(echoCloseCodeReason=True, closeHandshakeTimeout=60)
         if argv[1:] == ["deflate"]:
             from autobahn.websocket.compress import (
                 PerMessageDeflateOffer,
