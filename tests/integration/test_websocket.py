@@ -512,3 +512,29 @@ def testDeflateOnOneSide(side: str, echo: EchoServer,
     finally:
         if backend is not echo:
             backend.cleanup()
+
+
+@pytest.mark.parametrize("method", ["ip_hash", "round-robin"])
+def testUpstreamPeerChoice(method: str, rproxyRunner: Callable[..., RproxyRunner]) -> None:
+    """
+    Relayed WebSocket connections go through the upstream group's peer
+    choice: with C{ip_hash} all six connections from 127.0.0.1 reach the
+    same one of two echo servers; with round-robin they alternate.
+    """
+    servers = [EchoServer(), EchoServer()]
+    try:
+        text = relayConfig(servers[0]).replace(
+            f"proxy_pass http://127.0.0.1:{servers[0].port};", "proxy_pass http://pair;")
+        group = "\n".join(f"        server 127.0.0.1:{s.port};" for s in servers)
+        balancing = "ip_hash;" if method == "ip_hash" else ""
+        text = text.replace("    server {", f"    upstream pair {{\n        {balancing}\n{group}\n"
+                            "    }\n\n    server {", 1)
+        runner = rproxyRunner(text)
+        for _ in range(6):
+            report = runClient(runner.port, "burst-2")
+            assert (report["echoed"], report["close"]) == (2, [True, 1000, None])
+        counts = sorted(s.lines("EXT").count("\n") for s in servers)
+        assert counts == ([0, 6] if method == "ip_hash" else [3, 3])
+    finally:
+        for server in servers:
+            server.cleanup()
