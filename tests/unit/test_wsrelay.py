@@ -369,6 +369,44 @@ class RelayTests(ProxyTestCase):
         client.producer.resumeProducing()
         self.assertEqual(backend.transport.producerState, "producing")
 
+    SEND_TIMEOUT = CONFIG.replace(
+        "proxy_http_version", "proxy_read_timeout 1h; proxy_send_timeout 10s; proxy_http_version")
+
+    def test_sendTimeout(self) -> None:
+        """
+        A backend whose socket stays full for C{proxy_send_timeout} is
+        dropped (logged as nginx words it), and the client gets 1011; one
+        that drains in time is kept.
+        """
+        from twisted_rproxy.http import tunnel
+
+        events: List[dict] = []
+        self.patch(tunnel, "log", Logger(observer=events.append))
+        for relayed in (True, False):
+            config = self.SEND_TIMEOUT if relayed else self.SEND_TIMEOUT.replace(
+                "proxy_websocket_relay on;", "")
+            channel, client, backend = self.open(config=config)
+            producer = backend.transport.producer
+            producer.pauseProducing()
+            self.reactor.advance(9)
+            producer.resumeProducing()
+            self.reactor.advance(9)
+            self.assertFalse(backend.closed)
+            producer.pauseProducing()
+            self.assertEqual(client.producerState, "paused")
+            self.reactor.advance(10)
+            self.assertTrue(backend.closed)
+            backend.close(reset=True)
+            if relayed:
+                [(_, opcode, payload)] = frames(client.value())
+                self.assertEqual((opcode, payload[:2]), (CLOSE, struct.pack("!H", 1011)))
+            else:
+                self.assertTrue(client.disconnecting or client.disconnected)
+        self.assertEqual(
+            [formatEvent(e) for e in events],
+            ["upstream timed out (110: Connection timed out) while proxying upgraded connection"]
+            * 2)
+
     def test_idleTimeout(self) -> None:
         """
         C{proxy_read_timeout} closes a relay idle both ways; messages in

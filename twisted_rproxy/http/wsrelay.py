@@ -49,7 +49,7 @@ from zope.interface import implementer
 
 from ..interfaces import IRequestFilter, IUpgradedPair, IUpgradeHandler, IWebSocketMessageFilter
 from ..phases import PRECONTENT
-from .tunnel import BYTE_TUNNEL, _PauseReading
+from .tunnel import BYTE_TUNNEL, pauseClientWhileBackendFull
 
 #: Close code sent to the client when the backend goes away without one.
 CLOSE_BACKEND_LOST = 1011
@@ -598,7 +598,7 @@ class WebSocketRelayHandler:
             exchange.channel, upstream, onClose, self._factories,
             protocol.decode("latin-1").strip() if protocol else None,
             exchange, self.filters, compress)
-        upstream.transport.registerProducer(_PauseReading(exchange.channel.transport), True)
+        pauseClientWhileBackendFull(exchange, upstream)
         return relay
 
     def withFilter(self, messageFilter: Any) -> "WebSocketRelayHandler":
