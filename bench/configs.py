@@ -20,6 +20,14 @@ POST_PATH = "/post"
 SSE_PATH = "/sse"
 """The streaming location: proxied with C{proxy_buffering off}."""
 
+WS_PATH = "/ws"
+"""The WebSocket location (the seeds' recipe): the byte tunnel in
+twisted_rproxy, as in nginx, to the stream backend's echo."""
+
+WS_RELAY_PATH = "/wsrelay"
+"""twisted_rproxy only: the same location with C{proxy_websocket_relay
+on} (nginx has no such mode), rewritten to the backend's C{/ws}."""
+
 UPSTREAM_KEEPALIVE = 32
 """Idle keepalive connections each proxy keeps to the backend."""
 
@@ -110,8 +118,36 @@ def tlsServer(tls: Optional[Tuple[int, str, str]]) -> str:
 """
 
 
+def webSocketLocations(relay: bool) -> str:
+    """
+    The WebSocket locations of the proxy config: the seeds' recipe, and
+    with C{relay} the same plus C{proxy_websocket_relay on} at
+    L{WS_RELAY_PATH} (twisted_rproxy only).
+    """
+    recipe = """\
+            proxy_http_version 1.1;
+            proxy_set_header Upgrade $http_upgrade;
+            proxy_set_header Connection $connection_upgrade;
+            proxy_read_timeout 3600s;
+"""
+    text = f"""\
+        location {WS_PATH} {{
+            proxy_pass http://stream;
+{recipe}        }}
+"""
+    if relay:
+        text += f"""\
+        location {WS_RELAY_PATH} {{
+            proxy_websocket_relay on;
+            proxy_pass http://stream{WS_PATH};
+{recipe}        }}
+"""
+    return text
+
+
 def proxyConfig(port: int, backendPort: int, streamPort: int, connections: int,
-                tls: Optional[Tuple[int, str, str]] = None) -> str:
+                tls: Optional[Tuple[int, str, str]] = None,
+                wsRelay: bool = False) -> str:
     """
     The proxy config, one text for nginx and twisted_rproxy: one worker,
     no access log, a keepalive upstream spoken to in HTTP/1.1 with the
@@ -125,6 +161,7 @@ def proxyConfig(port: int, backendPort: int, streamPort: int, connections: int,
     @param connections: C{worker_connections} (and the fd limit asked
         for), sized for the idle-connection scenarios.
     @param tls: an HTTPS listener to add (see L{tlsServer}).
+    @param wsRelay: add twisted_rproxy's relayed WebSocket location.
     @return: a complete nginx.conf.
     """
     proxyHeaders = """\
@@ -145,6 +182,10 @@ http {{
     # 28,000): keep bodies of the post16k scenario in memory.
     client_body_buffer_size 32k;
 {_TEMP_PATHS}
+    map $http_upgrade $connection_upgrade {{
+        default upgrade;
+        ''      close;
+    }}
     upstream backend {{
         server 127.0.0.1:{backendPort};
         keepalive {UPSTREAM_KEEPALIVE};
@@ -162,7 +203,7 @@ http {{
             proxy_pass http://stream;
 {proxyHeaders}            proxy_buffering off;
         }}
-    }}
+{webSocketLocations(wsRelay)}    }}
 {tlsServer(tls)}}}
 """
 
@@ -204,6 +245,7 @@ defaults
 frontend bench
     bind 127.0.0.1:{port}
     use_backend stream if {{ path_beg {SSE_PATH} }}
+    use_backend stream if {{ path_beg {WS_PATH} }}
     default_backend backend
 
 backend backend

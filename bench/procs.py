@@ -181,7 +181,7 @@ class ProxySpec:
             binary = shutil.which("haproxy") or "/usr/sbin/haproxy"
             return HAProxyRunner(text, self.port, self.cpu, binary=binary)
         text = proxyConfig(self.port, self.backendPort, self.streamPort, self.connections,
-                           tls=self.tls)
+                           tls=self.tls, wsRelay=self.name == "rproxy")
         text = text.replace("worker_processes 1;", f"worker_processes {self.workers};")
         if self.name == "nginx":
             return PinnedNginx(text, self.cpu)

@@ -48,6 +48,15 @@ COLUMNS: Dict[str, Sequence[Column]] = {
         ("rss_mib", "RSS MiB", ".1f"),
         ("events", "events", "d"),
     ),
+    "ws": (
+        ("messages_per_s", "msg/s", ",.0f"),
+        ("p50_ms", "p50 ms", ".2f"),
+        ("p99_ms", "p99 ms", ".2f"),
+        ("cpu_percent", "CPU %", ".0f"),
+        ("rss_mib", "RSS MiB", ".1f"),
+        ("errors", "errors", "d"),
+        ("other_on_cpu_percent", "other %", ".0f"),
+    ),
     "idle": (
         ("opened", "conns", "d"),
         ("baseline_rss_mib", "base MiB", ".1f"),
@@ -62,11 +71,11 @@ COLUMNS: Dict[str, Sequence[Column]] = {
 OTHER_WARNING = 20
 """Percent of the proxy's pinned CPU taken by other work that earns a warning."""
 
-THROUGHPUT = {"wrk": "rps", "h2load": "rps", "sse": "events_per_s", "idle": None}
+THROUGHPUT = {"wrk": "rps", "h2load": "rps", "sse": "events_per_s", "ws": "messages_per_s", "idle": None}
 """The throughput figure of each kind, charted as the first ratio."""
 
 _NOT_RATED = {"error_total", "events", "opened", "failed", "open_seconds",
-              "other_on_cpu_percent"}
+              "other_on_cpu_percent", "errors"}
 """Counts shown in tables but meaningless as a ratio."""
 
 

@@ -41,6 +41,7 @@ from bench.load import (  # noqa: E402
     runH2load,
     runWrk,
 )
+from bench.wsload import measureWebSocketEcho  # noqa: E402
 from bench.procs import (  # noqa: E402
     ProcessSampler,
     ProxySpec,
@@ -100,6 +101,10 @@ SCENARIOS: Dict[str, Scenario] = {s.name: s for s in (
              {"path": "/post", "postBytes": 16 * 1024}),
     Scenario("sse", "sse", "SSE, 20 streams x 50 events/s, proxy_buffering off",
              {"streams": 20, "intervalMs": 20}),
+    Scenario("ws_echo", "ws", "WebSocket echo, 50 connections x 10 in flight, 64 B"
+             " (byte tunnel in both)", {"path": "/ws"}),
+    Scenario("ws_echo_relay", "ws", "WebSocket echo as ws_echo, twisted_rproxy relaying"
+             " message by message (nginx: its tunnel)", {"path": "/ws", "rproxyPath": "/wsrelay"}),
     Scenario("idle1k", "idle", "1,000 idle keepalive client connections",
              {"count": 1000}),
     Scenario("idle10k", "idle", "10,000 idle keepalive client connections",
@@ -410,6 +415,7 @@ class Bench:
             say(f"   {proxy}: pid {leader}, serving pids {pids} "
                 f"on CPUs {','.join(sorted({cpusAllowed(p) for p in pids}))}")
             sampler = ProcessSampler(leader, self.proxyCpu)
+            self.proxyName = proxy
             measure = getattr(self, "_" + scenario.kind)
             figures: Dict[str, Any] = measure(scenario, sampler)
             figures.update(
@@ -471,6 +477,24 @@ class Bench:
         sampler.start()
         figures = measureStreams(self.port, scenario.params["streams"], count, interval)
         sampler.stop()
+        return figures
+
+    proxyName = ""
+    """The proxy being measured (the relay scenario's path depends on it)."""
+
+    def _ws(self, scenario: Scenario, sampler: ProcessSampler) -> Dict[str, Any]:
+        """WebSocket echo messages/s and round latency through the proxy."""
+        params = scenario.params
+        path = params["path"]
+        if self.proxyName == "rproxy":
+            path = params.get("rproxyPath", path)
+        seconds = 1 if self.quick else self.duration
+        if not self.quick:
+            measureWebSocketEcho(self.port, path, seconds=1)  # warm-up, not recorded
+        sampler.start()
+        figures = measureWebSocketEcho(self.port, path, seconds=seconds)
+        sampler.stop()
+        figures["path"] = path
         return figures
 
     def _idle(self, scenario: Scenario, sampler: ProcessSampler) -> Dict[str, Any]:

@@ -7,6 +7,9 @@ written.  CLOCK_MONOTONIC is system-wide on Linux, so the client compares
 its own arrival times with those emit times directly.  nginx cannot
 dribble a response out slowly by itself, hence this backend.
 
+It also echoes WebSocket messages on C{/ws} (Autobahn's WebSocketResource)
+for the WebSocket scenarios: every proxy gets the same echo backend.
+
 Run: C{python -m bench.sse_backend --port PORT}.
 """
 
@@ -82,6 +85,22 @@ class EventStreamResource(Resource):
         return NOT_DONE_YET
 
 
+def webSocketEcho() -> Resource:
+    """
+    A WebSocket echo at C{/ws}: each message back as it came.
+    """
+    from autobahn.twisted.resource import WebSocketResource
+    from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+
+    class Echo(WebSocketServerProtocol):  # type: ignore[misc]
+        def onMessage(self, payload: bytes, isBinary: bool) -> None:
+            self.sendMessage(payload, isBinary)
+
+    factory = WebSocketServerFactory()
+    factory.protocol = Echo
+    return WebSocketResource(factory)  # type: ignore[no-any-return]
+
+
 def main(argv: Optional[List[str]] = None) -> None:
     """Listen on 127.0.0.1:PORT and serve until killed."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -93,6 +112,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     reactor: Any = globalReactor
     root = Resource()
     root.putChild(b"sse", EventStreamResource(reactor))
+    root.putChild(b"ws", webSocketEcho())
     site = Site(root)
     site.displayTracebacks = False
     site.log = lambda request: None  # type: ignore[method-assign]

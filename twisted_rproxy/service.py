@@ -294,6 +294,14 @@ class ProxyService(MultiService):
                         goAway()
                     if channel.isIdle():
                         transport.loseConnection()
+                    else:
+                        # A WebSocket relay closes its client with 1001
+                        # (going away); a byte tunnel runs on until it
+                        # ends or the deadline aborts it.
+                        pair = getattr(channel, "upgradedPair", None)
+                        goingAway = getattr(pair, "goingAway", None)
+                        if goingAway is not None:
+                            goingAway()
             if remaining == 0 or expired:
                 if loop.running:
                     loop.stop()

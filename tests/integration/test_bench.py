@@ -52,6 +52,23 @@ class TestConfigs:
                                str(tmp_path), "-c", str(conf)], tmp_path)
         assert result.returncode == 0, result.stderr
 
+    def testWebSocketLocations(self, tmp_path: Path) -> None:
+        """
+        The WebSocket location is the seeds' recipe in the text nginx and
+        twisted_rproxy share; twisted_rproxy's copy alone adds the relayed
+        location, and accepts it.
+        """
+        shared = configs.proxyConfig(8080, 9000, 9001, 4096)
+        assert f"location {configs.WS_PATH} {{" in shared
+        assert "proxy_set_header Connection $connection_upgrade;" in shared
+        assert "proxy_websocket_relay" not in shared
+        conf = tmp_path / "nginx.conf"
+        conf.write_text(configs.proxyConfig(8080, 9000, 9001, 4096, wsRelay=True))
+        assert f"location {configs.WS_RELAY_PATH} {{" in conf.read_text()
+        result = _checkConfig([sys.executable, "-m", "twisted_rproxy", "-t", "-p",
+                               str(tmp_path), "-c", str(conf)], tmp_path)
+        assert result.returncode == 0, result.stderr
+
     def testNginxAcceptsConfigs(self, tmp_path: Path) -> None:
         """nginx -t accepts the proxy and backend configs."""
         nginx = findNginx()
@@ -204,3 +221,29 @@ def testQuickRun(tmp_path: Path) -> None:
     assert "error" not in figures, figures
     assert WRK_FIGURES <= set(figures)
     assert all(isinstance(figures[k], (int, float)) for k in WRK_FIGURES - {"errors"})
+
+
+def testQuickWebSocketRun(tmp_path: Path) -> None:
+    """
+    The two WebSocket scenarios run end to end on nginx and twisted_rproxy
+    (tunnel, then relay on twisted_rproxy's side): every proxy echoed
+    messages with no error, over the path the scenario names.  No figure
+    is judged.
+    """
+    if findNginx() is None and not os.environ.get("CI"):
+        pytest.skip("nginx is not installed")
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "bench" / "run.py"), "--quick", "--duration", "1",
+         "--scenarios", "ws_echo,ws_echo_relay", "--proxies", "nginx,rproxy", "--no-chart",
+         "--python", sys.executable, "--output", str(tmp_path)],
+        cwd=str(REPO_ROOT), capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stdout + result.stderr
+    data = json.loads((tmp_path / "latest.json").read_text())
+    paths = {}
+    for name in ("ws_echo", "ws_echo_relay"):
+        for proxy, figures in data["scenarios"][name]["results"].items():
+            assert "error" not in figures, (name, proxy, figures)
+            assert figures["messages"] > 0 and figures["errors"] == 0, (name, proxy, figures)
+            paths[name, proxy] = figures["path"]
+    assert paths == {("ws_echo", "nginx"): "/ws", ("ws_echo", "rproxy"): "/ws",
+                     ("ws_echo_relay", "nginx"): "/ws", ("ws_echo_relay", "rproxy"): "/wsrelay"}

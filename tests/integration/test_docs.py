@@ -69,6 +69,7 @@ DOCS = REPO_ROOT / "docs"
 EXAMPLES = DOCS / "examples"
 PLUGIN_FILE = EXAMPLES / "twisted" / "plugins" / "rproxy_example.py"
 BALANCER_PLUGIN_FILE = EXAMPLES / "twisted" / "plugins" / "rproxy_example_balancer.py"
+WSFILTERS_PLUGIN_FILE = EXAMPLES / "twisted" / "plugins" / "rproxy_example_wsfilters.py"
 
 DEADLINE = 20.0
 """Seconds a polled condition may take before the test fails (never a wait)."""
@@ -305,6 +306,8 @@ def modulesFor(page: str) -> List[Any]:
         modules.append(exampleModule().requestIdModule)
     if page == "plugins-balancer.md":
         modules.append(exampleModule(BALANCER_PLUGIN_FILE).stickyHeaderModule)
+    if page == "plugins-websocket.md":
+        modules.append(exampleModule(WSFILTERS_PLUGIN_FILE).webSocketFiltersModule)
     return modules
 
 
@@ -692,6 +695,7 @@ def testExamplePluginShape() -> None:
 # -- one run per page ------------------------------------------------------
 
 RUN_BLOCKS = [
+    ("plugins-websocket.md", "ws-filters"),  # tests/integration/test_websocket.py
     ("index.md", "quickstart"),
     ("config.md", "main-with-include"),
     ("routing.md", "servers"),

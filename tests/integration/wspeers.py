@@ -2,21 +2,40 @@
 Autobahn peers for the WebSocket relay's integration tests, each run as a
 subprocess (never on twisted_rproxy):
 
-    python -m tests.integration.wspeers echo
-        An echo server on 127.0.0.1: prints C{LISTENING <port>}, echoes
+    python -m tests.integration.wspeers echo [deflate]
+        An echo server on 127.0.0.1 (accepting permessage-deflate offers
+        with C{deflate}): prints C{LISTENING <port>}, C{EXT <names>} for
+        each connection's extensions (C{-}: none), echoes
         every message as it came (text or binary), selects subprotocol
         C{chat} when offered, answers the text C{close-me} with a close
-        4001 C{server bye}, answers a client's close with its code and
+        4001 C{server bye}, drops its TCP connection without a close frame
+        on the text C{die} (a backend dying mid-connection), sends
+        C{flood-N} as N binary messages of 64 KiB as fast as its socket
+        takes them, answers a client's close with its code and
         reason, prints C{CLOSED <code> <reason>} for each close a client
         starts and C{REPLY <code> <reason>} for each reply to its own and C{FRAMES <size> <count>} for each
         message (how many frames it came in).
+
+    python -m tests.integration.wspeers many URL N K
+        Opens N connections, prints C{OPEN N}, waits for C{go} on stdin,
+        then each connection sends K numbered messages at once and checks
+        their echoes come back complete and in order; prints one JSON line.
 
     python -m tests.integration.wspeers client URL SCENARIO
         Connects with subprotocols C{chat, other}, 4 KiB automatic
         fragmentation, runs C{SCENARIO} and prints one JSON line of what
         it saw: C{echo} sends text and binary messages of 1 byte to 1 MiB
         and compares the echoes, then closes with 4000 C{client bye};
-        C{server-close} asks the server to close.
+        C{big} does the same with messages up to 16 MiB; C{server-close}
+        asks the server to close; C{backend-dies} asks it to drop its
+        connection; C{too-big-N} sends one binary message of N bytes;
+        C{burst-N} sends N small text messages at once and closes with
+        1000 once all are echoed;
+        C{hold} prints C{OPEN} and waits for whatever close comes.  In
+        scenario named C{deflate:SCENARIO} offers permessage-deflate.  In
+        every scenario C{extensions} lists what was negotiated, and
+        C{close} in the report is C{[wasClean, code,
+        reason]} of the close the client saw.
 """
 
 from __future__ import annotations
@@ -37,6 +56,21 @@ from twisted.internet import reactor
 SIZES = [1, 2, 125, 126, 65535, 65536, 100000, 1 << 20]
 """Message sizes around the frame-length encodings, up to 1 MiB."""
 
+BIG_SIZES = [1, 126, 65536, 1 << 20, 16 << 20]
+"""Message sizes for the C{big} scenario, up to 16 MiB."""
+
+
+def randomText(rng: random.Random, size: int) -> bytes:
+    """
+    Exactly C{size} bytes of UTF-8 text with 2- and 3-byte characters (a
+    random block of up to 64 KiB repeated, a character cut at the end
+    padded with ASCII).
+    """
+    block = "".join(rng.choice("abc\u00e9\u20ac") for _ in range(min(size, 65536)))
+    data = (block.encode("utf-8") * (size // max(len(block), 1) + 1))[:size]
+    whole = data.decode("utf-8", "ignore").encode("utf-8")
+    return whole + b"a" * (size - len(whole))
+
 
 class EchoServerProtocol(WebSocketServerProtocol):  # type: ignore[misc]
     """
@@ -48,6 +82,13 @@ class EchoServerProtocol(WebSocketServerProtocol):  # type: ignore[misc]
         @return: C{chat} when the client offered it.
         """
         return "chat" if "chat" in request.protocols else None
+
+    def onOpen(self) -> None:
+        """
+        Print the extensions this connection negotiated: C{EXT -} for none.
+        """
+        names = [e.EXTENSION_NAME for e in self.websocket_extensions_in_use]
+        print(f"EXT {','.join(names) or '-'}", flush=True)
 
     def onMessageFrameBegin(self, length: int) -> None:
         """
@@ -64,8 +105,43 @@ class EchoServerProtocol(WebSocketServerProtocol):  # type: ignore[misc]
         self.frames = 0
         if not isBinary and payload == b"close-me":
             self.sendClose(4001, "server bye")
+        elif not isBinary and payload == b"die":
+            self.transport.abortConnection()
+        elif not isBinary and payload.startswith(b"flood-"):
+            self.flood = int(payload[6:])
+            self.transport.registerProducer(self, True)
+            self.resumeProducing()
         else:
             self.sendMessage(payload, isBinary)
+
+    paused = True
+    flood = 0
+
+    def pauseProducing(self) -> None:
+        """
+        The socket is full: stop flooding until it drains.
+        """
+        self.paused = True
+
+    def resumeProducing(self) -> None:
+        """
+        Flood until paused or done, then print C{FLOODED}.
+        """
+        self.paused = False
+        chunk = b"f" * 65536
+        while not self.paused and self.flood > 0 and self.state == self.STATE_OPEN:
+            self.flood -= 1
+            self.sendMessage(chunk, True)
+        if self.flood == 0 and not self.paused:
+            print("FLOODED", flush=True)
+            self.flood = -1
+            self.transport.unregisterProducer()
+
+    def stopProducing(self) -> None:
+        """
+        The connection is gone.
+        """
+        self.flood = -1
 
     def onCloseFrame(self, code: Optional[int], reasonRaw: Optional[bytes]) -> Any:
         """
@@ -87,26 +163,42 @@ class ScenarioClientProtocol(WebSocketClientProtocol):  # type: ignore[misc]
         """
         Start the scenario.
         """
-        self.report: dict = {"protocol": self.websocket_protocol_in_use, "mismatches": []}
+        self.report: dict = {"protocol": self.websocket_protocol_in_use, "mismatches": [],
+                             "extensions": [e.EXTENSION_NAME
+                                            for e in self.websocket_extensions_in_use]}
         rng = random.Random(6)
         self.pending: List[Any] = []
-        if self.scenario == "echo":
-            for size in SIZES:
-                text = "".join(rng.choice("abc\u00e9\u20ac") for _ in range(size))
-                self.pending.append((text.encode("utf-8"), False))
-                self.pending.append((rng.randbytes(size) if hasattr(rng, "randbytes")
-                                     else bytes(rng.getrandbits(8) for _ in range(size)),
-                                     True))
+        if self.scenario in ("echo", "big"):
+            for size in SIZES if self.scenario == "echo" else BIG_SIZES:
+                self.pending.append((randomText(rng, size), False))
+                self.pending.append((rng.randbytes(size), True))
             self.report["sent"] = len(self.pending)
             self.report["echoed"] = 0
             self.sendMessage(*self.pending[0])
-        else:
+        elif self.scenario == "server-close":
             self.sendMessage(b"close-me", False)
+        elif self.scenario == "backend-dies":
+            self.sendMessage(b"die", False)
+        elif self.scenario.startswith("burst-"):
+            count = int(self.scenario[6:])
+            self.pending = [(b"m%d" % i, False) for i in range(count)]
+            self.report["sent"], self.report["echoed"] = count, 0
+            for message in self.pending:
+                self.sendMessage(*message)
+        elif self.scenario.startswith("too-big-"):
+            self.sendMessage(b"t" * int(self.scenario[8:]), True)
+        else:
+            print("OPEN", flush=True)
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         """
         Check an echo and send the next message, or close after the last.
         """
+        if self.scenario.startswith("burst-"):
+            self.report["echoed"] += 1
+            if self.report["echoed"] == self.report["sent"]:
+                self.sendClose(1000)
+            return
         expected = self.pending.pop(0)
         if (payload, isBinary) != expected:
             self.report["mismatches"].append([len(expected[0]), len(payload), isBinary])
@@ -126,20 +218,170 @@ class ScenarioClientProtocol(WebSocketClientProtocol):  # type: ignore[misc]
         reactor.stop()
 
 
+class ManyClientProtocol(WebSocketClientProtocol):  # type: ignore[misc]
+    """
+    One of the C{many} connections: once told to go, sends its C{count}
+    numbered messages at once and checks each echo is the next in order.
+    """
+
+    count = 0
+
+    def onOpen(self) -> None:
+        """
+        Count this connection open; the last one opened prints C{OPEN N}.
+        """
+        run = self.factory.run
+        self.index = len(run["open"])
+        self.expected = 0
+        run["open"].append(self)
+        if len(run["open"]) == run["total"]:
+            print(f"OPEN {run['total']}", flush=True)
+            reactor.addReader(_StdinGo(run))
+
+    def go(self) -> None:
+        """
+        Send every message without waiting for the echoes.
+        """
+        for i in range(self.count):
+            self.sendMessage(b"%d-%d" % (self.index, i), False)
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        """
+        Check the echo's order; after the last, close.
+        """
+        run = self.factory.run
+        if payload != b"%d-%d" % (self.index, self.expected):
+            run["wrong"] += 1
+        self.expected += 1
+        run["echoed"] += 1
+        if self.expected == self.count:
+            self.sendClose(1000)
+
+    def onClose(self, wasClean: bool, code: Optional[int], reason: Optional[str]) -> None:
+        """
+        Count the close; the last one prints the report and stops.
+        """
+        run = self.factory.run
+        run["closed"] += 1
+        run["clean"] += 1 if (wasClean and code == 1000) else 0
+        if not (wasClean and code == 1000):
+            run.setdefault("unclean", {}).setdefault(f"{wasClean} {code} {reason}", 0)
+            run["unclean"][f"{wasClean} {code} {reason}"] += 1
+        if run["closed"] == run["total"]:
+            report = {k: run[k] for k in ("total", "echoed", "wrong", "closed", "clean")}
+            report["unclean"] = run.get("unclean", {})
+            report["seconds"] = reactor.seconds() - run.get("started", reactor.seconds())
+            print(json.dumps(report), flush=True)
+            reactor.stop()
+
+
+class _StdinGo:
+    """
+    Reads C{go} from stdin (the test has measured the idle connections),
+    then starts every connection's messages.
+    """
+
+    def __init__(self, run: dict) -> None:
+        self.run = run
+
+    def fileno(self) -> int:
+        return sys.stdin.fileno()
+
+    def doRead(self) -> None:
+        line = sys.stdin.readline()
+        reactor.removeReader(self)
+        if line.strip() == "go":
+            self.run["started"] = reactor.seconds()
+            for protocol in self.run["open"]:
+                protocol.go()
+
+    def connectionLost(self, reason: Any) -> None:
+        pass
+
+    def logPrefix(self) -> str:
+        return "stdin"
+
+
+def many(url: str, total: int, count: int) -> None:
+    """
+    Open C{total} connections to C{url}, 50 at a time, and print C{OPEN
+    N} once all are open; on C{go} from stdin each sends C{count}
+    messages, and one JSON line reports echoes, reorderings and closes.
+    """
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, total + 256)), hard))
+    factory = WebSocketClientFactory(url)
+    # A thousand closes at once on two shared cores: Autobahn's 1 s for
+    # the close reply is a load test of its own.
+    factory.setProtocolOptions(closeHandshakeTimeout=60, openHandshakeTimeout=60)
+    factory.protocol = ManyClientProtocol
+    ManyClientProtocol.count = count
+    factory.run = {"total": total, "open": [], "echoed": 0, "wrong": 0, "closed": 0,
+                   "clean": 0}
+    host, _, port = url.split("/")[2].partition(":")
+
+    def batch(start: int) -> None:
+        for _ in range(start, min(start + 50, total)):
+            reactor.connectTCP(host, int(port), factory, timeout=30)
+        if start + 50 < total:
+            reactor.callLater(0.01, batch, start + 50)
+
+    batch(0)
+
+
 def main(argv: List[str]) -> None:
     """
     Run the echo server or a client scenario.
     """
     if argv[0] == "echo":
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
         factory = WebSocketServerFactory()
         factory.protocol = EchoServerProtocol
-        factory.setProtocolOptions(echoCloseCodeReason=True)
+        # Generous close timers: the tests load two shared cores heavily.
+        factory.setProtocolOptions(echoCloseCodeReason=True, closeHandshakeTimeout=60)
+        if argv[1:] == ["deflate"]:
+            from autobahn.websocket.compress import (
+                PerMessageDeflateOffer,
+                PerMessageDeflateOfferAccept,
+            )
+
+            def accept(offers: List[Any]) -> Any:
+                for offer in offers:
+                    if isinstance(offer, PerMessageDeflateOffer):
+                        return PerMessageDeflateOfferAccept(offer)
+                return None
+
+            factory.setProtocolOptions(perMessageCompressionAccept=accept)
         port = reactor.listenTCP(0, factory, interface="127.0.0.1")
         print(f"LISTENING {port.getHost().port}", flush=True)
+    elif argv[0] == "many":
+        many(argv[1], int(argv[2]), int(argv[3]))
+        reactor.callLater(300, reactor.stop)
     else:
         url, scenario = argv[1], argv[2]
         client = WebSocketClientFactory(url, protocols=["chat", "other"])
         client.setProtocolOptions(autoFragmentSize=4096)
+        if scenario.startswith("deflate:"):
+            from autobahn.websocket.compress import (
+                PerMessageDeflateOffer,
+                PerMessageDeflateResponse,
+                PerMessageDeflateResponseAccept,
+            )
+
+            scenario = scenario[8:]
+
+            def acceptResponse(response: Any) -> Any:
+                if isinstance(response, PerMessageDeflateResponse):
+                    return PerMessageDeflateResponseAccept(response)
+                return None
+
+            client.setProtocolOptions(perMessageCompressionOffers=[PerMessageDeflateOffer()],
+                                      perMessageCompressionAccept=acceptResponse)
         ScenarioClientProtocol.scenario = scenario
         client.protocol = ScenarioClientProtocol
         host, _, port = url.split("/")[2].partition(":")

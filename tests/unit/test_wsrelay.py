@@ -9,15 +9,23 @@ from __future__ import annotations
 
 import os
 import struct
+import zlib
 from typing import Any, List, Optional, Tuple
 
 from twisted.internet.testing import StringTransport
+from twisted.logger import Logger, formatEvent
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from twisted_rproxy.config.registry import LOCATION, spec
 from twisted_rproxy.config.slots import flagSlot
-from twisted_rproxy.http.wsrelay import DROP, CloseWith, WebSocketRelay, WebSocketRelayHandler
+from twisted_rproxy.http.wsrelay import (
+    DROP,
+    PROXY_DEFLATE_OFFER,
+    CloseWith,
+    WebSocketRelay,
+    WebSocketRelayHandler,
+)
 from twisted_rproxy.interfaces import IUpgradedPair, IUpgradeHandler, IWebSocketMessageFilter
 from twisted_rproxy.module import ProxyModule
 from twisted_rproxy.modules.websocket import addMessageFilter
@@ -277,8 +285,13 @@ class RelayTests(ProxyTestCase):
         A backend that drops the connection without a close frame gets the
         client a 1011 close, and is logged.
         """
+        events: List[dict] = []
+        self.patch(WebSocketRelay, "log", Logger(observer=events.append))
         channel, client, backend = self.open()
         backend.close(reset=True)
+        self.assertEqual([formatEvent(e) for e in events],
+                         ["upstream closed the WebSocket without a close frame,"
+                          f" upstream: {BACKEND}"])
         [(fin, opcode, payload)] = frames(client.value())
         self.assertEqual((fin, opcode), (True, CLOSE))
         self.assertEqual(payload[:2], struct.pack("!H", 1011))
@@ -356,6 +369,44 @@ class RelayTests(ProxyTestCase):
         client.producer.resumeProducing()
         self.assertEqual(backend.transport.producerState, "producing")
 
+    SEND_TIMEOUT = CONFIG.replace(
+        "proxy_http_version", "proxy_read_timeout 1h; proxy_send_timeout 10s; proxy_http_version")
+
+    def test_sendTimeout(self) -> None:
+        """
+        A backend whose socket stays full for C{proxy_send_timeout} is
+        dropped (logged as nginx words it), and the client gets 1011; one
+        that drains in time is kept.
+        """
+        from twisted_rproxy.http import tunnel
+
+        events: List[dict] = []
+        self.patch(tunnel, "log", Logger(observer=events.append))
+        for relayed in (True, False):
+            config = self.SEND_TIMEOUT if relayed else self.SEND_TIMEOUT.replace(
+                "proxy_websocket_relay on;", "")
+            channel, client, backend = self.open(config=config)
+            producer = backend.transport.producer
+            producer.pauseProducing()
+            self.reactor.advance(9)
+            producer.resumeProducing()
+            self.reactor.advance(9)
+            self.assertFalse(backend.closed)
+            producer.pauseProducing()
+            self.assertEqual(client.producerState, "paused")
+            self.reactor.advance(10)
+            self.assertTrue(backend.closed)
+            backend.close(reset=True)
+            if relayed:
+                [(_, opcode, payload)] = frames(client.value())
+                self.assertEqual((opcode, payload[:2]), (CLOSE, struct.pack("!H", 1011)))
+            else:
+                self.assertTrue(client.disconnecting or client.disconnected)
+        self.assertEqual(
+            [formatEvent(e) for e in events],
+            ["upstream timed out (110: Connection timed out) while proxying upgraded connection"]
+            * 2)
+
     def test_idleTimeout(self) -> None:
         """
         C{proxy_read_timeout} closes a relay idle both ways; messages in
@@ -381,17 +432,303 @@ class RelayTests(ProxyTestCase):
         """
         channel, client, backend = self.open()
         channel.dataReceived(frame(TEXT, b"\xff\xfe", masked=True))  # type: ignore[attr-defined]
-        self.assertEqual(backend.received, b"")
         [(_, opcode, payload)] = frames(client.value())
         self.assertEqual((opcode, payload[:2]), (CLOSE, struct.pack("!H", 1007)))
-        channel.dataReceived(frame(CLOSE, payload[:2], masked=True))  # type: ignore[attr-defined]
+        # The backend hears at once, not after the client's handshake.
+        [(_, opcode, payload)] = frames(backend.received)
+        self.assertEqual((opcode, payload), (CLOSE, struct.pack("!H", 1001)))
+        channel.dataReceived(frame(CLOSE, struct.pack("!H", 1007), masked=True))  # type: ignore[attr-defined]
         self.assertTrue(client.disconnecting or client.disconnected)
         from twisted.internet.error import ConnectionDone
         from twisted.python.failure import Failure
 
         channel.connectionLost(Failure(ConnectionDone()))  # type: ignore[attr-defined]
+        self.assertEqual(len(frames(backend.received)), 1)
+
+    LIMITED = CONFIG.replace("proxy_websocket_relay on;",
+                             "proxy_websocket_relay on; proxy_websocket_max_message_size 1k;")
+
+    def test_maxMessageSizeFromClient(self) -> None:
+        """
+        A client message over C{proxy_websocket_max_message_size} is
+        refused as its first frame header arrives (nothing of it reaches
+        the backend): both sides get a 1009 close, and it is logged.  A
+        message of exactly the limit passes.
+        """
+        events: List[dict] = []
+        self.patch(WebSocketRelay, "log", Logger(observer=events.append))
+        channel, client, backend = self.open(config=self.LIMITED)
+        channel.dataReceived(frame(BINARY, b"x" * 1024, masked=True))  # type: ignore[attr-defined]
+        self.assertEqual(frames(backend.received), [(True, BINARY, b"x" * 1024)])
+        backend.transport.clear()
+        # Only the header of a 2000-byte frame: refused before its payload.
+        channel.dataReceived(frame(BINARY, b"y" * 2000, masked=True)[:8])  # type: ignore[attr-defined]
+        [(_, opcode, payload)] = frames(client.value())
+        self.assertEqual((opcode, payload[:2]), (CLOSE, struct.pack("!H", 1009)))
+        self.assertEqual(frames(backend.received),
+                         [(True, CLOSE, closePayload(1009, b"message too big"))])
+        self.assertEqual([formatEvent(e) for e in events],
+                         ["WebSocket message over proxy_websocket_max_message_size"])
+
+    def test_maxMessageSizeFragments(self) -> None:
+        """
+        The limit is on the whole message: fragments that are each small
+        but together over it are refused.
+        """
+        channel, client, backend = self.open(config=self.LIMITED)
+        channel.dataReceived(frame(TEXT, b"a" * 600, fin=False, masked=True)  # type: ignore[attr-defined]
+                             + frame(CONTINUATION, b"b" * 600, masked=True))
+        self.assertEqual([f[1] for f in frames(backend.received)], [CLOSE])
+        [(_, opcode, payload)] = frames(client.value())
+        self.assertEqual((opcode, payload[:2]), (CLOSE, struct.pack("!H", 1009)))
+
+    def test_maxMessageSizeFromBackend(self) -> None:
+        """
+        A backend message over the limit closes the backend with 1009, and
+        the client with 1009 and the reason.
+        """
+        channel, client, backend = self.open(config=self.LIMITED)
+        backend.respond(frame(TEXT, b"z" * 1025))
+        self.assertEqual(frames(client.value()),
+                         [(True, CLOSE, closePayload(1009, b"message too big"))])
         [(_, opcode, payload)] = frames(backend.received)
-        self.assertEqual((opcode, payload), (CLOSE, struct.pack("!H", 1001)))
+        self.assertEqual((opcode, payload[:2]), (CLOSE, struct.pack("!H", 1009)))
+
+    def test_maxMessageSizeDefaultUnlimited(self) -> None:
+        """
+        Without the directive a message of 2 MiB passes.
+        """
+        channel, _, backend = self.open()
+        big = os.urandom(2 << 20)
+        channel.dataReceived(frame(BINARY, big, masked=True))  # type: ignore[attr-defined]
+        self.assertEqual(frames(backend.received), [(True, BINARY, big)])
+
+    def test_maxMessageSizeBadArgument(self) -> None:
+        """
+        A size nginx would not parse is refused with its file and line.
+        """
+        from twisted_rproxy.config.errors import ConfigError
+
+        with self.assertRaises(ConfigError) as caught:
+            self.makeProxy(self.CONFIG.replace(
+                "proxy_websocket_relay on;",
+                "proxy_websocket_relay on;\nproxy_websocket_max_message_size lots;"), self.MAP)
+        self.assertIn('"proxy_websocket_max_message_size"', str(caught.exception))
+        self.assertRegex(str(caught.exception), r":\d+")
+
+    def test_maxMessageSizeWithFilterModule(self) -> None:
+        """
+        A location whose relay a module's filter turned on still gets the
+        location's size limit.
+        """
+        module = FilterModule()
+        self.makeProxy(MessageFilterTests.CONFIG.replace(
+            "x_ws_filter on;", "x_ws_filter on; proxy_websocket_max_message_size 10;"),
+            self.MAP, extraModules=[module])
+        channel, client = self.get("/ws", b"Upgrade: websocket\r\nConnection: Upgrade\r\n")
+        backend = self.backend()
+        backend.respond(self.SWITCH + b"\r\n")
+        relay = self.pair(channel)
+        self.assertIsInstance(relay, WebSocketRelay)
+        self.assertEqual(relay.filters, (module.filter,))
+        client.clear()
+        backend.respond(frame(TEXT, b"z" * 11))
+        self.assertEqual(frames(client.value()),
+                         [(True, CLOSE, closePayload(1009, b"message too big"))])
+
+    def test_goingAway(self) -> None:
+        """
+        A graceful stop's C{goingAway} (through the channel's
+        C{upgradedPair}) closes the client with 1001 and the backend with
+        1001; each end's reply then ends its connection.
+        """
+        channel, client, backend = self.open()
+        pair = channel.upgradedPair  # type: ignore[attr-defined]
+        self.assertIs(pair, self.pair(channel))
+        pair.goingAway()
+        self.assertEqual(frames(client.value()),
+                         [(True, CLOSE, closePayload(1001, b"proxy shutting down"))])
+        self.assertEqual(frames(backend.received), [(True, CLOSE, closePayload(1001))])
+        channel.dataReceived(frame(CLOSE, closePayload(1001), masked=True))  # type: ignore[attr-defined]
+        self.assertTrue(client.disconnecting or client.disconnected)
+        backend.respond(frame(CLOSE, closePayload(1001)))
+        backend.close()
+        self.assertTrue(pair.closed)
+        # Said again (every sweep of the stop asks), it sends nothing more.
+        pair.goingAway()
+        self.assertEqual(len(frames(client.value())), 1)
+
+    def test_tunnelHasNoGoingAway(self) -> None:
+        """
+        The byte tunnel has no C{goingAway}: a graceful stop lets it run
+        until it ends or the stop's deadline aborts it.
+        """
+        channel, _, _ = self.open(config=self.CONFIG.replace("proxy_websocket_relay on;", ""))
+        self.assertIsNotNone(channel.upgradedPair)  # type: ignore[attr-defined]
+        self.assertFalse(hasattr(channel.upgradedPair, "goingAway"))  # type: ignore[attr-defined]
+
+
+def deflate(payload: bytes) -> bytes:
+    """
+    A message body as permessage-deflate sends it (RFC 7692 7.2.1: raw
+    deflate, sync flush, the final 00 00 ff ff taken off).
+    """
+    compressor = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -15)
+    data = compressor.compress(payload) + compressor.flush(zlib.Z_SYNC_FLUSH)
+    assert data.endswith(b"\x00\x00\xff\xff")
+    return data[:-4]
+
+
+def inflate(data: bytes) -> bytes:
+    """
+    The message body of a permessage-deflate payload.
+    """
+    return zlib.decompressobj(-15).decompress(data + b"\x00\x00\xff\xff")
+
+
+def compressedFrame(opcode: int, payload: bytes, masked: bool = False) -> bytes:
+    """
+    One frame with RSV1 set (a compressed message) carrying C{payload}
+    deflated.
+    """
+    data = frame(opcode, deflate(payload), masked=masked)
+    return bytes([data[0] | 0x40]) + data[1:]
+
+
+def isCompressed(data: bytes) -> bool:
+    """
+    Whether the first frame in C{data} has RSV1 set.
+    """
+    return bool(data[0] & 0x40)
+
+
+class DeflateTests(ProxyTestCase):
+    """
+    permessage-deflate is negotiated with the client and with the backend
+    apart: each side compresses or not as it agreed with the proxy.
+    """
+
+    OFFER = b"Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+
+    def open(self, deflateOn: bool, clientOffers: bool, backendAccepts: bool
+             ) -> Tuple[Any, StringTransport, Backend, bytes, bytes]:
+        """
+        A relayed handshake.
+
+        @return: the channel, its transport, the backend, the request the
+            backend got and the 101 the client got.
+        """
+        config = RelayTests.CONFIG
+        if deflateOn:
+            config = config.replace("proxy_websocket_relay on;",
+                                    "proxy_websocket_relay on; proxy_websocket_deflate on;")
+        self.makeProxy(config, RelayTests.MAP)
+        channel, client = self.get("/ws", b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                                   + (self.OFFER if clientOffers else b""))
+        backend = self.backend()
+        request = backend.received
+        backend.transport.clear()
+        backend.respond(RelayTests.SWITCH
+                        + (b"Sec-WebSocket-Extensions: permessage-deflate\r\n"
+                           if backendAccepts else b"") + b"\r\n")
+        head = client.value()
+        client.clear()
+        return channel, client, backend, request, head
+
+    def test_offByDefault(self) -> None:
+        """
+        Without C{proxy_websocket_deflate} the client's offer does not reach
+        the backend and no extension is answered: plain frames both ways
+        through the relay.
+        """
+        channel, client, backend, request, head = self.open(False, True, False)
+        self.assertNotIn(b"sec-websocket-extensions", request.lower())
+        self.assertNotIn(b"sec-websocket-extensions", head.lower())
+        self.assertIsInstance(channel.upgradedPair, WebSocketRelay)
+        channel.dataReceived(frame(TEXT, b"plain", masked=True))
+        self.assertEqual(frames(backend.received), [(True, TEXT, b"plain")])
+
+    def test_bothSides(self) -> None:
+        """
+        The client's offer is answered by the proxy, the backend gets the
+        proxy's own offer; a compressed message from the client reaches
+        the backend compressed again (by the proxy's own zlib stream) and
+        back.
+        """
+        channel, client, backend, request, head = self.open(True, True, True)
+        self.assertIn(b"Sec-WebSocket-Extensions: " + PROXY_DEFLATE_OFFER + b"\r\n", request)
+        self.assertEqual(PROXY_DEFLATE_OFFER, b"permessage-deflate; client_no_context_takeover;"
+                         b" client_max_window_bits")
+        self.assertEqual(request.lower().count(b"sec-websocket-extensions"), 1)
+        self.assertIn(b"Sec-WebSocket-Extensions: permessage-deflate", head)
+        channel.dataReceived(compressedFrame(TEXT, b"hello hello hello", masked=True))
+        data = backend.received
+        self.assertTrue(isCompressed(data))
+        [(_, opcode, payload)] = frames(data)
+        self.assertEqual((opcode, inflate(payload)), (TEXT, b"hello hello hello"))
+        backend.respond(compressedFrame(BINARY, b"\x00" * 1000))
+        self.assertTrue(isCompressed(client.value()))
+        [(_, opcode, payload)] = frames(client.value())
+        self.assertEqual((opcode, inflate(payload)), (BINARY, b"\x00" * 1000))
+
+    def test_clientSideOnly(self) -> None:
+        """
+        A backend that does not accept the proxy's offer: the client side
+        still compresses (the proxy accepted its offer), the backend side
+        is plain.
+        """
+        channel, client, backend, request, head = self.open(True, True, False)
+        self.assertIn(b"Sec-WebSocket-Extensions: permessage-deflate", head)
+        channel.dataReceived(compressedFrame(TEXT, b"squeezed", masked=True))
+        self.assertFalse(isCompressed(backend.received))
+        self.assertEqual(frames(backend.received), [(True, TEXT, b"squeezed")])
+        backend.respond(frame(TEXT, b"plain reply"))
+        self.assertTrue(isCompressed(client.value()))
+        self.assertEqual(inflate(frames(client.value())[0][2]), b"plain reply")
+
+    def test_backendSideOnly(self) -> None:
+        """
+        A client that offers nothing gets no extension, while the backend,
+        which accepted the proxy's offer, gets compressed messages.
+        """
+        channel, client, backend, request, head = self.open(True, False, True)
+        self.assertIn(b"permessage-deflate", request)
+        self.assertNotIn(b"sec-websocket-extensions", head.lower())
+        channel.dataReceived(frame(TEXT, b"plain", masked=True))
+        self.assertTrue(isCompressed(backend.received))
+        self.assertEqual(inflate(frames(backend.received)[0][2]), b"plain")
+        backend.respond(compressedFrame(TEXT, b"from backend"))
+        self.assertEqual(frames(client.value()), [(True, TEXT, b"from backend")])
+
+    def test_unofferedExtensionTunnels(self) -> None:
+        """
+        A backend answering with an extension the proxy never offered (the
+        directive is off) gets the byte tunnel, its 101 unchanged.
+        """
+        channel, client, backend, request, head = self.open(False, True, True)
+        self.assertNotIsInstance(channel.upgradedPair, WebSocketRelay)
+        self.assertIn(b"Sec-WebSocket-Extensions: permessage-deflate", head)
+
+    def test_compressedSizeLimit(self) -> None:
+        """
+        C{proxy_websocket_max_message_size} bounds the inflated size too:
+        a small compressed frame that inflates past it is refused with 1009.
+        """
+        self.makeProxy(RelayTests.CONFIG.replace(
+            "proxy_websocket_relay on;", "proxy_websocket_relay on; proxy_websocket_deflate on;"
+            " proxy_websocket_max_message_size 1k;"), RelayTests.MAP)
+        channel, client = self.get("/ws", b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                                   + self.OFFER)
+        backend = self.backend()
+        backend.respond(RelayTests.SWITCH + b"\r\n")
+        client.clear()
+        backend.transport.clear()
+        bomb = compressedFrame(BINARY, b"\x00" * 100000, masked=True)
+        self.assertLess(len(bomb), 1024)
+        channel.dataReceived(bomb)
+        self.assertNotIn((True, BINARY), [f[:2] for f in frames(backend.received)])
+        closes = [f for f in frames(client.value()) if f[1] == CLOSE]
+        self.assertEqual(closes[0][2][:2], struct.pack("!H", 1009))
 
 
 @implementer(IWebSocketMessageFilter)
@@ -508,12 +845,30 @@ class MessageFilterTests(ProxyTestCase):
         shared one unchanged.
         """
         shared = WebSocketRelayHandler(self)
-        location = type("Location", (), {"upgradeHandler": shared})()
+        location = type("Location", (), {"upgradeHandler": shared, "requestFilters": [],
+                                         "conf": {}})()
         first, second = RewritingFilter(), RewritingFilter()
         addMessageFilter(location, first)
         addMessageFilter(location, second)
         self.assertEqual(shared.filters, ())
         self.assertEqual(location.upgradeHandler.filters, (first, second))
+
+    def test_filterRaises(self) -> None:
+        """
+        A filter that raises closes both sides with 1011 and is logged; the
+        message is not relayed.
+        """
+        events: List[dict] = []
+        self.patch(WebSocketRelay, "log", Logger(observer=events.append))
+        channel, client, backend = self.open()
+        self.patch(self.module.filter, "messageReceived", lambda *a: 1 / 0)
+        channel.dataReceived(frame(TEXT, b"boom", masked=True))
+        close = (True, CLOSE, closePayload(1011, b"message filter failed"))
+        self.assertEqual(frames(backend.received), [close])
+        self.assertEqual(frames(client.value()), [close])
+        self.assertEqual(len(events), 1)
+        self.assertIn("message filter", formatEvent(events[0]))
+        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 0)
 
     def test_notAFilter(self) -> None:
         """

@@ -618,6 +618,14 @@ class HTTPChannel(Protocol):
             pending, self._buffer = bytes(self._buffer), bytearray()
             tunnel.fromClient(pending)
 
+    @property
+    def upgradedPair(self) -> Any:
+        """
+        The L{twisted_rproxy.interfaces.IUpgradedPair} joined after a 101,
+        or C{None}: a graceful stop asks a WebSocket relay to send 1001.
+        """
+        return self._tunnel if self._state == _TUNNEL else None
+
     def hasRequestBody(self, exchange: Exchange) -> bool:
         """
         Whether C{exchange}'s request came with a (non-empty) body.

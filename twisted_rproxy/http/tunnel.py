@@ -7,39 +7,89 @@ with each side's socket pausing the other's reads when full.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 from twisted.internet.interfaces import IPushProducer
+from twisted.logger import Logger
 from zope.interface import implementer
 
 from ..interfaces import IUpgradedPair, IUpgradeHandler
+
+log = Logger()
 
 
 @implementer(IPushProducer)
 class _PauseReading:
     """
-    Pauses one transport's reading while another's write buffer is full.
+    Pauses one transport's reading while another's write buffer is full;
+    with a C{timeout}, a buffer full for that long (C{proxy_send_timeout},
+    as nginx times an upgraded connection's blocked writes) calls
+    C{stalled}.
     """
 
-    def __init__(self, transport: Any) -> None:
+    def __init__(self, transport: Any, stalled: Optional[Callable[[], None]] = None,
+                 timeout: float = 0.0, clock: Any = None) -> None:
         self._transport = transport
+        self._stalled = stalled
+        self._timeout = timeout
+        self._clock = clock
+        self._timer: Any = None
 
     def pauseProducing(self) -> None:
         """
         The other side is full.
         """
         self._transport.pauseProducing()
+        if self._timeout and self._stalled is not None and self._timer is None:
+            self._timer = self._clock.callLater(self._timeout, self._expired)
 
     def resumeProducing(self) -> None:
         """
         The other side drained.
         """
+        self._cancel()
         self._transport.resumeProducing()
 
     def stopProducing(self) -> None:
         """
         The other side closed; its own close handling ends this side.
         """
+        self._cancel()
+
+    def _cancel(self) -> None:
+        if self._timer is not None:
+            if self._timer.active():
+                self._timer.cancel()
+            self._timer = None
+
+    def _expired(self) -> None:
+        self._timer = None
+        assert self._stalled is not None
+        self._stalled()
+
+
+def pauseClientWhileBackendFull(exchange: Any, upstream: Any) -> _PauseReading:
+    """
+    Register, on the backend's socket, the producer that pauses reads from
+    the client while that socket is full, and closes the backend (so the
+    pair ends) once it has been full for the location's
+    C{proxy_send_timeout}.
+    """
+    timeout = 0.0
+    location = getattr(exchange, "location", None)
+    if location is not None:
+        timeout = location.conf.get("proxy_send_timeout") or 0.0
+
+    def stalled() -> None:
+        log.error("upstream timed out (110: Connection timed out) while proxying"
+                  " upgraded connection")
+        if upstream.transport is not None:
+            upstream.transport.abortConnection()
+
+    producer = _PauseReading(exchange.channel.transport, stalled, timeout,
+                             getattr(upstream, "_reactor", None))
+    upstream.transport.registerProducer(producer, True)
+    return producer
 
 
 @implementer(IUpgradedPair)
@@ -108,7 +158,7 @@ class ByteTunnelHandler:
         """
         tunnel = Tunnel(exchange.channel, upstream, onClose)
         exchange.startResponse(101, headers)
-        upstream.transport.registerProducer(_PauseReading(exchange.channel.transport), True)
+        pauseClientWhileBackendFull(exchange, upstream)
         return tunnel
 
 

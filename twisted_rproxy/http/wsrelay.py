@@ -12,20 +12,33 @@ Autobahn's own handshake code does once the handshake succeeded
 C{WebSocketClientProtocol.processHandshake}): state C{OPEN}, no message in
 progress, protocol version 13, the negotiated subprotocol.
 
-A 101 that negotiated an extension (permessage-deflate) goes through the
-byte tunnel instead: its frames are compressed with parameters only the two
-ends agreed on.
+Extensions are negotiated with each side on its own (L{ExtensionNegotiation}
+takes the client's offer off the request before it goes upstream): with
+C{proxy_websocket_deflate on} the proxy accepts a client's permessage-deflate
+offer itself and makes its own offer to the backend, so either side, both or
+neither may compress, each with its own parameters and zlib state; with it
+off, no extension is negotiated on either side.  A backend 101 carrying an
+extension the proxy did not offer (or one it cannot parse) goes through the
+byte tunnel, as before this relay existed.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, List, Optional, Sequence, Tuple
+from weakref import WeakKeyDictionary
 
 from autobahn.twisted.websocket import (
     WebSocketClientFactory,
     WebSocketClientProtocol,
     WebSocketServerFactory,
     WebSocketServerProtocol,
+)
+from autobahn.websocket.compress import (
+    PerMessageDeflate,
+    PerMessageDeflateOffer,
+    PerMessageDeflateOfferAccept,
+    PerMessageDeflateResponse,
+    PerMessageDeflateResponseAccept,
 )
 from autobahn.websocket.protocol import WebSocketProtocol
 from twisted.internet.error import ConnectionDone, ConnectionLost
@@ -34,13 +47,17 @@ from twisted.python.failure import Failure
 import attr
 from zope.interface import implementer
 
-from ..interfaces import IUpgradedPair, IUpgradeHandler, IWebSocketMessageFilter
-from .tunnel import BYTE_TUNNEL, _PauseReading
+from ..interfaces import IRequestFilter, IUpgradedPair, IUpgradeHandler, IWebSocketMessageFilter
+from ..phases import PRECONTENT
+from .tunnel import BYTE_TUNNEL, pauseClientWhileBackendFull
 
 #: Close code sent to the client when the backend goes away without one.
 CLOSE_BACKEND_LOST = 1011
-#: Close code sent to the backend when the client goes away without one.
+#: Close code sent to the backend when the client goes away without one,
+#: and to relayed clients when the proxy shuts down gracefully.
 CLOSE_GOING_AWAY = 1001
+#: Close code for a message over C{proxy_websocket_max_message_size}.
+CLOSE_TOO_BIG = 1009
 
 #: What an L{IWebSocketMessageFilter} returns to drop a message.
 DROP = object()
@@ -74,18 +91,20 @@ class _OpenedProtocol:
     relay: "WebSocketRelay"
     state: int
 
-    def enterOpen(self, protocolInUse: Optional[str]) -> None:
+    def enterOpen(self, protocolInUse: Optional[str], compress: Any = None) -> None:
         """
         Finish what Autobahn's handshake would have: the connection is open
-        with version 13 and C{protocolInUse}, and no extension.
+        with version 13 and C{protocolInUse}, compressed by C{compress}.
 
         @param protocolInUse: the C{Sec-WebSocket-Protocol} of the 101.
+        @param compress: this side's Autobahn C{PerMessageDeflate}, or
+            C{None} when this side negotiated no extension.
         """
         self.state = _OPEN
         self.websocket_version = 13
         self.websocket_protocol_in_use = protocolInUse
-        self.websocket_extensions_in_use: list = []
-        self._perMessageCompress = None
+        self.websocket_extensions_in_use: list = [compress] if compress is not None else []
+        self._perMessageCompress = compress
         self.inside_message = False
         self.current_frame = None
         self.http_headers: dict = {}
@@ -156,6 +175,19 @@ class _OpenedProtocol:
         if self.factory.isServer:  # type: ignore[attr-defined]
             self.dropConnection(abort=False)
 
+    def _fail_connection(self, code: int = 1001, reason: str = "going away") -> None:
+        """
+        Autobahn fails this side (a message over the size limit, invalid
+        UTF-8, a bad frame): close it with C{code}, and the other side at
+        once rather than after this side's closing handshake.  The sender
+        of an oversized message gets 1009 and so does the other end, so
+        both learn why.
+        """
+        open_ = self.state == _OPEN
+        super()._fail_connection(code, reason)  # type: ignore[misc]
+        if open_:
+            self.relay.sideFailed(self, code)
+
     def onClose(self, wasClean: bool, code: Optional[int], reason: Optional[str]) -> None:
         """
         The connection is gone.
@@ -180,21 +212,26 @@ class BackendFacingProtocol(_OpenedProtocol, WebSocketClientProtocol):  # type: 
         """
 
 
-def _factories(reactor: Any) -> tuple:
+def _factories(reactor: Any, maxMessageSize: int = 0) -> tuple:
     """
+    @param maxMessageSize: the largest message either side may send, in
+        bytes (C{0}: no limit); Autobahn checks each frame's declared
+        length as its header arrives, so an oversized message is refused
+        before it is buffered.
     @return: the server and client factories the relay protocols take
         their options from: no opening handshake timeout; a protocol error
-        closed with a close frame (1002, 1007 ...) rather than by dropping
-        the connection; 5 seconds for a peer to answer a close; no
+        closed with a close frame (1002, 1007, 1009 ...) rather than by
+        dropping the connection; 5 seconds for a peer to answer a close; no
         compression, no automatic fragmentation.
     """
     server = WebSocketServerFactory(reactor=reactor)
     server.setProtocolOptions(openHandshakeTimeout=0, echoCloseCodeReason=True,
-                              closeHandshakeTimeout=5, failByDrop=False)
+                              closeHandshakeTimeout=5, failByDrop=False,
+                              maxMessagePayloadSize=maxMessageSize)
     client = WebSocketClientFactory(reactor=reactor)
     client.setProtocolOptions(openHandshakeTimeout=0, echoCloseCodeReason=True,
                               closeHandshakeTimeout=5, serverConnectionDropTimeout=0,
-                              failByDrop=False)
+                              failByDrop=False, maxMessagePayloadSize=maxMessageSize)
     return server, client
 
 
@@ -213,7 +250,8 @@ class WebSocketRelay:
 
     def __init__(self, channel: Any, upstream: Any, onClose: Callable[[], None],
                  factories: tuple, protocolInUse: Optional[str],
-                 exchange: Any = None, filters: Sequence[Any] = ()) -> None:
+                 exchange: Any = None, filters: Sequence[Any] = (),
+                 compress: Tuple[Any, Any] = (None, None)) -> None:
         """
         @param channel: the client's channel (its C{transport} is the socket).
         @param upstream: the backend's protocol (its C{transport} is the socket).
@@ -222,6 +260,8 @@ class WebSocketRelay:
         @param protocolInUse: the negotiated subprotocol, or C{None}.
         @param exchange: the upgrade request, for the filters.
         @param filters: L{IWebSocketMessageFilter}s, in order.
+        @param compress: the client side's and the backend side's
+            C{PerMessageDeflate} (or C{None}s), negotiated apart.
         """
         self.exchange = exchange
         self.filters = tuple(filters)
@@ -238,8 +278,8 @@ class WebSocketRelay:
         self.backendSide.relay = self
         self.clientSide.makeConnection(channel.transport)
         self.backendSide.makeConnection(upstream.transport)
-        self.clientSide.enterOpen(protocolInUse)
-        self.backendSide.enterOpen(protocolInUse)
+        self.clientSide.enterOpen(protocolInUse, compress[0])
+        self.backendSide.enterOpen(protocolInUse, compress[1])
 
     # -- IUpgradedPair ------------------------------------------------------
 
@@ -287,7 +327,15 @@ class WebSocketRelay:
         if other.state != _OPEN:
             return
         for messageFilter in self.filters:
-            result = messageFilter.messageReceived(self, payload, isBinary, side is self.clientSide)
+            try:
+                result = messageFilter.messageReceived(
+                    self, payload, isBinary, side is self.clientSide)
+            except Exception:
+                # A team's bug closes this connection, not the proxy's others.
+                self.log.failure("WebSocket message filter {filter!r} failed",
+                                 filter=messageFilter)
+                self.closeBoth(CLOSE_BACKEND_LOST, "message filter failed")
+                return
             if result is None:
                 continue
             if result is DROP:
@@ -326,6 +374,25 @@ class WebSocketRelay:
         reasonUtf8 = reason.encode("utf-8") if (reason and code is not None) else None
         side.sendCloseFrame(code=code, reasonUtf8=reasonUtf8, isReply=False)
 
+    def sideFailed(self, side: Any, code: int) -> None:
+        """
+        Autobahn closed C{side} with C{code} for a fault of its peer: the
+        other side gets 1009 for an oversized message, 1001 otherwise.
+        """
+        if code == CLOSE_TOO_BIG:
+            self.log.info("WebSocket message over proxy_websocket_max_message_size")
+            self._sendClose(self._other(side), CLOSE_TOO_BIG, "message too big")
+        else:
+            self._sendClose(self._other(side), CLOSE_GOING_AWAY, None)
+
+    def goingAway(self) -> None:
+        """
+        The proxy is shutting down gracefully: close both sides with 1001,
+        each side's closing handshake then ending its connection.
+        """
+        self._sendClose(self.clientSide, CLOSE_GOING_AWAY, "proxy shutting down")
+        self._sendClose(self.backendSide, CLOSE_GOING_AWAY, None)
+
     def releaseReply(self, side: Any, code: Optional[int], reason: Optional[str]) -> None:
         """
         C{side}'s peer answered (or itself started) a close: the other side's
@@ -347,7 +414,9 @@ class WebSocketRelay:
             other.sendHeldReply(other.remoteCloseCode, other.remoteCloseReason)
         elif other.state == _OPEN:
             if side is self.backendSide:
-                self.log.info("upstream closed the WebSocket without a close frame")
+                self.log.error(
+                    "upstream closed the WebSocket without a close frame, upstream: {upstream}",
+                    upstream=_address(self.upstream))
                 self._sendClose(other, CLOSE_BACKEND_LOST, "upstream went away")
             else:
                 self._sendClose(other, CLOSE_GOING_AWAY, None)
@@ -356,6 +425,100 @@ class WebSocketRelay:
             self._onClose()
             for messageFilter in self.filters:
                 messageFilter.connectionClosed(self)
+
+
+def _address(protocol: Any) -> str:
+    """
+    C{host:port} of the peer of C{protocol}'s transport, for log lines.
+    """
+    transport = getattr(protocol, "transport", None)
+    peer = transport.getPeer() if transport is not None else None
+    return f"{getattr(peer, 'host', '?')}:{getattr(peer, 'port', '?')}"
+
+
+#: Client offers taken off upgrade requests by L{ExtensionNegotiation},
+#: for L{WebSocketRelayHandler.startUpgrade} to answer.
+_clientOffers: "WeakKeyDictionary[Any, List[bytes]]" = WeakKeyDictionary()
+
+#: What the proxy offers a backend with C{proxy_websocket_deflate on}:
+#: permessage-deflate, letting the backend bound the proxy's window.
+PROXY_DEFLATE_OFFER = PerMessageDeflateOffer().get_extension_string().encode("ascii")
+
+
+def _parseExtensions(values: Sequence[bytes]) -> List[Tuple[str, dict]]:
+    """
+    C{Sec-WebSocket-Extensions} values as Autobahn's handshake parses them:
+    C{(name, {param: [values]})} in order.
+    """
+    header = b", ".join(values).decode("latin-1")
+    return WebSocketProtocol._parseExtensionsHeader(None, header)  # type: ignore[arg-type,no-any-return]
+
+
+@implementer(IRequestFilter)
+class ExtensionNegotiation:
+    """
+    On a relayed location, takes a WebSocket upgrade's extension offer off
+    the request, so the backend only sees the proxy's own offer (or none),
+    and keeps it for the relay to answer the client.
+    """
+
+    phase = PRECONTENT
+
+    def __init__(self, deflate: bool) -> None:
+        """
+        @param deflate: C{proxy_websocket_deflate}: offer permessage-deflate
+            to the backend.
+        """
+        self.deflate = deflate
+
+    def requestHeaders(self, exchange: Any) -> None:
+        """
+        Replace the client's C{Sec-WebSocket-Extensions} with the proxy's.
+        """
+        upgrade = exchange.header(b"upgrade")
+        if upgrade is None or upgrade.strip().lower() != b"websocket":
+            return None
+        headers = exchange.requestHeaders
+        _clientOffers[exchange] = [v for n, v in headers
+                                   if n.lower() == b"sec-websocket-extensions"]
+        kept = [(n, v) for n, v in headers if n.lower() != b"sec-websocket-extensions"]
+        if self.deflate:
+            kept.append((b"Sec-WebSocket-Extensions", PROXY_DEFLATE_OFFER))
+        exchange.requestHeaders = kept
+        return None
+
+
+def _acceptClientOffer(offers: Sequence[bytes], maxMessageSize: int) -> Any:
+    """
+    @return: Autobahn's accept of the client's first valid
+        permessage-deflate offer, or C{None}.
+    """
+    for name, params in _parseExtensions(offers):
+        if name != "permessage-deflate":
+            continue
+        try:
+            offer = PerMessageDeflateOffer.parse(params)
+        except Exception:
+            continue
+        return PerMessageDeflateOfferAccept(offer, max_message_size=maxMessageSize or None)
+    return None
+
+
+def _backendDeflate(value: bytes, maxMessageSize: int) -> Any:
+    """
+    @return: the backend side's C{PerMessageDeflate} from the 101's
+        C{Sec-WebSocket-Extensions}, or C{None} when it is anything but one
+        valid permessage-deflate response.
+    """
+    extensions = _parseExtensions([value])
+    if len(extensions) != 1 or extensions[0][0] != "permessage-deflate":
+        return None
+    try:
+        response = PerMessageDeflateResponse.parse(extensions[0][1])
+    except Exception:
+        return None
+    accept = PerMessageDeflateResponseAccept(response, max_message_size=maxMessageSize or None)
+    return PerMessageDeflate.create_from_response_accept(False, accept)
 
 
 def _headerValue(headers: list, lowerName: bytes) -> Optional[bytes]:
@@ -373,13 +536,21 @@ class WebSocketRelayHandler:
     byte tunnel for anything else.
     """
 
-    def __init__(self, reactor: Any = None, filters: Sequence[Any] = ()) -> None:
+    def __init__(self, reactor: Any = None, filters: Sequence[Any] = (),
+                 maxMessageSize: int = 0, deflate: bool = False) -> None:
         """
         @param reactor: for Autobahn's close-handshake timers.
         @param filters: L{IWebSocketMessageFilter}s every relayed message
             goes through, in order.
+        @param maxMessageSize: C{proxy_websocket_max_message_size} (C{0}:
+            no limit).
+        @param deflate: C{proxy_websocket_deflate}: accept a client's
+            permessage-deflate offer (its L{ExtensionNegotiation} offers
+            the backend one).
         """
         self.filters = tuple(filters)
+        self.maxMessageSize = maxMessageSize
+        self.deflate = deflate
         for messageFilter in self.filters:
             if not IWebSocketMessageFilter.providedBy(messageFilter):
                 raise TypeError(f"{messageFilter!r} does not provide IWebSocketMessageFilter")
@@ -399,24 +570,42 @@ class WebSocketRelayHandler:
         @return: a L{WebSocketRelay} or the byte tunnel's pair.
         """
         upgrade = exchange.header(b"upgrade") or b""
-        if (upgrade.strip().lower() != b"websocket"
-                or _headerValue(headers, b"sec-websocket-extensions")):
+        offers = _clientOffers.pop(exchange, None)
+        backendExtensions = _headerValue(headers, b"sec-websocket-extensions")
+        if upgrade.strip().lower() != b"websocket":
             return BYTE_TUNNEL.startUpgrade(exchange, upstream, headers, onClose)
+        compress: Tuple[Any, Any] = (None, None)
+        if backendExtensions:
+            backendSide = None
+            if offers is not None and self.deflate:
+                backendSide = _backendDeflate(backendExtensions, self.maxMessageSize)
+            if backendSide is None:
+                # Not what the proxy offered: the two ends' business.
+                return BYTE_TUNNEL.startUpgrade(exchange, upstream, headers, onClose)
+            compress = (None, backendSide)
+            headers = [(n, v) for n, v in headers if n.lower() != b"sec-websocket-extensions"]
+        if offers and self.deflate:
+            accept = _acceptClientOffer(offers, self.maxMessageSize)
+            if accept is not None:
+                compress = (PerMessageDeflate.create_from_offer_accept(True, accept), compress[1])
+                headers = headers + [(b"Sec-WebSocket-Extensions",
+                                      accept.get_extension_string().encode("ascii"))]
         if self._factories is None:
-            self._factories = _factories(self._reactor)
+            self._factories = _factories(self._reactor, self.maxMessageSize)
         protocol = _headerValue(headers, b"sec-websocket-protocol")
         exchange.startResponse(101, headers)
         relay = WebSocketRelay(
             exchange.channel, upstream, onClose, self._factories,
             protocol.decode("latin-1").strip() if protocol else None,
-            exchange, self.filters)
-        upstream.transport.registerProducer(_PauseReading(exchange.channel.transport), True)
+            exchange, self.filters, compress)
+        pauseClientWhileBackendFull(exchange, upstream)
         return relay
 
     def withFilter(self, messageFilter: Any) -> "WebSocketRelayHandler":
         """
         @return: a new handler with C{messageFilter} after this one's filters.
         """
-        handler = WebSocketRelayHandler(self._reactor, self.filters + (messageFilter,))
+        handler = WebSocketRelayHandler(self._reactor, self.filters + (messageFilter,),
+                                        self.maxMessageSize, self.deflate)
         handler._factories = self._factories
         return handler
