@@ -1077,3 +1077,25 @@ class ServerNameTests(ConfigTestCase):
         self.assertEqual(config.servers[0].names, ("a.example", "b.example", "c.example"))
         self.assertEqual(self.body(config, host="c.example"), "a.example")
         self.assertEqual(self.body(config, host="other.example"), "other")
+
+
+class ReactorTests(SynchronousTestCase):
+    """
+    The reactor modules build runtime objects on.
+    """
+
+    def test_givenReactor(self) -> None:
+        """
+        The reactor given to the compiler is the one modules get.
+        """
+        clock = object()
+        self.assertIs(Compiler(builtinModules(), reactor=clock).reactor, clock)
+
+    def test_globalReactorByDefault(self) -> None:
+        """
+        With none given (the C{rproxy} command compiles before it runs a
+        reactor), modules get the global reactor, never C{None}.
+        """
+        from twisted.internet import reactor
+
+        self.assertIs(Compiler(builtinModules()).reactor, reactor)

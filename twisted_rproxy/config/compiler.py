@@ -75,14 +75,16 @@ class Compiler:
         between plugins is reported before any config is read.
 
         @param modules: the L{IProxyModule} providers to compile with.
-        @param reactor: given to modules that build runtime objects.
+        @param reactor: given to modules that build runtime objects
+            (default: the global reactor, looked up when first asked for, so
+            a module never sees C{None}).
         @param prefix: where relative paths resolve (default: the working
             directory).
         @raise ConfigError: two modules declare one directive or variable.
         """
         self.prefix = os.path.abspath(prefix) if prefix else os.getcwd()
         self.modules = sorted(modules, key=lambda m: (m.order, m.name))
-        self.reactor = reactor
+        self._reactor = reactor
         self.registry = DirectiveRegistry()
         for module in self.modules:
             for directiveSpec in module.directives():
@@ -102,6 +104,21 @@ class Compiler:
                 self._variableSpecs.append(variableSpec)
 
     # -- reading blocks -------------------------------------------------
+
+
+    @property
+    def reactor(self) -> Any:
+        """
+        The reactor runtime objects (timers, connections) are built on:
+        the one given, else the global one, so that the C{rproxy} command,
+        which compiles before it runs a reactor, and a test's clock give
+        modules the same thing to use.
+        """
+        if self._reactor is None:
+            from twisted.internet import reactor
+
+            self._reactor = reactor
+        return self._reactor
 
     def readBlock(
         self, kind: str, opener: Optional[Directive], body: Sequence[Directive]
