@@ -134,6 +134,7 @@ def builtinModules(reactor: Any = None) -> List[Any]:
     from .modules.ssl import SSLModule
     from .modules.upstream import UpstreamModule
     from .modules.websocket import WebSocketModule
+    from .modules.proxyssl import ProxySSLModule
 
     return [
         HTTPCoreModule(),
@@ -150,4 +151,5 @@ def builtinModules(reactor: Any = None) -> List[Any]:
         AccessLogModule(),
         SSLModule(),
         WebSocketModule(),
+        ProxySSLModule(),
     ]

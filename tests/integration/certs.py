@@ -77,6 +77,7 @@ class CertificateAuthority:
         names: Sequence[str],
         certPath: Optional[Path] = None,
         keyPath: Optional[Path] = None,
+        client: bool = False,
     ) -> Tuple[Path, Path]:
         """
         Sign a server certificate for C{names} (the first is its common
@@ -86,6 +87,8 @@ class CertificateAuthority:
             certificate (a full chain, as C{ssl_certificate} takes); default
             C{DIRECTORY/NAME.crt}.
         @param keyPath: where to write its key; default C{DIRECTORY/NAME.key}.
+        @param client: make a client certificate (extended key usage
+            C{clientAuth}, as TLS servers verifying clients require).
         @return: the certificate and key paths.
         """
         key = ec.generate_private_key(ec.SECP256R1())
@@ -107,7 +110,10 @@ class CertificateAuthority:
             .add_extension(x509.SubjectAlternativeName(alternatives), critical=False)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(
-                x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
+                x509.ExtendedKeyUsage(
+                    [ExtendedKeyUsageOID.CLIENT_AUTH if client else ExtendedKeyUsageOID.SERVER_AUTH]
+                ),
+                critical=False,
             )
             .sign(self._key, hashes.SHA256())
         )

@@ -33,6 +33,7 @@ BUILTIN_NAMES = {
     "http_core", "map", "upstream", "rewrite", "error_page", "headers", "proxy", "log",
     "upstream_least_conn", "upstream_ip_hash", "upstream_hash", "upstream_random",
     "http_ssl", "websocket",
+    "proxy_ssl",
 }
 
 

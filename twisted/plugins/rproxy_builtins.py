@@ -26,5 +26,6 @@ proxy = _byName["proxy"]
 accessLog = _byName["log"]
 ssl = _byName["http_ssl"]
 websocket = _byName["websocket"]
+proxySSL = _byName["proxy_ssl"]
 
 del _byName
