@@ -13,7 +13,7 @@ from typing import Optional, Sequence, Tuple
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 _ONE_DAY = datetime.timedelta(days=1)
@@ -24,7 +24,7 @@ def _name(commonName: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, commonName)])
 
 
-def _keyPEM(key: ec.EllipticCurvePrivateKey) -> bytes:
+def _keyPEM(key: "ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey") -> bytes:
     """An unencrypted PKCS#8 PEM private key."""
     return key.private_bytes(
         serialization.Encoding.PEM,
@@ -78,6 +78,7 @@ class CertificateAuthority:
         certPath: Optional[Path] = None,
         keyPath: Optional[Path] = None,
         client: bool = False,
+        rsaKey: bool = False,
     ) -> Tuple[Path, Path]:
         """
         Sign a server certificate for C{names} (the first is its common
@@ -89,9 +90,15 @@ class CertificateAuthority:
         @param keyPath: where to write its key; default C{DIRECTORY/NAME.key}.
         @param client: make a client certificate (extended key usage
             C{clientAuth}, as TLS servers verifying clients require).
+        @param rsaKey: an RSA key rather than P-256 (for DHE cipher suites,
+            which only RSA certificates can use).
         @return: the certificate and key paths.
         """
-        key = ec.generate_private_key(ec.SECP256R1())
+        key: "ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey"
+        if rsaKey:
+            key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        else:
+            key = ec.generate_private_key(ec.SECP256R1())
         now = datetime.datetime.now(datetime.timezone.utc)
         alternatives = []
         for name in names:
@@ -128,6 +135,30 @@ class CertificateAuthority:
         keyPath.write_bytes(_keyPEM(key))
         keyPath.chmod(0o600)
         return certPath, keyPath
+
+    def ocspResponse(self, certPath: Path, revoked: bool = False) -> bytes:
+        """
+        @return: a DER OCSP response signed by this CA saying the (first)
+            certificate in C{certPath} is good (or revoked), valid for a day.
+        """
+        from cryptography.x509 import ocsp
+
+        certificate = x509.load_pem_x509_certificate(Path(certPath).read_bytes())
+        now = datetime.datetime.now(datetime.timezone.utc)
+        status = ocsp.OCSPCertStatus.REVOKED if revoked else ocsp.OCSPCertStatus.GOOD
+        builder = (
+            ocsp.OCSPResponseBuilder()
+            .add_response(
+                cert=certificate, issuer=self.certificate, algorithm=hashes.SHA1(),
+                cert_status=status, this_update=now - datetime.timedelta(minutes=5),
+                next_update=now + _ONE_DAY,
+                revocation_time=now - _ONE_DAY if revoked else None,
+                revocation_reason=None,
+            )
+            .responder_id(ocsp.OCSPResponderEncoding.HASH, self.certificate)
+        )
+        response = builder.sign(self._key, hashes.SHA256())
+        return response.public_bytes(serialization.Encoding.DER)
 
 
 def commonNameOf(pem: bytes) -> str:
