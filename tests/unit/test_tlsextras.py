@@ -1,0 +1,224 @@
+"""
+Client certificates, stapling and key-exchange settings without a
+reactor: pyOpenSSL connections paired through memory BIOs, the request
+check nginx makes, and the new C{ssl_*} directives' FILE:LINE errors.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Tuple
+
+from OpenSSL import SSL
+from twisted.trial.unittest import SynchronousTestCase
+
+from tests.integration.certs import CertificateAuthority
+from tests.unit.test_tls import TLSConfigTestCase
+from twisted_rproxy.tls import TLSSettings, makeContext
+from twisted_rproxy.tlsextras import (
+    ClientCertificateFilter,
+    ServerTLSExtras,
+    applyExtras,
+    clientVerify,
+    serialText,
+)
+
+
+def _pump(server: SSL.Connection, client: SSL.Connection) -> None:
+    """
+    Run the handshake of two memory-BIO connections to its end (and past
+    it, so TLS 1.3's client certificate reaches the server).
+    """
+    for _ in range(20):
+        for this, other in ((client, server), (server, client)):
+            try:
+                this.do_handshake()
+            except SSL.WantReadError:
+                pass
+            try:
+                other.bio_write(this.bio_read(65536))
+            except SSL.WantReadError:
+                pass
+    try:
+        server.recv(1)
+    except (SSL.WantReadError, SSL.ZeroReturnError):
+        pass
+
+
+class ClientVerifyTests(SynchronousTestCase):
+    """
+    The handshake accepts any client certificate; L{clientVerify} and
+    L{ClientCertificateFilter} then judge it as nginx does.
+    """
+
+    def setUp(self) -> None:
+        """
+        A CA with a server certificate and a client one; a stranger CA with
+        its own client certificate.
+        """
+        directory = Path(self.mktemp())
+        self.ca = CertificateAuthority(directory / "ca")
+        self.server = self.ca.issue(["a.test"])
+        self.client = self.ca.issue(["alice"], client=True)
+        self.stranger = CertificateAuthority(directory / "other", commonName="other").issue(
+            ["mallory"], client=True
+        )
+
+    def connect(self, mode: str, certificate: Optional[Tuple[Path, Path]]) -> SSL.Connection:
+        """
+        @return: the server side after a handshake with C{ssl_verify_client
+            mode} and a client presenting C{certificate}.
+        """
+        cert, key = self.server
+        context = makeContext(TLSSettings(certificates=(str(cert),), keys=(str(key),)))
+        applyExtras(context, ServerTLSExtras(verifyClient=mode,
+                                             clientCertificate=str(self.ca.certPath)))
+        clientContext = SSL.Context(SSL.TLS_CLIENT_METHOD)
+        if certificate is not None:
+            clientContext.use_certificate_chain_file(str(certificate[0]))
+            clientContext.use_privatekey_file(str(certificate[1]))
+        server = SSL.Connection(context, None)
+        server.set_accept_state()
+        client = SSL.Connection(clientContext, None)
+        client.set_connect_state()
+        _pump(server, client)
+        return server
+
+    def test_results(self) -> None:
+        """
+        C{NONE}, C{SUCCESS} or C{FAILED:reason}.
+        """
+        self.assertEqual(clientVerify(self.connect("optional", None)), "NONE")
+        self.assertEqual(clientVerify(self.connect("optional", self.client)), "SUCCESS")
+        self.assertEqual(
+            clientVerify(self.connect("optional_no_ca", self.stranger)),
+            "FAILED:self-signed certificate in certificate chain",
+        )
+        self.assertIsNone(clientVerify(None))
+
+    def test_filterRefusals(self) -> None:
+        """
+        C{on} refuses no certificate and a bad one; C{optional} refuses
+        only a bad one; C{optional_no_ca} lets an unknown issuer through.
+        """
+        def refusal(mode: str, certificate: Optional[Tuple[Path, Path]]) -> Optional[str]:
+            found = ClientCertificateFilter(mode).refusal(self.connect(mode, certificate))
+            return None if found is None else found[1]
+
+        self.assertEqual(refusal("on", None), "No required SSL certificate was sent")
+        self.assertEqual(refusal("on", self.stranger), "The SSL certificate error")
+        self.assertIsNone(refusal("on", self.client))
+        self.assertIsNone(refusal("optional", None))
+        self.assertEqual(refusal("optional", self.stranger), "The SSL certificate error")
+        self.assertIsNone(refusal("optional_no_ca", self.stranger))
+
+    def test_caNamesSent(self) -> None:
+        """
+        The CA names of C{ssl_client_certificate} are sent to the client.
+        """
+        cert, key = self.server
+        context = makeContext(TLSSettings(certificates=(str(cert),), keys=(str(key),)))
+        applyExtras(context, ServerTLSExtras(verifyClient="on",
+                                             clientCertificate=str(self.ca.certPath)))
+        server = SSL.Connection(context, None)
+        server.set_accept_state()
+        client = SSL.Connection(SSL.Context(SSL.TLS_CLIENT_METHOD), None)
+        client.set_connect_state()
+        _pump(server, client)
+        names = [n.commonName for n in client.get_client_ca_list()]
+        self.assertEqual(names, ["rproxy test CA"])
+
+
+class SerialTests(SynchronousTestCase):
+    """
+    L{serialText} prints serials as OpenSSL's C{i2a_ASN1_INTEGER} does.
+    """
+
+    def test_serials(self) -> None:
+        """
+        Upper-case hex of the DER content: a leading zero byte when the
+        high bit is set.
+        """
+        self.assertEqual(serialText(0x1234), "1234")
+        self.assertEqual(serialText(0x80), "0080")
+        self.assertEqual(serialText(1), "01")
+
+
+class ConfigTests(TLSConfigTestCase):
+    """
+    The new C{ssl_*} directives: errors at their FILE:LINE.
+    """
+
+    def server(self, extra: str) -> str:
+        """
+        @return: an ssl server with the a.test certificate and C{extra}.
+        """
+        return (
+            "server {\n listen 127.0.0.1:8443 ssl;\n ssl_certificate a.crt;\n"
+            " ssl_certificate_key a.key;\n " + extra + "\n}"
+        )
+
+    def test_verifyClientValue(self) -> None:
+        """
+        An unknown C{ssl_verify_client} value.
+        """
+        self.assertErrorAt(self.server("ssl_verify_client maybe;"), "maybe",
+                           'invalid value "maybe" in "ssl_verify_client" directive')
+
+    def test_verifyClientNeedsCAs(self) -> None:
+        """
+        C{on} without C{ssl_client_certificate}.
+        """
+        self.assertErrorAt(self.server("ssl_verify_client on;"), "ssl_verify_client",
+                           "no ssl_client_certificate for ssl_verify_client")
+
+    def test_optionalNoCANeedsNone(self) -> None:
+        """
+        C{optional_no_ca} may go without CAs, as in nginx.
+        """
+        self.compileHTTP(self.server("ssl_verify_client optional_no_ca;"))
+
+    def test_missingClientCertificateFile(self) -> None:
+        """
+        A C{ssl_client_certificate} file that is missing.
+        """
+        self.assertErrorAt(
+            self.server("ssl_verify_client on; ssl_client_certificate nope.pem;"),
+            "nope.pem", 'cannot load "' + str(self.prefix) + '/nope.pem"')
+
+    def test_curves(self) -> None:
+        """
+        One known curve is fine; a list or an unknown name is refused.
+        """
+        self.compileHTTP(self.server("ssl_ecdh_curve secp384r1;"))
+        self.assertErrorAt(self.server("ssl_ecdh_curve X25519:prime256v1;"), "ssl_ecdh_curve",
+                           "a list of curves")
+        self.assertErrorAt(self.server("ssl_ecdh_curve nocurve;"), "ssl_ecdh_curve",
+                           'Unknown curve name "nocurve"')
+
+    def test_dhparam(self) -> None:
+        """
+        A DH parameters file that is not one.
+        """
+        self.assertErrorAt(self.server("ssl_dhparam a.key;"), "ssl_dhparam",
+                           "PEM_read_bio_DHparams")
+
+    def test_staplingFile(self) -> None:
+        """
+        A stapling file that is not an OCSP response; and C{ssl_stapling}
+        without a file is a notice, not an error.
+        """
+        self.assertErrorAt(self.server("ssl_stapling on; ssl_stapling_file a.crt;"),
+                           "ssl_stapling_file", "d2i_OCSP_RESPONSE")
+        config = self.compileHTTP(self.server("ssl_stapling on;"))
+        self.assertTrue(any("ssl_stapling" in n and "ssl_stapling_file" in n
+                            for n in config.notices), config.notices)
+
+    def test_verifyAddsTheFilter(self) -> None:
+        """
+        A verifying server checks each request first.
+        """
+        config = self.compileHTTP(self.server(
+            "ssl_verify_client optional; ssl_client_certificate ca/ca.pem;"))
+        filters = config.servers[0].requestFilters
+        self.assertEqual([type(f) for f in filters][:1], [ClientCertificateFilter])
