@@ -454,3 +454,33 @@ http {{
         output = runner.stderr + runner.errorLog
         assert line in output, output
         assert "nginx.conf:7" in output, output
+
+
+@pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3])
+def testVerifyingServerDoesNotResume(authProxy: Dict[str, Any], certs: Dict[str, Any],
+                                     version: ssl.TLSVersion) -> None:
+    """
+    A session from a server that verifies client certificates is never
+    resumed (its verify result would not be known), while the default
+    server's sessions are: so the check below can see a resumption.
+    """
+    port = authProxy["port"]
+
+    def twice(name: str) -> bool:
+        context = _context(certs, "client", version)
+        session = None
+        reused = []
+        for _ in range(2):
+            sock = socket.create_connection(("127.0.0.1", port), timeout=20)
+            with context.wrap_socket(sock, server_hostname=name, session=session) as conn:
+                conn.sendall(f"GET / HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n"
+                             .encode("ascii"))
+                while conn.recv(65536):
+                    pass
+                reused.append(conn.session_reused)
+                session = conn.session
+        return reused[1]
+
+    assert twice(_NAMES["off"]) is True
+    assert twice(_NAMES["optional_no_ca"]) is False
+    assert twice(_NAMES["on"]) is False
