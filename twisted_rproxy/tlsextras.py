@@ -137,10 +137,14 @@ def _stapleCallback(connection: SSL.Connection, staple: Optional[bytes]) -> byte
     return staple or b""
 
 
-def applyExtras(context: SSL.Context, extras: ServerTLSExtras) -> None:
+def applyExtras(context: SSL.Context, extras: ServerTLSExtras,
+                certificates: Tuple[str, ...] = ()) -> Optional[str]:
     """
     Add C{extras} to a server context not yet used for a connection.
 
+    @param certificates: the context's certificate files, whose responders
+        C{ssl_stapling} without a file asks (L{twisted_rproxy.ocsp}).
+    @return: why C{ssl_stapling} is ignored, when it is (nginx's notice).
     @raise TLSLoadError: with C{which} the directive to blame.
     """
     if extras.dhparam is not None:
@@ -174,6 +178,14 @@ def applyExtras(context: SSL.Context, extras: ServerTLSExtras) -> None:
         context.set_session_cache_mode(SSL.SESS_CACHE_OFF)
     if extras.stapling and extras.staplingFile is not None:
         context.set_ocsp_server_callback(_stapleCallback, _readStaple(extras.staplingFile))
+    elif extras.stapling:
+        from .ocsp import liveStaples, stapleCallback
+
+        staples, ignored = liveStaples(certificates, extras.trustedCertificate)
+        if staples:
+            context.set_ocsp_server_callback(stapleCallback, staples)
+        return ignored
+    return None
 
 
 #: The last error OpenSSL's callback reported per connection (pyOpenSSL

@@ -79,6 +79,7 @@ class CertificateAuthority:
         keyPath: Optional[Path] = None,
         client: bool = False,
         rsaKey: bool = False,
+        ocspURL: Optional[str] = None,
     ) -> Tuple[Path, Path]:
         """
         Sign a server certificate for C{names} (the first is its common
@@ -92,6 +93,8 @@ class CertificateAuthority:
             C{clientAuth}, as TLS servers verifying clients require).
         @param rsaKey: an RSA key rather than P-256 (for DHE cipher suites,
             which only RSA certificates can use).
+        @param ocspURL: an OCSP responder to name in the certificate's
+            authority information access extension.
         @return: the certificate and key paths.
         """
         key: "ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey"
@@ -106,8 +109,17 @@ class CertificateAuthority:
                 alternatives.append(x509.IPAddress(ipaddress.ip_address(name)))
             except ValueError:
                 alternatives.append(x509.DNSName(name))
+        builder = x509.CertificateBuilder()
+        if ocspURL is not None:
+            builder = builder.add_extension(
+                x509.AuthorityInformationAccess([x509.AccessDescription(
+                    x509.oid.AuthorityInformationAccessOID.OCSP,
+                    x509.UniformResourceIdentifier(ocspURL),
+                )]),
+                critical=False,
+            )
         certificate = (
-            x509.CertificateBuilder()
+            builder
             .subject_name(_name(names[0]))
             .issuer_name(self.certificate.subject)
             .public_key(key.public_key())
@@ -135,6 +147,15 @@ class CertificateAuthority:
         keyPath.write_bytes(_keyPEM(key))
         keyPath.chmod(0o600)
         return certPath, keyPath
+
+    def writeKey(self, path: Path) -> Path:
+        """
+        Write the CA's key to C{path} (for a local C{openssl ocsp}
+        responder signing as the CA) and return it.
+        """
+        path.write_bytes(_keyPEM(self._key))
+        path.chmod(0o600)
+        return path
 
     def ocspResponse(self, certPath: Path, revoked: bool = False) -> bytes:
         """

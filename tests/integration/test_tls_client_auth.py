@@ -484,3 +484,65 @@ def testVerifyingServerDoesNotResume(authProxy: Dict[str, Any], certs: Dict[str,
     assert twice(_NAMES["off"]) is True
     assert twice(_NAMES["optional_no_ca"]) is False
     assert twice(_NAMES["on"]) is False
+
+
+@pytest.mark.skipif(OPENSSL is None, reason="openssl is not installed")
+def testStaplingFetchedFromTheResponder(rproxyRunner: Callable[..., Any],
+                                        tmp_path: Path) -> None:
+    """
+    C{ssl_stapling on} without a file: the response is fetched from the
+    responder the certificate names (a local C{openssl ocsp}), on the
+    first handshake that asks, and stapled on later ones.
+    """
+    import time
+
+    from cryptography import x509
+
+    responderPort = freePort()
+    ca = CertificateAuthority(tmp_path / "ca")
+    cert, key = ca.issue(["live.test"], ocspURL=f"http://127.0.0.1:{responderPort}")
+    leaf = x509.load_pem_x509_certificate(Path(cert).read_bytes())
+    index = tmp_path / "index.txt"
+    expiry = leaf.not_valid_after_utc.strftime("%y%m%d%H%M%SZ")
+    index.write_text(f"V\t{expiry}\t\t{leaf.serial_number:X}\tunknown\t/CN=live.test\n")
+    caKey = ca.writeKey(tmp_path / "ca.key")
+    responderLog = tmp_path / "responder.log"
+    with responderLog.open("wb") as logFile:
+        responder = subprocess.Popen(
+            [str(OPENSSL), "ocsp", "-index", str(index), "-port", str(responderPort),
+             "-rsigner", str(ca.certPath), "-rkey", str(caKey), "-CA", str(ca.certPath),
+             "-nmin", "60"],
+            stdout=logFile, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        )
+    try:
+        # Ready once it says so: a probe connection would hold this
+        # one-connection-at-a-time responder until its read times out.
+        deadline = time.monotonic() + 30
+        while b"waiting for OCSP client" not in responderLog.read_bytes():
+            assert time.monotonic() < deadline and responder.poll() is None, (
+                responderLog.read_text())
+            time.sleep(0.05)
+        port = freePort()
+        rproxyRunner(f"""events {{}}
+http {{
+    server {{
+        listen 127.0.0.1:{port} ssl;
+        ssl_certificate {cert};
+        ssl_certificate_key {key};
+        ssl_stapling on;
+        return 200 "live\\n";
+    }}
+}}
+""")
+        output = ""
+        while time.monotonic() < deadline:
+            output = _sClient(port, "-status", "-servername", "live.test")
+            if "Cert Status: good" in output:
+                break
+            time.sleep(0.1)
+        assert "OCSP Response Status: successful (0x0)" in output, output
+        assert "Cert Status: good" in output, output
+        assert b"Received request" in responderLog.read_bytes()
+    finally:
+        responder.terminate()
+        responder.wait(timeout=10)

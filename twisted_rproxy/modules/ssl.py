@@ -288,7 +288,7 @@ class SSLModule(ProxyModule):
         if context is None:
             try:
                 context = makeContext(settings, serverNameCallback)
-                applyExtras(context, extras)
+                ignored = applyExtras(context, extras, settings.certificates)
             except TLSLoadError as e:
                 if e.which == "certificate":
                     directive = certificates[e.index].directive
@@ -299,6 +299,11 @@ class SSLModule(ProxyModule):
                 else:
                     directive = conf.source("ssl_ciphers") or certificates[0].directive
                 raise directive.error(str(e))
+            if ignored is not None:
+                where = conf.source("ssl_stapling") or certificates[0].directive
+                compiler.notice(
+                    f'"ssl_stapling" ignored, {ignored} in {where.filename}:{where.line}'
+                )
             state["contexts"][(settings, extras)] = context
         state["servers"][id(server)] = context
         if extras.verifyClient != "off":
@@ -323,12 +328,6 @@ class SSLModule(ProxyModule):
             )
         stapling = conf.get("ssl_stapling")
         staplingFile = path("ssl_stapling_file")
-        if stapling and staplingFile is None:
-            where = conf.source("ssl_stapling") or fallback
-            compiler.notice(
-                '"ssl_stapling" ignored: twisted_rproxy does not fetch OCSP responses from '
-                f'the responder, use "ssl_stapling_file", in {where.filename}:{where.line}'
-            )
         return ServerTLSExtras(
             verifyClient=verify,
             clientCertificate=clientCertificate,
