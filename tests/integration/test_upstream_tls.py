@@ -182,6 +182,18 @@ http {{
             proxy_ssl_name b.test;
             proxy_ssl_server_name on;
         }}
+        location /name-from-header/ {{
+            proxy_pass https://127.0.0.1:{good}/;
+            proxy_ssl_verify on;
+            proxy_ssl_name $http_x_backend_name;
+            proxy_ssl_server_name on;
+        }}
+        location /variable-url/ {{
+            proxy_pass https://$arg_backend;
+            proxy_ssl_verify on;
+            proxy_ssl_name backend.test;
+            proxy_ssl_server_name on;
+        }}
         location /failover/ {{
             proxy_pass https://failover/;
             proxy_ssl_verify on;
@@ -349,6 +361,32 @@ def testKeepaliveReuseOverTLS(proxy: Dict[str, Any]) -> None:
     assert other["conn"] != first["conn"]
 
 
+def testNameWithVariables(proxy: Dict[str, Any]) -> None:
+    """
+    C{proxy_ssl_name} may hold variables: evaluated per request, verified
+    and sent by SNI; a name the certificate lacks is refused.
+    """
+    response = request(proxy["port"], path="/name-from-header/",
+                       headers=[("X-Backend-Name", "backend.test")])
+    assert response.status == 200, response
+    assert _report(response.body)["sni"] == "backend.test"
+    response = request(proxy["port"], path="/name-from-header/",
+                       headers=[("X-Backend-Name", "wrong.test")])
+    assert response.status == 502
+
+
+def testVariableURL(proxy: Dict[str, Any]) -> None:
+    """
+    An C{https://} URL with variables (a literal address, as nginx allows
+    without a resolver) is reached over TLS.
+    """
+    good = proxy["backend"]["good"]
+    response = _get(proxy, f"/variable-url/?backend=127.0.0.1:{good}")
+    assert response.status == 200, response
+    report = _report(response.body)
+    assert (report["port"], report["sni"]) == (str(good), "backend.test")
+
+
 def testVerifyFailureIsAFailedAttempt(proxy: Dict[str, Any]) -> None:
     """
     A refused certificate counts as an C{error} for C{proxy_next_upstream}:
@@ -396,7 +434,7 @@ def testDifferentialAgainstNginx(proxy: Dict[str, Any], certs: Dict[str, Any]) -
     nginx = NginxRunner(proxyConf(certs, proxy["backend"], port))
     paths = ["/wrong-verified/", "/wrong-unverified/", "/right/", "/untrusted/", "/sni/",
              "/client-cert/", "/no-client-cert/", "/stranger-cert/", "/tls12/", "/pool-a/",
-             "/failover/"]
+             "/failover/", f"/variable-url/?backend=127.0.0.1:{proxy['backend']['good']}"]
 
     def outcome(listenPort: int, path: str) -> Any:
         response = request(listenPort, path=path)
