@@ -23,7 +23,7 @@ pytestmark = pytest.mark.skipif(findNginx() is None, reason="nginx (the TLS back
 #: connection the proxy opened.
 _REPORT = (
     '"$server_port sni=[$ssl_server_name] client=$ssl_client_verify '
-    'dn=[$ssl_client_s_dn] proto=$ssl_protocol conn=$connection '
+    'dn=[$ssl_client_s_dn] proto=$ssl_protocol resumed=$ssl_session_reused conn=$connection '
     'req=$connection_requests\\n"'
 )
 
@@ -122,7 +122,8 @@ http {{
         proxy_ssl_protocols TLSv1.2 TLSv1.3;
         # nginx resumes a session saved by another location to the same
         # peer without verifying again (so /untrusted/ would pass there);
-        # twisted_rproxy never resumes.  Off, both verify every handshake.
+        # twisted_rproxy keeps sessions per location settings and name.
+        # Off, both verify every handshake.
         proxy_ssl_session_reuse off;
 
         location /wrong-verified/ {{
@@ -144,6 +145,7 @@ http {{
             proxy_ssl_verify on;
             proxy_ssl_trusted_certificate {certs['otherCA']};
             proxy_ssl_name backend.test;
+            proxy_ssl_session_reuse on;
         }}
         location /sni/ {{
             proxy_pass https://127.0.0.1:{good}/;
@@ -193,6 +195,12 @@ http {{
             proxy_ssl_verify on;
             proxy_ssl_name backend.test;
             proxy_ssl_server_name on;
+        }}
+        location /reuse/ {{
+            proxy_pass https://127.0.0.1:{good}/;
+            proxy_ssl_verify on;
+            proxy_ssl_name backend.test;
+            proxy_ssl_session_reuse on;
         }}
         location /failover/ {{
             proxy_pass https://failover/;
@@ -385,6 +393,23 @@ def testVariableURL(proxy: Dict[str, Any]) -> None:
     assert response.status == 200, response
     report = _report(response.body)
     assert (report["port"], report["sni"]) == (str(good), "backend.test")
+
+
+def testSessionReuse(proxy: Dict[str, Any]) -> None:
+    """
+    C{proxy_ssl_session_reuse on}: a new connection resumes the session of
+    the last one to that peer (the backend's C{$ssl_session_reused}); off
+    (the other locations here), every handshake is full.
+    """
+    first = _report(_get(proxy, "/reuse/").body)
+    second = _report(_get(proxy, "/reuse/").body)
+    assert first["conn"] != second["conn"]
+    assert second["resumed"] == "r", second
+    assert _report(_get(proxy, "/right/").body)["resumed"] == "."
+    assert _report(_get(proxy, "/right/").body)["resumed"] == "."
+    # A session verified under one location's settings is never offered
+    # under another's: the untrusted issuer is still refused.
+    assert _get(proxy, "/untrusted/").status == 502
 
 
 def testVerifyFailureIsAFailedAttempt(proxy: Dict[str, Any]) -> None:

@@ -80,8 +80,7 @@ class ProxySSLModule(ProxyModule):
             spec("proxy_ssl_protocols", ALL, (1, None), parse=_parseProtocols,
                  default=("TLSv1.2", "TLSv1.3")),
             spec("proxy_ssl_ciphers", ALL, 1, parse=stringSlot, default="DEFAULT"),
-            # Each new connection does a full handshake.
-            spec("proxy_ssl_session_reuse", ALL, 1, ignored=True),
+            spec("proxy_ssl_session_reuse", ALL, 1, parse=flagSlot, default=True),
         ]
 
     def configure(self, compiler: Any) -> None:
@@ -135,6 +134,7 @@ class ProxySSLModule(ProxyModule):
             ciphers=conf.get("proxy_ssl_ciphers"),
             verifyDepth=conf.get("proxy_ssl_verify_depth"),
             serverName=conf.get("proxy_ssl_server_name"),
+            sessionReuse=conf.get("proxy_ssl_session_reuse"),
         )
         cache: Dict[UpstreamTLSSettings, UpstreamTLS] = compiler.state[_STATE]
         found = cache.get(settings)

@@ -59,6 +59,7 @@ class UpstreamTLSSettings:
     @ivar ciphers: C{proxy_ssl_ciphers}.
     @ivar verifyDepth: C{proxy_ssl_verify_depth}.
     @ivar serverName: C{proxy_ssl_server_name}: whether SNI is sent.
+    @ivar sessionReuse: C{proxy_ssl_session_reuse}.
     """
 
     verify: bool = False
@@ -69,6 +70,7 @@ class UpstreamTLSSettings:
     ciphers: str = "DEFAULT"
     verifyDepth: int = 1
     serverName: bool = False
+    sessionReuse: bool = True
 
 
 #: The last verification error OpenSSL reported for each connection, as
@@ -232,17 +234,36 @@ class TLSTarget:
         self.tls = tls
         self.name = name
         self.sni = sniName(name) if tls.settings.serverName else None
+        #: The last session of each peer (C{proxy_ssl_session_reuse}).
+        #: Kept per target, so a session is only resumed under the
+        #: settings and name it was verified with.
+        self.sessions: Dict[Any, SSL.Session] = {}
 
     def clientConnectionForTLS(self, tlsProtocol: Any) -> SSL.Connection:
         """
-        @return: a client connection, naming the backend by SNI if set.
+        @return: a client connection, naming the backend by SNI if set,
+            offering to resume the peer's last session.
         """
         connection = SSL.Connection(self.tls.context, None)
         connection.set_app_data(tlsProtocol)
         if self.sni is not None:
             connection.set_tlsext_host_name(self.sni)
+        if self.tls.settings.sessionReuse:
+            peer = getattr(getattr(tlsProtocol, "wrappedProtocol", None), "peer", None)
+            session = self.sessions.get(peer)
+            if session is not None:
+                connection.set_session(session)
         connection.set_connect_state()
         return connection
+
+    def saveSession(self, peer: Any, connection: SSL.Connection) -> None:
+        """
+        Keep C{connection}'s session for the next connection to C{peer}.
+        """
+        if self.tls.settings.sessionReuse:
+            session = connection.get_session()
+            if session is not None:
+                self.sessions[peer] = session
 
     def wrapFactory(self, factory: Any) -> TLSMemoryBIOFactory:
         """
@@ -260,6 +281,9 @@ class TLSTarget:
         """
         if not self.tls.settings.verify:
             return None
+        # A resumed session was verified, under this target's settings, by
+        # the connection that saved it (sessions never cross targets); its
+        # certificate's name is checked again below.
         errno = verifyResult(connection)
         if errno is not None:
             return f"upstream SSL certificate verify error: ({errno}:{verifyErrorString(errno)})"
@@ -299,6 +323,7 @@ class TLSUpstreamHTTPProtocol(UpstreamHTTPProtocol):
         super().__init__(peer, reactor)
         self.tlsKey = target
         self.handshake: Optional[Deferred] = Deferred(self._cancelHandshake)
+        self._sessionPending = False
 
     def _cancelHandshake(self, d: Deferred) -> None:
         """
@@ -318,10 +343,21 @@ class TLSUpstreamHTTPProtocol(UpstreamHTTPProtocol):
         connection = self.transport.getHandle()
         refused = self.tlsKey.check(connection)
         if refused is None:
+            self._sessionPending = True
             d.callback(self)
             return
         self.transport.abortConnection()
         d.errback(Failure(UpstreamError("error", refused, HANDSHAKE_STAGE)))
+
+    def dataReceived(self, data: bytes) -> None:
+        """
+        Keep the session once the backend has spoken (a TLS 1.3 session
+        ticket arrives after the handshake), then read the response.
+        """
+        if self._sessionPending:
+            self._sessionPending = False
+            self.tlsKey.saveSession(self.peer, self.transport.getHandle())
+        super().dataReceived(data)
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
         """
