@@ -483,3 +483,47 @@ def testDifferentialAgainstNginx(proxy: Dict[str, Any], certs: Dict[str, Any]) -
             assert line in proxy["runner"].errorLog
     finally:
         nginx.cleanup()
+
+
+def testHealthChecksProbeOverTLS(rproxyRunner: Callable[..., Any], certs: Dict[str, Any],
+                                 tlsBackend: Dict[str, int]) -> None:
+    """
+    C{health_check} in an C{https} location probes over TLS with the
+    location's verification: the backend with the right certificate stays
+    in rotation (a plain HTTP probe of a TLS port would fail it), the one
+    with the wrong name is marked unhealthy, in nginx's words.
+    """
+    import time
+
+    good, wrong = tlsBackend["good"], tlsBackend["wrong"]
+    port = freePort()
+    runner = rproxyRunner(f"""error_log logs/error.log warn;
+events {{}}
+http {{
+    upstream checked {{
+        server 127.0.0.1:{good};
+        server 127.0.0.1:{wrong};
+    }}
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            proxy_pass https://checked;
+            proxy_ssl_verify on;
+            proxy_ssl_trusted_certificate {certs['ca']};
+            proxy_ssl_name backend.test;
+            health_check interval=1s fails=1 passes=1;
+        }}
+    }}
+}}
+""")
+    deadline = time.monotonic() + 30
+    unhealthy = (f'peer 127.0.0.1:{wrong} is unhealthy (health check failed: upstream SSL '
+                 'certificate does not match "backend.test" while SSL handshaking to upstream)')
+    while unhealthy not in runner.errorLog:
+        assert time.monotonic() < deadline, runner.errorLog
+        time.sleep(0.05)
+    assert f"peer 127.0.0.1:{good} is unhealthy" not in runner.errorLog
+    for _ in range(4):
+        response = request(port, path="/")
+        assert response.status == 200
+        assert _report(response.body)["port"] == str(good)

@@ -106,6 +106,33 @@ class ProxySSLModule(ProxyModule):
         nameSource = conf.source("proxy_ssl_name")
         handler.tlsName = compiler.compileValue(conf.get("proxy_ssl_name"), nameSource)
         handler.tls = self._tls(conf, location, compiler)
+        if target.scheme == "https":
+            self._probeOverTLS(location, handler, compiler)
+
+    def _probeOverTLS(self, location: Any, handler: Any, compiler: Any) -> None:
+        """
+        The location's C{health_check}s (made just before by the upstream
+        module, the last ones in its list) probe over TLS, verified as the
+        location's requests are; a C{proxy_ssl_name} with variables is
+        taken as C{$proxy_host} there, having no request to evaluate.
+        """
+        count = len(location.conf.get("health_check") or ())
+        if not count:
+            return
+        from .upstream import STATE
+
+        name = handler.tlsName.static
+        if name is None:
+            name = handler.target.proxyHost
+        name = name[: name.find("]") + 1] if name.startswith("[") else name.partition(":")[0]
+        tlsTarget = handler.tls.target(name)
+        pool = handler.pool
+
+        def connect(peer: Any, timeout: float) -> Any:
+            return pool.connect(peer, timeout, tlsTarget)
+
+        for check in compiler.state[STATE]["healthChecks"][-count:]:
+            check.connectWith(connect)
 
     def _tls(self, conf: Any, location: Any, compiler: Any) -> UpstreamTLS:
         """
