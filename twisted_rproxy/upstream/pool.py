@@ -139,7 +139,7 @@ class ConnectionPool:
             if protocol.transport is not None:
                 protocol.transport.loseConnection()
             return
-        key = (id(upstream), protocol.peer, getattr(protocol, "tlsKey", None))
+        key = (id(upstream), protocol.peer, protocol.tlsKey)
         cached = self.idle.setdefault(key, deque())
         if len(cached) >= upstream.keepalive:
             oldest = cached.popleft()
