@@ -187,11 +187,16 @@ def stapleCallback(connection: SSL.Connection,
     """
     from cryptography.hazmat.primitives.serialization import Encoding
 
-    certificate = connection.get_certificate(as_cryptography=True)
-    if certificate is None or not staples:
+    try:
+        certificate = connection.get_certificate(as_cryptography=True)
+        if certificate is None or not staples:
+            return b""
+        staple = staples.get(certificate.public_bytes(Encoding.DER))
+        return b"" if staple is None else staple.current()
+    except Exception:
+        # A raising status callback would fail the client's handshake.
+        LiveStaple.log.failure("OCSP stapling failed")
         return b""
-    staple = staples.get(certificate.public_bytes(Encoding.DER))
-    return b"" if staple is None else staple.current()
 
 
 def liveStaples(certificatePaths: Tuple[str, ...], trustedPath: Optional[str],

@@ -181,7 +181,11 @@ def applyExtras(context: SSL.Context, extras: ServerTLSExtras,
     elif extras.stapling:
         from .ocsp import liveStaples, stapleCallback
 
-        staples, ignored = liveStaples(certificates, extras.trustedCertificate)
+        try:
+            staples, ignored = liveStaples(certificates, extras.trustedCertificate)
+        except (OSError, ValueError) as e:
+            raise TLSLoadError(f"cannot read the certificates for OCSP stapling: {e}",
+                               "ssl_stapling")
         if staples:
             context.set_ocsp_server_callback(stapleCallback, staples)
         return ignored
