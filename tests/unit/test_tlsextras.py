@@ -224,3 +224,78 @@ class ConfigTests(TLSConfigTestCase):
             "ssl_verify_client optional; ssl_client_certificate ca/ca.pem;"))
         filters = config.servers[0].requestFilters
         self.assertEqual([type(f) for f in filters][:1], [ClientCertificateFilter])
+
+
+class LiveStapleTests(SynchronousTestCase):
+    """
+    L{twisted_rproxy.ocsp.LiveStaple}'s schedule on a L{Clock}: fetched on
+    first use, kept until renewal, retried after a failure.  (The fetch
+    itself, against a real C{openssl ocsp}, is in the integration tests.)
+    """
+
+    def setUp(self) -> None:
+        """
+        A staple whose fetches are Deferreds this test fires.
+        """
+        from twisted.internet.defer import Deferred
+        from twisted.internet.task import Clock
+
+        from twisted_rproxy.ocsp import LiveStaple
+
+        directory = Path(self.mktemp())
+        self.ca = CertificateAuthority(directory)
+        cert, _key = self.ca.issue(["live.test"], ocspURL="http://127.0.0.1:1/")
+        from cryptography import x509
+
+        self.cert = cert
+        leaf = x509.load_pem_x509_certificate(Path(cert).read_bytes())
+        self.clock = Clock()
+        self.fetches: list = []
+        fetches = self.fetches
+
+        class Controlled(LiveStaple):
+            def fetch(self) -> Deferred:
+                d: Deferred = Deferred()
+                fetches.append(d)
+                return d
+
+        self.staple = Controlled(leaf, self.ca.certificate, "http://127.0.0.1:1/", self.clock)
+
+    def test_schedule(self) -> None:
+        """
+        No response on the first handshake (the fetch starts); the response
+        once fetched, with no new fetch until an hour later; a failed fetch
+        keeps the old response and is retried after five minutes.
+        """
+        from twisted.python.failure import Failure
+
+        self.assertEqual(self.staple.current(), b"")
+        self.assertEqual(len(self.fetches), 1)
+        self.assertEqual(self.staple.current(), b"")
+        self.assertEqual(len(self.fetches), 1)  # one fetch at a time
+        response = self.ca.ocspResponse(self.cert)
+        self.fetches[0].callback(response)
+        self.assertEqual(self.staple.current(), response)
+        self.clock.advance(3599)
+        self.assertEqual(self.staple.current(), response)
+        self.assertEqual(len(self.fetches), 1)
+        self.clock.advance(1)
+        self.assertEqual(self.staple.current(), response)
+        self.assertEqual(len(self.fetches), 2)
+        self.fetches[1].errback(Failure(ValueError("responder down")))
+        self.clock.advance(299)
+        self.staple.current()
+        self.assertEqual(len(self.fetches), 2)
+        self.clock.advance(1)
+        self.assertEqual(self.staple.current(), response)
+        self.assertEqual(len(self.fetches), 3)
+        self.assertEqual(len(self.flushLoggedErrors()), 0)
+
+    def test_request(self) -> None:
+        """
+        The request names the certificate by its issuer and serial.
+        """
+        from cryptography.x509 import ocsp
+
+        parsed = ocsp.load_der_ocsp_request(self.staple.request())
+        self.assertEqual(parsed.serial_number, self.staple.certificate.serial_number)
