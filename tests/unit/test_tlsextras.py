@@ -6,6 +6,9 @@ check nginx makes, and the new C{ssl_*} directives' FILE:LINE errors.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+
 from pathlib import Path
 from typing import Optional, Tuple
 
@@ -23,6 +26,16 @@ from twisted_rproxy.tlsextras import (
     serialText,
 )
 
+
+
+def _temporaryDirectory(case: SynchronousTestCase) -> Path:
+    """
+    @return: a directory removed after C{case}'s test (outside the source
+        tree, which trial's C{mktemp} would write into under pytest).
+    """
+    directory = Path(tempfile.mkdtemp(prefix="rproxy-unit-"))
+    case.addCleanup(shutil.rmtree, directory, True)
+    return directory
 
 def _pump(server: SSL.Connection, client: SSL.Connection) -> None:
     """
@@ -56,7 +69,7 @@ class ClientVerifyTests(SynchronousTestCase):
         A CA with a server certificate and a client one; a stranger CA with
         its own client certificate.
         """
-        directory = Path(self.mktemp())
+        directory = _temporaryDirectory(self)
         self.ca = CertificateAuthority(directory / "ca")
         self.server = self.ca.issue(["a.test"])
         self.client = self.ca.issue(["alice"], client=True)
@@ -242,7 +255,7 @@ class LiveStapleTests(SynchronousTestCase):
 
         from twisted_rproxy.ocsp import LiveStaple
 
-        directory = Path(self.mktemp())
+        directory = _temporaryDirectory(self)
         self.ca = CertificateAuthority(directory)
         cert, _key = self.ca.issue(["live.test"], ocspURL="http://127.0.0.1:1/")
         from cryptography import x509

@@ -7,6 +7,9 @@ C{proxy_ssl_*} config checks with their FILE:LINE errors.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+
 from pathlib import Path
 from typing import Any, List, Optional
 
@@ -36,6 +39,16 @@ from twisted_rproxy.upstream.tls import (
 from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
 
 
+
+def _temporaryDirectory(case: SynchronousTestCase) -> Path:
+    """
+    @return: a directory removed after C{case}'s test (outside the source
+        tree, which trial's C{mktemp} would write into under pytest).
+    """
+    directory = Path(tempfile.mkdtemp(prefix="rproxy-unit-"))
+    case.addCleanup(shutil.rmtree, directory, True)
+    return directory
+
 class _SeenName:
     """
     Records the SNI name each server-side connection received.
@@ -57,7 +70,7 @@ class HandshakeTests(SynchronousTestCase):
         """
         A CA, a server certificate for C{backend.test}, and a client one.
         """
-        self.directory = Path(self.mktemp())
+        self.directory = _temporaryDirectory(self)
         self.ca = CertificateAuthority(self.directory)
         self.cert, self.key = self.ca.issue(["backend.test"])
         self.clientCert, self.clientKey = self.ca.issue(["proxy"], client=True)
