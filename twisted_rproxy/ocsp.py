@@ -16,7 +16,7 @@ from typing import Any, Dict, Optional, Tuple
 from OpenSSL import SSL
 from twisted.logger import Logger
 
-__all__ = ["LiveStaple", "findIssuer", "responderURL", "stapleCallback"]
+__all__ = ["LiveStaple", "findIssuer", "responderURL", "stapleCallback", "verifyResponse"]
 
 #: How long a response without C{nextUpdate} is kept, and how soon a
 #: failed fetch is tried again (nginx's values).
@@ -55,6 +55,59 @@ def findIssuer(certificate: Any, chain: Any, trusted: Any) -> Optional[Any]:
     return None
 
 
+def _signedBy(signer: Any, signature: bytes, data: bytes, hashAlgorithm: Any) -> bool:
+    """
+    @return: whether C{signer}'s key made C{signature} over C{data}.
+    """
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+
+    key = signer.public_key()
+    try:
+        if isinstance(key, ec.EllipticCurvePublicKey):
+            key.verify(signature, data, ec.ECDSA(hashAlgorithm))
+        elif isinstance(key, rsa.RSAPublicKey):
+            key.verify(signature, data, padding.PKCS1v15(), hashAlgorithm)
+        else:
+            key.verify(signature, data)  # Ed25519 / Ed448
+    except (InvalidSignature, TypeError, ValueError):
+        return False
+    return True
+
+
+def verifyResponse(response: Any, certificate: Any, issuer: Any) -> Optional[str]:
+    """
+    C{ssl_stapling_verify}: check a successful response is about
+    C{certificate} and signed by its issuer, or by a responder certificate
+    the issuer signed for OCSP signing (RFC 6960's delegated responder).
+
+    @return: why the response is refused, or C{None}.
+    """
+    from cryptography import x509
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    if response.serial_number != certificate.serial_number:
+        return "the response is for another certificate"
+    signers = [issuer]
+    for delegate in response.certificates:
+        if delegate.issuer != issuer.subject or not _signedBy(
+            issuer, delegate.signature, delegate.tbs_certificate_bytes,
+            delegate.signature_hash_algorithm,
+        ):
+            continue
+        try:
+            usage = delegate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+        except x509.ExtensionNotFound:
+            continue
+        if ExtendedKeyUsageOID.OCSP_SIGNING in usage:
+            signers.append(delegate)
+    for signer in signers:
+        if _signedBy(signer, response.signature, response.tbs_response_bytes,
+                     response.signature_hash_algorithm):
+            return None
+    return "the response is not signed by the issuer or its OCSP responder"
+
+
 class LiveStaple:
     """
     The current OCSP response of one certificate, fetched on demand.
@@ -65,11 +118,15 @@ class LiveStaple:
 
     log = Logger()
 
-    def __init__(self, certificate: Any, issuer: Any, url: str, reactor: Any = None) -> None:
+    def __init__(self, certificate: Any, issuer: Any, url: str, reactor: Any = None,
+                 verify: bool = False) -> None:
         """
         @param certificate: the leaf (a C{cryptography} certificate).
         @param issuer: its issuer's certificate.
+        @param verify: C{ssl_stapling_verify}: staple only responses
+            L{verifyResponse} accepts.
         """
+        self.verify = verify
         self.certificate = certificate
         self.issuer = issuer
         self.url = url
@@ -149,6 +206,10 @@ class LiveStaple:
             parsed = ocsp.load_der_ocsp_response(result)
             if parsed.response_status != ocsp.OCSPResponseStatus.SUCCESSFUL:
                 raise ValueError(f"OCSP response not successful ({parsed.response_status.name})")
+            if self.verify:
+                refused = verifyResponse(parsed, self.certificate, self.issuer)
+                if refused is not None:
+                    raise ValueError(f"OCSP response verify error: {refused}")
             nextUpdate = parsed.next_update_utc
             self.response = result
             if nextUpdate is not None:
@@ -200,7 +261,8 @@ def stapleCallback(connection: SSL.Connection,
 
 
 def liveStaples(certificatePaths: Tuple[str, ...], trustedPath: Optional[str],
-                reactor: Any = None) -> Tuple[Dict[bytes, LiveStaple], Optional[str]]:
+                reactor: Any = None,
+                verify: bool = False) -> Tuple[Dict[bytes, LiveStaple], Optional[str]]:
     """
     @return: a staple per certificate that names a responder and whose
         issuer is known, keyed by its DER bytes; and, when none can be
@@ -227,5 +289,5 @@ def liveStaples(certificatePaths: Tuple[str, ...], trustedPath: Optional[str],
         if issuer is None:
             reason = f'issuer certificate not found for certificate "{path}"'
             continue
-        staples[leaf.public_bytes(Encoding.DER)] = LiveStaple(leaf, issuer, url, reactor)
+        staples[leaf.public_bytes(Encoding.DER)] = LiveStaple(leaf, issuer, url, reactor, verify)
     return staples, None if staples else reason

@@ -65,6 +65,7 @@ class ServerTLSExtras:
     @ivar verifyDepth: C{ssl_verify_depth}.
     @ivar stapling: C{ssl_stapling}.
     @ivar staplingFile: a DER OCSP response to staple (C{ssl_stapling_file}).
+    @ivar staplingVerify: C{ssl_stapling_verify}, for fetched responses.
     @ivar dhparam: DH parameters for DHE ciphers (C{ssl_dhparam}).
     @ivar ecdhCurve: C{ssl_ecdh_curve}; C{"auto"} is OpenSSL's list.
     """
@@ -75,6 +76,7 @@ class ServerTLSExtras:
     verifyDepth: int = 1
     stapling: bool = False
     staplingFile: Optional[str] = None
+    staplingVerify: bool = False
     dhparam: Optional[str] = None
     ecdhCurve: str = "auto"
 
@@ -182,7 +184,8 @@ def applyExtras(context: SSL.Context, extras: ServerTLSExtras,
         from .ocsp import liveStaples, stapleCallback
 
         try:
-            staples, ignored = liveStaples(certificates, extras.trustedCertificate)
+            staples, ignored = liveStaples(certificates, extras.trustedCertificate,
+                                           verify=extras.staplingVerify)
         except (OSError, ValueError) as e:
             raise TLSLoadError(f"cannot read the certificates for OCSP stapling: {e}",
                                "ssl_stapling")

@@ -487,12 +487,15 @@ def testVerifyingServerDoesNotResume(authProxy: Dict[str, Any], certs: Dict[str,
 
 
 @pytest.mark.skipif(OPENSSL is None, reason="openssl is not installed")
+@pytest.mark.parametrize("signer", ["issuer", "stranger"])
 def testStaplingFetchedFromTheResponder(rproxyRunner: Callable[..., Any],
-                                        tmp_path: Path) -> None:
+                                        tmp_path: Path, signer: str) -> None:
     """
     C{ssl_stapling on} without a file: the response is fetched from the
     responder the certificate names (a local C{openssl ocsp}), on the
-    first handshake that asks, and stapled on later ones.
+    first handshake that asks, and stapled on later ones.  With
+    C{ssl_stapling_verify on}, a response signed by the issuer is stapled,
+    and one signed by a stranger's key is refused, with the reason logged.
     """
     import time
 
@@ -505,13 +508,14 @@ def testStaplingFetchedFromTheResponder(rproxyRunner: Callable[..., Any],
     index = tmp_path / "index.txt"
     expiry = leaf.not_valid_after_utc.strftime("%y%m%d%H%M%SZ")
     index.write_text(f"V\t{expiry}\t\t{leaf.serial_number:X}\tunknown\t/CN=live.test\n")
-    caKey = ca.writeKey(tmp_path / "ca.key")
+    signing = ca if signer == "issuer" else CertificateAuthority(tmp_path / "other", "stranger")
+    signingKey = signing.writeKey(tmp_path / "signer.key")
     responderLog = tmp_path / "responder.log"
     with responderLog.open("wb") as logFile:
         responder = subprocess.Popen(
             [str(OPENSSL), "ocsp", "-index", str(index), "-port", str(responderPort),
-             "-rsigner", str(ca.certPath), "-rkey", str(caKey), "-CA", str(ca.certPath),
-             "-nmin", "60"],
+             "-rsigner", str(signing.certPath), "-rkey", str(signingKey),
+             "-CA", str(ca.certPath), "-nmin", "60"],
             stdout=logFile, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )
     try:
@@ -523,17 +527,28 @@ def testStaplingFetchedFromTheResponder(rproxyRunner: Callable[..., Any],
                 responderLog.read_text())
             time.sleep(0.05)
         port = freePort()
-        rproxyRunner(f"""events {{}}
+        runner = rproxyRunner(f"""events {{}}
 http {{
     server {{
         listen 127.0.0.1:{port} ssl;
         ssl_certificate {cert};
         ssl_certificate_key {key};
         ssl_stapling on;
+        ssl_stapling_verify on;
         return 200 "live\\n";
     }}
 }}
 """)
+        if signer == "stranger":
+            refused = ("OCSP response verify error: the response is not signed by the "
+                       "issuer or its OCSP responder")
+            while refused not in runner.errorLog:
+                assert time.monotonic() < deadline, runner.errorLog
+                _sClient(port, "-status", "-servername", "live.test")
+                time.sleep(0.1)
+            output = _sClient(port, "-status", "-servername", "live.test")
+            assert "OCSP response: no response sent" in output, output
+            return
         output = ""
         while time.monotonic() < deadline:
             output = _sClient(port, "-status", "-servername", "live.test")

@@ -312,3 +312,54 @@ class LiveStapleTests(SynchronousTestCase):
 
         parsed = ocsp.load_der_ocsp_request(self.staple.request())
         self.assertEqual(parsed.serial_number, self.staple.certificate.serial_number)
+
+
+class VerifyResponseTests(SynchronousTestCase):
+    """
+    L{twisted_rproxy.ocsp.verifyResponse} (C{ssl_stapling_verify}).
+    """
+
+    def setUp(self) -> None:
+        """
+        A CA with a certificate, and a stranger CA.
+        """
+        from cryptography import x509
+
+        directory = _temporaryDirectory(self)
+        self.ca = CertificateAuthority(directory / "ca")
+        self.other = CertificateAuthority(directory / "other", commonName="other")
+        self.certPath = self.ca.issue(["live.test"])[0]
+        self.otherPath = self.ca.issue(["else.test"])[0]
+        self.cert = x509.load_pem_x509_certificate(Path(self.certPath).read_bytes())
+
+    def verify(self, der: bytes) -> Optional[str]:
+        """
+        @return: L{verifyResponse}'s verdict on C{der} for the certificate.
+        """
+        from cryptography.x509 import ocsp
+
+        from twisted_rproxy.ocsp import verifyResponse
+
+        return verifyResponse(ocsp.load_der_ocsp_response(der), self.cert, self.ca.certificate)
+
+    def test_issuerSigned(self) -> None:
+        """
+        A response the issuer signed, about the certificate, is accepted.
+        """
+        self.assertIsNone(self.verify(self.ca.ocspResponse(self.certPath)))
+
+    def test_strangerSigned(self) -> None:
+        """
+        A response signed by another CA is refused.
+        """
+        self.assertEqual(
+            self.verify(self.other.ocspResponse(self.certPath)),
+            "the response is not signed by the issuer or its OCSP responder",
+        )
+
+    def test_otherCertificate(self) -> None:
+        """
+        A response about another certificate is refused.
+        """
+        self.assertEqual(self.verify(self.ca.ocspResponse(self.otherPath)),
+                         "the response is for another certificate")

@@ -38,7 +38,7 @@ from ..variables import VariableSpec, simple
 _CONTEXTS = (HTTP, SERVER)
 
 #: Accepted with a notice: what is not implemented yet.
-_IGNORED = ("ssl_stapling_verify",)
+_IGNORED: Tuple[str, ...] = ()
 
 #: Versions nginx accepts in C{ssl_protocols} that OpenSSL 3 cannot speak.
 _OBSOLETE = ("SSLv2", "SSLv3")
@@ -218,6 +218,7 @@ class SSLModule(ProxyModule):
             spec("ssl_verify_depth", _CONTEXTS, 1, parse=_parseDepth, default=1),
             spec("ssl_stapling", _CONTEXTS, 1, parse=flagSlot, default=False),
             spec("ssl_stapling_file", _CONTEXTS, 1, parse=_parsePath),
+            spec("ssl_stapling_verify", _CONTEXTS, 1, parse=flagSlot, default=False),
             spec("ssl_dhparam", _CONTEXTS, 1, parse=_parsePath),
             spec("ssl_ecdh_curve", _CONTEXTS, 1, parse=stringSlot, default="auto"),
         ] + [spec(name, _CONTEXTS, (1, None), ignored=True) for name in _IGNORED]
@@ -335,6 +336,7 @@ class SSLModule(ProxyModule):
             verifyDepth=conf.get("ssl_verify_depth"),
             stapling=stapling,
             staplingFile=staplingFile,
+            staplingVerify=conf.get("ssl_stapling_verify"),
             dhparam=path("ssl_dhparam"),
             ecdhCurve=conf.get("ssl_ecdh_curve"),
         )
