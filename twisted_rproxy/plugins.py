@@ -135,6 +135,7 @@ def builtinModules(reactor: Any = None) -> List[Any]:
     from .modules.upstream import UpstreamModule
     from .modules.websocket import WebSocketModule
     from .modules.http2 import HTTP2Module
+    from .modules.proxyssl import ProxySSLModule
 
     return [
         HTTPCoreModule(),
@@ -152,4 +153,5 @@ def builtinModules(reactor: Any = None) -> List[Any]:
         SSLModule(),
         WebSocketModule(),
         HTTP2Module(),
+        ProxySSLModule(),
     ]

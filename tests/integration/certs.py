@@ -13,7 +13,7 @@ from typing import Optional, Sequence, Tuple
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 _ONE_DAY = datetime.timedelta(days=1)
@@ -24,7 +24,7 @@ def _name(commonName: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, commonName)])
 
 
-def _keyPEM(key: ec.EllipticCurvePrivateKey) -> bytes:
+def _keyPEM(key: "ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey") -> bytes:
     """An unencrypted PKCS#8 PEM private key."""
     return key.private_bytes(
         serialization.Encoding.PEM,
@@ -77,6 +77,9 @@ class CertificateAuthority:
         names: Sequence[str],
         certPath: Optional[Path] = None,
         keyPath: Optional[Path] = None,
+        client: bool = False,
+        rsaKey: bool = False,
+        ocspURL: Optional[str] = None,
     ) -> Tuple[Path, Path]:
         """
         Sign a server certificate for C{names} (the first is its common
@@ -86,9 +89,19 @@ class CertificateAuthority:
             certificate (a full chain, as C{ssl_certificate} takes); default
             C{DIRECTORY/NAME.crt}.
         @param keyPath: where to write its key; default C{DIRECTORY/NAME.key}.
+        @param client: make a client certificate (extended key usage
+            C{clientAuth}, as TLS servers verifying clients require).
+        @param rsaKey: an RSA key rather than P-256 (for DHE cipher suites,
+            which only RSA certificates can use).
+        @param ocspURL: an OCSP responder to name in the certificate's
+            authority information access extension.
         @return: the certificate and key paths.
         """
-        key = ec.generate_private_key(ec.SECP256R1())
+        key: "ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey"
+        if rsaKey:
+            key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        else:
+            key = ec.generate_private_key(ec.SECP256R1())
         now = datetime.datetime.now(datetime.timezone.utc)
         alternatives = []
         for name in names:
@@ -96,8 +109,17 @@ class CertificateAuthority:
                 alternatives.append(x509.IPAddress(ipaddress.ip_address(name)))
             except ValueError:
                 alternatives.append(x509.DNSName(name))
+        builder = x509.CertificateBuilder()
+        if ocspURL is not None:
+            builder = builder.add_extension(
+                x509.AuthorityInformationAccess([x509.AccessDescription(
+                    x509.oid.AuthorityInformationAccessOID.OCSP,
+                    x509.UniformResourceIdentifier(ocspURL),
+                )]),
+                critical=False,
+            )
         certificate = (
-            x509.CertificateBuilder()
+            builder
             .subject_name(_name(names[0]))
             .issuer_name(self.certificate.subject)
             .public_key(key.public_key())
@@ -107,7 +129,10 @@ class CertificateAuthority:
             .add_extension(x509.SubjectAlternativeName(alternatives), critical=False)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(
-                x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
+                x509.ExtendedKeyUsage(
+                    [ExtendedKeyUsageOID.CLIENT_AUTH if client else ExtendedKeyUsageOID.SERVER_AUTH]
+                ),
+                critical=False,
             )
             .sign(self._key, hashes.SHA256())
         )
@@ -122,6 +147,39 @@ class CertificateAuthority:
         keyPath.write_bytes(_keyPEM(key))
         keyPath.chmod(0o600)
         return certPath, keyPath
+
+    def writeKey(self, path: Path) -> Path:
+        """
+        Write the CA's key to C{path} (for a local C{openssl ocsp}
+        responder signing as the CA) and return it.
+        """
+        path.write_bytes(_keyPEM(self._key))
+        path.chmod(0o600)
+        return path
+
+    def ocspResponse(self, certPath: Path, revoked: bool = False) -> bytes:
+        """
+        @return: a DER OCSP response signed by this CA saying the (first)
+            certificate in C{certPath} is good (or revoked), valid for a day.
+        """
+        from cryptography.x509 import ocsp
+
+        certificate = x509.load_pem_x509_certificate(Path(certPath).read_bytes())
+        now = datetime.datetime.now(datetime.timezone.utc)
+        status = ocsp.OCSPCertStatus.REVOKED if revoked else ocsp.OCSPCertStatus.GOOD
+        builder = (
+            ocsp.OCSPResponseBuilder()
+            .add_response(
+                cert=certificate, issuer=self.certificate, algorithm=hashes.SHA1(),
+                cert_status=status, this_update=now - datetime.timedelta(minutes=5),
+                next_update=now + _ONE_DAY,
+                revocation_time=now - _ONE_DAY if revoked else None,
+                revocation_reason=None,
+            )
+            .responder_id(ocsp.OCSPResponderEncoding.HASH, self.certificate)
+        )
+        response = builder.sign(self._key, hashes.SHA256())
+        return response.public_bytes(serialization.Encoding.DER)
 
 
 def commonNameOf(pem: bytes) -> str:

@@ -17,10 +17,11 @@ Conventions the pages follow (docs/index.md explains them to readers):
     C{error="TEXT"} (the block must fail to load with TEXT), and
     C{notices=a,b} (the ignored directives it names);
   - C{<!-- test-certificates: CERT KEY NAME... -->} on a page makes a
-    certificate for the NAMEs (signed by a CA made for the run) and its
-    key at CERT and KEY in the prefix before the page's blocks are
-    compiled or run, so TLS examples name real files and no key is
-    committed;
+    certificate for the NAMEs (signed by a CA made for the run, whose
+    certificate is C{test-ca/ca.pem} in the prefix) and its key at CERT
+    and KEY in the prefix before the page's blocks are compiled or run, so
+    TLS examples name real files and no key is committed; a first NAME of
+    C{client:NAME} makes a client certificate;
   - C{```nginx-fragment context=CONTEXT} is an extract, wrapped into a
     whole config for CONTEXT (C{server} by default) before it is checked;
   - C{```python source=examples/X} must be the file docs/examples/X
@@ -284,7 +285,11 @@ def writePageCertificates(page: str, directory: Path) -> Optional[Path]:
 
     ca = CertificateAuthority(directory / "test-ca")
     for certPath, keyPath, *names in wanted:
-        ca.issue(names, directory / certPath, directory / keyPath)
+        # "client:NAME" asks for a client certificate (clientAuth usage).
+        client = names[0].startswith("client:")
+        if client:
+            names = [names[0][len("client:"):]] + names[1:]
+        ca.issue(names, directory / certPath, directory / keyPath, client=client)
     return ca.certPath
 
 
@@ -723,6 +728,8 @@ RUN_BLOCKS = [
     ("tls.md", "https"),
     ("tls.md", "redirect"),
     ("http2.md", "h2"),
+    ("tls.md", "client-certificates"),
+    ("upstream-tls.md", "verified"),
 ]
 """Every (page, block id) a run test below starts a proxy for."""
 
@@ -1441,3 +1448,73 @@ def testHTTP2Example(serve: Callable[..., Proxy]) -> None:
         else:
             assert headers["x-protocol"] == "HTTP/1.1"
             assert "x-http2" not in headers
+
+
+def _clientCertGet(proxy: Proxy, certificate: Optional[Tuple[Path, Path]]) -> Any:
+    """
+    One HTTPS request to C{proxy} presenting C{certificate} (a cert and key
+    path pair) or none; the server's certificate is not verified.
+    """
+    import ssl
+
+    from tests.integration.harness import parseRawResponses
+
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    if certificate is not None:
+        context.load_cert_chain(str(certificate[0]), str(certificate[1]))
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=DEADLINE) as sock:
+        with context.wrap_socket(sock, server_hostname="example.com") as conn:
+            conn.sendall(b"GET / HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n")
+            chunks = []
+            while True:
+                try:
+                    chunk = conn.recv(65536)
+                except (ssl.SSLZeroReturnError, ConnectionResetError):
+                    break
+                if not chunk:
+                    break
+                chunks.append(chunk)
+    (response,) = parseRawResponses(b"".join(chunks))
+    return response
+
+
+def testTLSClientCertificates(serve: Callable[..., Proxy], tmp_path: Path) -> None:
+    """
+    tls.md's C{ssl_verify_client optional} server answers each row of its
+    table: no certificate, the page's CA-signed one, another CA's.
+    """
+    from tests.integration.certs import CertificateAuthority
+
+    proxy = serve("tls.md", "client-certificates")
+    prefix = proxy.runner.prefix
+    stranger = CertificateAuthority(tmp_path / "stranger").issue(["mallory"], client=True)
+    presented = {
+        "no certificate": None,
+        "`certs/alice.crt`, from the CA": (prefix / "certs/alice.crt", prefix / "certs/alice.key"),
+        "a certificate from another CA": stranger,
+    }
+    for row in tableRows("tls.md", "client-certificates"):
+        response = _clientCertGet(proxy, presented[row[0]])
+        status = int(bold(row[1]))
+        assert response.status == status, row
+        text = codeSpans(row[1])[0]
+        assert text.encode() in response.body, (row, response.body)
+
+
+def testUpstreamTLSExample(serve: Callable[..., Proxy]) -> None:
+    """
+    upstream-tls.md's verified backend: each row of its table, the
+    mismatch's log line included.
+    """
+    proxy = serve("upstream-tls.md", "verified", moreValues={"backend2": str(freePort())})
+    for row in tableRows("upstream-tls.md", "verified"):
+        path = codeSpans(row[0])[0]
+        response = proxy.get(path)
+        assert response.status == int(bold(row[1])), (row, response)
+        spans = codeSpans(row[1])
+        if response.status == 200:
+            assert response.body.decode() == spans[0] + "\n", row
+        else:
+            assert spans[0] in proxy.runner.errorLog, row

@@ -34,6 +34,7 @@ BUILTIN_NAMES = {
     "upstream_least_conn", "upstream_ip_hash", "upstream_hash", "upstream_random",
     "http_ssl", "websocket",
     "http2",
+    "proxy_ssl",
 }
 
 

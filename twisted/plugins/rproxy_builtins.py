@@ -27,5 +27,6 @@ accessLog = _byName["log"]
 ssl = _byName["http_ssl"]
 websocket = _byName["websocket"]
 http2 = _byName["http2"]
+proxySSL = _byName["proxy_ssl"]
 
 del _byName

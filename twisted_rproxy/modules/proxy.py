@@ -52,8 +52,6 @@ def _parseProxyPass(directive: Directive) -> str:
     url = directive.args[0]
     if "$" not in url and not url.lower().startswith(("http://", "https://")):
         raise ValueError(f'invalid URL prefix in "{url}"')
-    if url.lower().startswith("https://"):
-        raise ValueError(f'https upstreams in "{url}" are not supported yet')
     return url
 
 
@@ -182,6 +180,8 @@ class ProxyTarget:
     @ivar proxyPort: the value of C{$proxy_port}.
     @ivar url: the compiled URL when it has variables.
     @ivar prefix: the location prefix a URI part replaces.
+    @ivar scheme: C{"http"} or C{"https"} (TLS to the backend); for a URL
+        with variables, known only per request.
     """
 
     upstream: Optional[Upstream]
@@ -190,6 +190,7 @@ class ProxyTarget:
     url: Optional[ComplexValue]
     prefix: Optional[str]
     proxyPort: str = "80"
+    scheme: str = "http"
 
 
 @implementer(IContentHandler)
@@ -204,6 +205,11 @@ class ProxyHandler:
         self.settings = settings
         self.pool = pool
         self.upstreams = upstreams
+        #: The L{UpstreamTLS <twisted_rproxy.upstream.tls.UpstreamTLS>} for
+        #: C{https} backends and the compiled C{proxy_ssl_name}, set by the
+        #: proxy_ssl module.
+        self.tls: Any = None
+        self.tlsName: Any = None
         if reactor is None:
             from twisted.internet import reactor as _reactor
 
@@ -217,19 +223,21 @@ class ProxyHandler:
         ProxyRequest(self, exchange).start()
 
 
-def hostAndPort(authority: str) -> Tuple[str, str]:
+def hostAndPort(authority: str, scheme: str = "http") -> Tuple[str, str]:
     """
     C{$proxy_host} and C{$proxy_port} for a C{proxy_pass} authority, as
-    nginx computes them: the port is dropped from the host when it is 80,
-    an upstream name has port 80, and a UNIX socket is C{localhost}.
+    nginx computes them: the port is dropped from the host when it is the
+    scheme's default (80, or 443 for https), an upstream name has that
+    port, and a UNIX socket is C{localhost}.
     """
+    default = "443" if scheme == "https" else "80"
     if authority.startswith("unix:"):
         return "localhost", ""
     hostPart, sep, port = authority.rpartition(":")
     if not sep or "]" in port:
-        return authority, "80"
-    if port == "80":
-        return hostPart, "80"
+        return authority, default
+    if port == default:
+        return hostPart, default
     return authority, port
 
 
@@ -335,11 +343,11 @@ class HTTPProxyModule(ProxyModule):
             if authority.startswith("unix:"):
                 peers = resolvePeers(authority, directive)
             else:
-                peers = resolvePeers(authority, directive, 80)
+                peers = resolvePeers(authority, directive, 443 if scheme == "https" else 80)
             upstream = Upstream(authority, peers, RoundRobinBalancer(peers, compiler.reactor),
                                 implicit=True)
-        host, port = hostAndPort(authority)
-        return ProxyTarget(upstream, uri, host, None, prefix, port)
+        host, port = hostAndPort(authority, scheme)
+        return ProxyTarget(upstream, uri, host, None, prefix, port, scheme)
 
     def _settings(self, conf: Any, target: ProxyTarget, location: Any,
                   compiler: Any) -> ProxySettings:

@@ -22,12 +22,23 @@ from ..config.slots import flagSlot, stringSlot, timeSlot
 from ..module import ProxyModule
 from ..tls import PROTOCOLS, ListenerTLS, TLSLoadError, TLSSettings, connectionInfo, makeContext
 from ..tls import serverNameCallback
+from ..tlsextras import (
+    VERIFY_CLIENT,
+    ClientCertificateFilter,
+    ServerTLSExtras,
+    VerifyingListenerTLS,
+    applyExtras,
+    clientVerify,
+    fingerprint,
+    peerCertificate,
+    serialText,
+)
 from ..variables import VariableSpec, simple
 
 _CONTEXTS = (HTTP, SERVER)
 
 #: Accepted with a notice: what is not implemented yet.
-_IGNORED = ("ssl_stapling", "ssl_stapling_verify", "ssl_dhparam", "ssl_ecdh_curve")
+_IGNORED: Tuple[str, ...] = ()
 
 #: Versions nginx accepts in C{ssl_protocols} that OpenSSL 3 cannot speak.
 _OBSOLETE = ("SSLv2", "SSLv3")
@@ -122,6 +133,62 @@ def _serverName(exchange: Any) -> Optional[str]:
     return None if name is None else name.decode("latin-1")
 
 
+def _parseVerifyClient(directive: Directive) -> str:
+    """
+    C{ssl_verify_client on | off | optional | optional_no_ca}.
+    """
+    value = directive.args[0]
+    if value not in VERIFY_CLIENT:
+        raise ValueError(f'invalid value "{value}" in "{directive.name}" directive, '
+                         'it must be "on", "off", "optional" or "optional_no_ca"')
+    return value
+
+
+def _parseDepth(directive: Directive) -> int:
+    """
+    C{ssl_verify_depth N}.
+    """
+    value = directive.args[0]
+    if not value.isdigit():
+        raise ValueError(f'invalid value "{value}" in "{directive.name}" directive')
+    return int(value)
+
+
+def _clientCertificateOf(exchange: Any) -> Any:
+    """
+    @return: the client's certificate (cached per request), or C{None}.
+    """
+    cache = exchange.variableCache
+    if "_ssl_client_cert" in cache:
+        return cache["_ssl_client_cert"]
+    connection = connectionInfo(exchange.channel.transport)
+    certificate = None if connection is None else peerCertificate(connection)
+    cache["_ssl_client_cert"] = certificate
+    return certificate
+
+
+def _clientVerify(exchange: Any) -> Optional[str]:
+    """
+    C{$ssl_client_verify}.
+    """
+    return clientVerify(connectionInfo(exchange.channel.transport))
+
+
+def _certificateField(read: Any) -> Any:
+    """
+    @return: a variable getter applying C{read} to the client certificate;
+        empty (as nginx) on a TLS connection without one.
+    """
+
+    def get(exchange: Any) -> Optional[str]:
+        if connectionInfo(exchange.channel.transport) is None:
+            return None
+        certificate = _clientCertificateOf(exchange)
+        return "" if certificate is None else read(certificate)
+
+    return get
+
+
 class SSLModule(ProxyModule):
     """
     TLS termination for C{listen ... ssl}.
@@ -145,6 +212,15 @@ class SSLModule(ProxyModule):
                  default=False),
             spec("ssl_session_timeout", _CONTEXTS, 1, parse=timeSlot, default=300.0),
             spec("ssl_session_tickets", _CONTEXTS, 1, parse=flagSlot, default=True),
+            spec("ssl_client_certificate", _CONTEXTS, 1, parse=_parsePath),
+            spec("ssl_trusted_certificate", _CONTEXTS, 1, parse=_parsePath),
+            spec("ssl_verify_client", _CONTEXTS, 1, parse=_parseVerifyClient, default="off"),
+            spec("ssl_verify_depth", _CONTEXTS, 1, parse=_parseDepth, default=1),
+            spec("ssl_stapling", _CONTEXTS, 1, parse=flagSlot, default=False),
+            spec("ssl_stapling_file", _CONTEXTS, 1, parse=_parsePath),
+            spec("ssl_stapling_verify", _CONTEXTS, 1, parse=flagSlot, default=False),
+            spec("ssl_dhparam", _CONTEXTS, 1, parse=_parsePath),
+            spec("ssl_ecdh_curve", _CONTEXTS, 1, parse=stringSlot, default="auto"),
         ] + [spec(name, _CONTEXTS, (1, None), ignored=True) for name in _IGNORED]
 
     def variables(self) -> Sequence[VariableSpec]:
@@ -155,6 +231,11 @@ class SSLModule(ProxyModule):
             simple("ssl_protocol", _protocolName),
             simple("ssl_cipher", _cipherName),
             simple("ssl_server_name", _serverName),
+            simple("ssl_client_verify", _clientVerify),
+            simple("ssl_client_s_dn", _certificateField(lambda c: c.subject.rfc4514_string())),
+            simple("ssl_client_i_dn", _certificateField(lambda c: c.issuer.rfc4514_string())),
+            simple("ssl_client_serial", _certificateField(lambda c: serialText(c.serial_number))),
+            simple("ssl_client_fingerprint", _certificateField(fingerprint)),
         ]
 
     def configure(self, compiler: Any) -> None:
@@ -202,21 +283,63 @@ class SSLModule(ProxyModule):
             sessionTimeout=int(conf.get("ssl_session_timeout")),
             sessionCache=conf.get("ssl_session_cache"),
         )
+        extras = self._extras(conf, base, certificates[0].directive, compiler)
         state = compiler.state[self.name]
-        context = state["contexts"].get(settings)
+        context = state["contexts"].get((settings, extras))
         if context is None:
             try:
                 context = makeContext(settings, serverNameCallback)
+                ignored = applyExtras(context, extras, settings.certificates)
             except TLSLoadError as e:
                 if e.which == "certificate":
                     directive = certificates[e.index].directive
                 elif e.which == "key":
                     directive = keys[e.index].directive
+                elif e.which.startswith("ssl_"):
+                    directive = conf.source(e.which) or certificates[0].directive
                 else:
                     directive = conf.source("ssl_ciphers") or certificates[0].directive
                 raise directive.error(str(e))
-            state["contexts"][settings] = context
+            if ignored is not None:
+                where = conf.source("ssl_stapling") or certificates[0].directive
+                compiler.notice(
+                    f'"ssl_stapling" ignored, {ignored} in {where.filename}:{where.line}'
+                )
+            state["contexts"][(settings, extras)] = context
         state["servers"][id(server)] = context
+        if extras.verifyClient != "off":
+            server.requestFilters.append(ClientCertificateFilter(extras.verifyClient))
+
+    def _extras(self, conf: Any, base: str, fallback: Directive,
+                compiler: Any) -> ServerTLSExtras:
+        """
+        @return: the server's client-certificate, stapling and key-exchange
+            settings, checked as nginx checks them.
+        """
+        def path(name: str) -> Optional[str]:
+            value = conf.get(name)
+            return None if value is None else os.path.join(base, value.path)
+
+        verify = conf.get("ssl_verify_client")
+        clientCertificate = path("ssl_client_certificate")
+        trusted = path("ssl_trusted_certificate")
+        if verify in ("on", "optional") and clientCertificate is None and trusted is None:
+            raise (conf.source("ssl_verify_client") or fallback).error(
+                'no ssl_client_certificate for ssl_verify_client'
+            )
+        stapling = conf.get("ssl_stapling")
+        staplingFile = path("ssl_stapling_file")
+        return ServerTLSExtras(
+            verifyClient=verify,
+            clientCertificate=clientCertificate,
+            trustedCertificate=trusted,
+            verifyDepth=conf.get("ssl_verify_depth"),
+            stapling=stapling,
+            staplingFile=staplingFile,
+            staplingVerify=conf.get("ssl_stapling_verify"),
+            dhparam=path("ssl_dhparam"),
+            ecdhCurve=conf.get("ssl_ecdh_curve"),
+        )
 
     def configureListener(self, listener: Any, compiler: Any) -> None:
         """
@@ -250,7 +373,7 @@ class SSLModule(ProxyModule):
                         'no "ssl_certificate" is defined for the "listen ... ssl" directive',
                     )
                 contexts[id(server)] = context
-        listener.tls = ListenerTLS(listener, contexts)
+        listener.tls = VerifyingListenerTLS(listener, contexts)
 
 
 def _confDirectory(compiler: Any) -> str:

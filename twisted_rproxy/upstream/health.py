@@ -401,6 +401,13 @@ class HealthCheck:
             % (spec.uri.encode("latin-1"), host)
         )
 
+    def connectWith(self, connect: Callable[[Peer, float], "Deferred[Any]"]) -> None:
+        """
+        Probe through C{connect} instead (the proxy_ssl module's TLS
+        connections, for a check in an C{https} location).
+        """
+        self._connect = connect
+
     @property
     def running(self) -> bool:
         """

@@ -70,6 +70,9 @@ class UpstreamHTTPProtocol(Protocol):
     #: C{Protocol}'s C{Optional[ITransport]} does not describe.
     transport: Any
 
+    #: The TLS target a TLS subclass was made for; the keepalive pool's key.
+    tlsKey: Any = None
+
     def __init__(self, peer: Any, reactor: Any, limits: Optional[Limits] = None) -> None:
         self.peer = peer
         self._reactor = reactor

@@ -24,7 +24,10 @@ class ConnectionPool:
     """
     Hands out backend connections, reusing idle keepalive ones first.
 
-    @ivar idle: per C{(upstream, peer)}, idle protocols, most recent last.
+    @ivar idle: per C{(upstream, peer, tls)}, idle protocols, most recent
+        last; C{tls} is the L{TLSTarget <twisted_rproxy.upstream.tls.TLSTarget>}
+        of a TLS connection (one per verified name) and C{None} for plain
+        ones, so the two, or two names, never share a connection.
     """
 
     def __init__(self, reactor: Any = None) -> None:
@@ -33,14 +36,16 @@ class ConnectionPool:
 
             reactor = _reactor
         self._reactor = reactor
-        self.idle: Dict[Tuple[int, Any], Deque[UpstreamHTTPProtocol]] = {}
+        self.idle: Dict[Tuple[int, Any, Any], Deque[UpstreamHTTPProtocol]] = {}
 
-    def takeIdle(self, upstream: Any, peer: Any) -> Optional[UpstreamHTTPProtocol]:
+    def takeIdle(self, upstream: Any, peer: Any, tls: Any = None) -> Optional[UpstreamHTTPProtocol]:
         """
+        @param tls: the L{TLSTarget <twisted_rproxy.upstream.tls.TLSTarget>}
+            for C{https} backends, C{None} for plain ones.
         @return: an idle keepalive connection to C{peer}, or C{None}.  The
             synchronous fast path: no Deferred for the common case.
         """
-        cached = self.idle.get((id(upstream), peer))
+        cached = self.idle.get((id(upstream), peer, tls))
         while cached:
             protocol = cached.pop()
             protocol.onLost = None
@@ -49,22 +54,37 @@ class ConnectionPool:
                 return protocol
         return None
 
-    def acquire(self, upstream: Any, peer: Any, connectTimeout: float) -> "Deferred[Tuple[UpstreamHTTPProtocol, bool]]":
+    def acquire(self, upstream: Any, peer: Any, connectTimeout: float,
+                tls: Any = None) -> "Deferred[Tuple[UpstreamHTTPProtocol, bool]]":
         """
         @return: a Deferred firing with C{(protocol, reused)}, or failing
             with L{UpstreamError} when the backend cannot be reached.
         """
-        protocol = self.takeIdle(upstream, peer)
+        protocol = self.takeIdle(upstream, peer, tls)
         if protocol is not None:
             return succeed((protocol, True))
-        return self.connect(peer, connectTimeout)
+        return self.connect(peer, connectTimeout, tls)
 
-    def connect(self, peer: Any, connectTimeout: float) -> "Deferred[Tuple[UpstreamHTTPProtocol, bool]]":
+    def connect(self, peer: Any, connectTimeout: float,
+                tls: Any = None) -> "Deferred[Tuple[UpstreamHTTPProtocol, bool]]":
         """
-        Open a new connection to C{peer} within C{proxy_connect_timeout}.
+        Open a new connection to C{peer} within C{proxy_connect_timeout}
+        (which, as in nginx, covers the TLS handshake too).
+
+        @param tls: a L{TLSTarget <twisted_rproxy.upstream.tls.TLSTarget>}
+            to speak TLS to the backend; the Deferred then fires once the
+            handshake is done and the certificate accepted.
         """
-        protocol = UpstreamHTTPProtocol(peer, self._reactor)
-        d = self._endpoint(peer, connectTimeout).connect(_QuietFactory(protocol))
+        if tls is None:
+            protocol = UpstreamHTTPProtocol(peer, self._reactor)
+            d = self._endpoint(peer, connectTimeout).connect(_QuietFactory(protocol))
+        else:
+            from .tls import TLSUpstreamHTTPProtocol
+
+            protocol = TLSUpstreamHTTPProtocol(peer, self._reactor, tls)
+            factory = tls.wrapFactory(_QuietFactory(protocol))
+            d = self._endpoint(peer, connectTimeout).connect(factory)
+            d.addCallback(lambda _wrapper: protocol.handshake)
         if connectTimeout:
             self._limitConnect(d, connectTimeout)
         d.addCallbacks(lambda p: (p, False), _connectFailed)
@@ -119,7 +139,7 @@ class ConnectionPool:
             if protocol.transport is not None:
                 protocol.transport.loseConnection()
             return
-        key = (id(upstream), protocol.peer)
+        key = (id(upstream), protocol.peer, protocol.tlsKey)
         cached = self.idle.setdefault(key, deque())
         if len(cached) >= upstream.keepalive:
             oldest = cached.popleft()

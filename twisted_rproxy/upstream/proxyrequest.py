@@ -95,6 +95,10 @@ class ProxyRequest:
         self._spillLogged = False
         self.buffering = self.settings.buffering
         self.reused = False
+        self.scheme = handler.target.scheme
+        #: The L{TLSTarget <twisted_rproxy.upstream.tls.TLSTarget>} of an
+        #: https backend, else C{None}.
+        self.tlsTarget: Any = None
 
     # -- starting -------------------------------------------------------
 
@@ -110,6 +114,8 @@ class ProxyRequest:
             exchange.proxyHost, exchange.proxyPort = target.proxyHost, target.proxyPort
         else:
             exchange.proxyHost, exchange.proxyPort = self.proxyHost, self.proxyPort
+        if self.scheme == "https":
+            self.tlsTarget = self._tlsTarget()
         exchange.notifyClientClosed(self.clientClosed)
         self.uri = self._requestURI()
         hasBody = exchange.channel.hasRequestBody(exchange) and self.settings.passRequestBody
@@ -123,6 +129,21 @@ class ProxyRequest:
         else:
             self.streaming = True
             self.connect()
+
+    def _tlsTarget(self) -> Any:
+        """
+        @return: the TLS target for this request's C{proxy_ssl_name}
+            (default C{$proxy_host}), without its port, as nginx's
+            C{ngx_http_upstream_ssl_name}.
+        """
+        handler = self.handler
+        value = handler.tlsName
+        name = value.static if value.static is not None else value.evaluate(self.exchange)
+        if name.startswith("["):
+            name = name[: name.find("]") + 1] if "]" in name else name
+        else:
+            name = name.partition(":")[0]
+        return handler.tls.target(name)
 
     def _resolveVariableURL(self) -> bool:
         """
@@ -138,14 +159,15 @@ class ProxyRequest:
         url = self.handler.target.url.evaluate(self.exchange)
         scheme, authority, uri = splitURL(url)
         upstream = None
-        if scheme == "http":
+        defaultPort = 443 if scheme == "https" else 80
+        if scheme in ("http", "https"):
             upstream = self.handler.upstreams.get(authority)
             if upstream is None:
-                upstream = _literalUpstream(authority, self.reactor)
+                upstream = _literalUpstream(authority, self.reactor, defaultPort)
         if upstream is None:
-            if scheme == "http":
+            if scheme in ("http", "https"):
                 try:
-                    host = splitHostPort(authority, 80)[0]
+                    host = splitHostPort(authority, defaultPort)[0]
                 except ValueError:
                     host = authority
                 message = f"no resolver defined to resolve {host}"
@@ -155,9 +177,10 @@ class ProxyRequest:
             self.exchange.sendLocalReply(502)
             return False
         self.upstream = upstream
+        self.scheme = scheme
         from ..modules.proxy import hostAndPort
 
-        self.proxyHost, self.proxyPort = hostAndPort(authority)
+        self.proxyHost, self.proxyPort = hostAndPort(authority, scheme)
         self.variableURI = uri
         return True
 
@@ -238,11 +261,11 @@ class ProxyRequest:
         self.attempt = Attempt(peer.name, self.reactor.seconds())
         self.exchange.upstreamAttempts.append(self.attempt)
         pool = self.handler.pool
-        idle = pool.takeIdle(self.upstream, peer)
+        idle = pool.takeIdle(self.upstream, peer, self.tlsTarget)
         if idle is not None:
             self._connected((idle, True))
             return
-        d = self._connecting = pool.connect(peer, self.settings.connectTimeout)
+        d = self._connecting = pool.connect(peer, self.settings.connectTimeout, self.tlsTarget)
         d.addCallbacks(self._connected, self._connectFailed)
 
     def _connected(self, result: Any) -> None:
@@ -538,8 +561,9 @@ class ProxyRequest:
         peer = self.channelPeer()
         self.log.error(
             '{error}, client: {client}, server: {server}, request: "{request}", '
-            'upstream: "http://{upstream}{uri}", host: "{host}"',
+            'upstream: "{scheme}://{upstream}{uri}", host: "{host}"',
             error=str(error),
+            scheme=self.scheme,
             client=peer,
             server=exchange.server.primaryName if exchange.server else "",
             request=self._requestLine(),
@@ -697,7 +721,7 @@ class ProxyRequest:
             self._releaseConnection(False, failed=False)
 
 
-def _literalUpstream(authority: str, reactor: Any) -> Optional[Upstream]:
+def _literalUpstream(authority: str, reactor: Any, defaultPort: int = 80) -> Optional[Upstream]:
     """
     A one-peer group for an address nginx can use without resolving it: a
     literal IPv4/IPv6 address (with an optional port) or C{unix:PATH}.
@@ -708,7 +732,7 @@ def _literalUpstream(authority: str, reactor: Any) -> Optional[Upstream]:
         peer = Peer(None, 0, authority[5:])
     else:
         try:
-            host, port = splitHostPort(authority, 80)
+            host, port = splitHostPort(authority, defaultPort)
             ipaddress.ip_address(host)
         except ValueError:
             return None
