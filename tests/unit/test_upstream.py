@@ -667,6 +667,34 @@ class PoolTests(SynchronousTestCase):
         self.assertTrue(connections[0][2].disconnecting)
         self.assertFalse(connections[2][2].disconnecting)
 
+    def test_evictedLeavesNoTimer(self) -> None:
+        """
+        The connection evicted for a newer one takes its idle timer with
+        it: nothing pending still refers to the closed protocol.
+        """
+        connections = [self.connect() for _ in range(3)]
+        for protocol, _, _ in connections:
+            self.pool.release(self.upstream, protocol, True)
+        evicted = connections[0][0]
+        self.assertIsNone(evicted.idleTimer)
+        pending = [c for c in self.reactor.getDelayedCalls() if c.active()]
+        self.assertEqual(len(pending), 2)
+        self.assertNotIn(evicted, [a for c in pending for a in c.args])
+
+    def test_reusedThenClosedLeavesNoTimer(self) -> None:
+        """
+        A connection taken from the cache and then released as not
+        reusable is closed with its idle timer cancelled.
+        """
+        protocol, _, transport = self.connect()
+        self.pool.release(self.upstream, protocol, True)
+        again, reused, _ = self.connect()
+        self.assertIs(again, protocol)
+        self.assertTrue(reused)
+        self.pool.release(self.upstream, protocol, False)
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual([c for c in self.reactor.getDelayedCalls() if c.active()], [])
+
     def test_idleTimeout(self) -> None:
         """
         An idle connection is closed after C{keepalive_timeout}.

@@ -116,6 +116,7 @@ class ConnectionPool:
             or self._reactor.seconds() - protocol.connectedAt >= upstream.keepaliveTime
         ):
             protocol.onLost = None
+            _dropIdleTimer(protocol)
             if protocol.transport is not None:
                 protocol.transport.loseConnection()
             return
@@ -125,6 +126,7 @@ class ConnectionPool:
             oldest = cached.popleft()
             oldest.pooled = False
             oldest.onLost = None
+            _dropIdleTimer(oldest)
             oldest.transport.loseConnection()
         cached.append(protocol)
         protocol.pooled = True
@@ -184,6 +186,19 @@ class ConnectionPool:
                 protocol.idleTimer = None
                 protocol.transport.loseConnection()
         self.idle.clear()
+
+
+def _dropIdleTimer(protocol: UpstreamHTTPProtocol) -> None:
+    """
+    Cancel the idle timer of a connection being closed: its arguments hold
+    the closed protocol (and its transport) until it fires, which after a
+    burst beyond C{keepalive} kept every surplus connection in memory for
+    C{keepalive_timeout}.
+    """
+    timer = protocol.idleTimer
+    if timer is not None and timer.active():
+        timer.cancel()
+    protocol.idleTimer = None
 
 
 class _QuietFactory(Factory):
