@@ -5,7 +5,9 @@ connection deadlines.
 
 from __future__ import annotations
 
-from typing import List, Optional
+import gc
+import weakref
+from typing import Any, List, Optional
 
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
@@ -20,7 +22,7 @@ class Conn:
 
     def __init__(self, clock: Clock, fired: List["Conn"], name: str) -> None:
         self._deadline: Optional[float] = None
-        self._queuedAt: Optional[float] = None
+        self._timerEntry: Optional[List[Any]] = None
         self.clock = clock
         self.fired = fired
         self.name = name
@@ -163,3 +165,51 @@ class ConnectionTimersTests(SynchronousTestCase):
         other = Clock()
         self.assertIs(timersFor(self.clock), timersFor(self.clock))
         self.assertIsNot(timersFor(self.clock), timersFor(other))
+
+
+class RetentionTests(SynchronousTestCase):
+    """
+    The heap never keeps a disarmed connection alive, and stays about the
+    size of the armed ones however many come and go.
+    """
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.timers = ConnectionTimers(self.clock)
+        self.fired: List[Conn] = []
+        self.keeper = Conn(self.clock, self.fired, "keeper")
+        self.timers.arm(self.keeper, 1000)
+
+    def test_disarmedIsReleased(self) -> None:
+        """A disarmed connection can be collected while others are armed."""
+        c = Conn(self.clock, self.fired, "gone")
+        self.timers.arm(c, 10)
+        ref = weakref.ref(c)
+        self.timers.disarm(c)
+        del c
+        gc.collect()
+        self.assertIsNone(ref())
+
+    def test_supersededIsReleased(self) -> None:
+        """
+        An entry replaced by an earlier deadline no longer refers to its
+        connection once that connection is disarmed.
+        """
+        c = Conn(self.clock, self.fired, "moved")
+        self.timers.arm(c, 100)
+        self.timers.arm(c, 10)
+        ref = weakref.ref(c)
+        self.timers.disarm(c)
+        del c
+        gc.collect()
+        self.assertIsNone(ref())
+
+    def test_compacted(self) -> None:
+        """Connections armed and disarmed in turn leave a small heap."""
+        for i in range(1000):
+            c = Conn(self.clock, self.fired, str(i))
+            self.timers.arm(c, 10 + i)
+            self.timers.disarm(c)
+        self.assertLess(len(self.timers._heap), 60)
+        self.clock.advance(1000)
+        self.assertEqual(self.fired, [self.keeper])

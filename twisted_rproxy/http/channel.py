@@ -8,7 +8,7 @@ responses, and keeps both directions flowing with backpressure.
 from __future__ import annotations
 
 import time
-from typing import AbstractSet, Any, Dict, FrozenSet, Optional, Tuple
+from typing import AbstractSet, Any, Dict, FrozenSet, List, Optional, Tuple
 
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import Protocol
@@ -135,7 +135,7 @@ class HTTPChannel(Protocol):
         "_reactor", "listener", "_limits", "_headerTimeout", "_buffer", "_state",
         "_exchange", "_remaining", "_decoder", "_bodyReceived", "_chunked",
         "_requests", "_readPauses", "_writePaused", "_continueSent", "_timers",
-        "_deadline", "_queuedAt", "_timerWhy", "_inReadHeads", "_chunkedOut",
+        "_deadline", "_timerEntry", "_timerWhy", "_inReadHeads", "_chunkedOut",
         "lost", "_sendTimer", "_tunnel", "clientAddress", "serverAddress",
         "connectionNumber",
     )
@@ -163,7 +163,7 @@ class HTTPChannel(Protocol):
         self._continueSent = False
         self._timers = timersFor(reactor)
         self._deadline: Optional[float] = None
-        self._queuedAt: Optional[float] = None
+        self._timerEntry: Optional[List[Any]] = None
         self._timerWhy = ""
         self._inReadHeads = False
         self._chunkedOut = False
@@ -582,9 +582,10 @@ class HTTPChannel(Protocol):
         own: Optional[frozenset] = _OWN_HEADERS  # Server and Date, unless the response has them
         for name, _value in headers:
             size = len(name)
-            if size == 14 and name.lower() == b"content-length":
-                hasLength = True
-            elif size in (4, 6) and own is not None:
+            if size == 14:
+                if name.lower() == b"content-length":
+                    hasLength = True
+            elif (size == 4 or size == 6) and own is not None:
                 lower = name.lower()
                 if lower == b"server" or lower == b"date":
                     # proxy_pass_header Server/Date: the backend's is sent
@@ -614,8 +615,9 @@ class HTTPChannel(Protocol):
                 parts.append(b"Server: %s\r\n" % self._serverHeader(exchange))
             if b"date" in own:
                 parts.append(b"Date: %s\r\n" % httpDate(self._reactor.seconds()))
+        append = parts.append
         for name, value in headers:
-            parts += (name, b": ", value, b"\r\n")
+            append(name + b": " + value + b"\r\n")
         if self._chunkedOut:
             parts.append(b"Transfer-Encoding: chunked\r\n")
         parts.append(

@@ -9,7 +9,7 @@ of what they hold beyond the socket.  nginx keeps its timers in one tree
 and moves a connection's only when its deadline changes; this is the same
 idea on a heap: each connection has at most one live entry, pushed back
 lazily when its deadline moved later, and only the earliest entry has a
-C{DelayedCall}.  Deadlines fire exactly when due, on the reactor's clock,
+C{DelayedCall}.  A disarmed entry lets go of its connection at once.  Deadlines fire exactly when due, on the reactor's clock,
 so tests drive it with L{twisted.internet.task.Clock} as before.
 """
 
@@ -18,18 +18,18 @@ from __future__ import annotations
 import heapq
 import weakref
 from itertools import count
-from typing import Any, List, Optional, Protocol, Tuple
+from typing import Any, List, Optional, Protocol
 
 
 class TimedConnection(Protocol):
     """
     What L{ConnectionTimers} needs of a connection: its current deadline
-    (C{None} when disarmed), the deadline of its queued entry, and what to
-    call when the deadline passes.
+    (C{None} when disarmed), its entry in the heap (C{None} when it has
+    none), and what to call when the deadline passes.
     """
 
     _deadline: Optional[float]
-    _queuedAt: Optional[float]
+    _timerEntry: Optional[List[Any]]
 
     def _timedOut(self) -> None:
         ...
@@ -39,17 +39,22 @@ class ConnectionTimers:
     """
     The deadlines of a reactor's connections, in one heap.
 
-    @ivar _heap: C{(deadline, sequence, connection)}; an entry is live only
-        while it is its connection's C{_queuedAt}.
-    @ivar _live: connections with a live entry; at zero the heap is
-        dropped and the reactor holds no call of ours.
+    @ivar _heap: C{[deadline, sequence, connection]} lists; a disarmed or
+        superseded entry has its connection set to C{None}, so a closed
+        connection is never kept alive by the heap, and the heap is
+        compacted when such entries are more than half of it (as Twisted
+        does for cancelled calls).
+    @ivar _live: connections with an entry; at zero the heap is dropped
+        and the reactor holds no call of ours.
+    @ivar _stale: entries whose connection was set to C{None}.
     """
 
     def __init__(self, reactor: Any) -> None:
         self._reactor = reactor
-        self._heap: List[Tuple[float, int, Any]] = []
+        self._heap: List[List[Any]] = []
         self._order = count()
         self._live = 0
+        self._stale = 0
         self._call: Any = None
 
     def arm(self, connection: TimedConnection, seconds: float) -> None:
@@ -59,31 +64,44 @@ class ConnectionTimers:
         """
         deadline = self._reactor.seconds() + seconds
         connection._deadline = deadline
-        queued = connection._queuedAt
-        if queued is not None and queued <= deadline:
-            return  # its entry fires first and pushes itself back
-        if queued is None:
+        entry = connection._timerEntry
+        if entry is not None:
+            if entry[0] <= deadline:
+                return  # its entry comes first and pushes itself back
+            entry[2] = None
+            self._stale += 1
+        else:
             self._live += 1
         self._push(connection, deadline)
 
     def disarm(self, connection: TimedConnection) -> None:
         """
-        Forget C{connection}'s deadline (its entry, if any, is dropped when
-        reached, or at once when it is the last one).
+        Forget C{connection}'s deadline and let go of it.
         """
         connection._deadline = None
-        if connection._queuedAt is not None:
-            connection._queuedAt = None
-            self._live -= 1
-            if not self._live:
-                self._heap.clear()
-                if self._call is not None and self._call.active():
-                    self._call.cancel()
-                self._call = None
+        entry = connection._timerEntry
+        if entry is None:
+            return
+        entry[2] = None
+        connection._timerEntry = None
+        self._live -= 1
+        self._stale += 1
+        heap = self._heap
+        if not self._live:
+            heap.clear()
+            self._stale = 0
+            if self._call is not None and self._call.active():
+                self._call.cancel()
+            self._call = None
+        elif self._stale > 50 and self._stale > len(heap) >> 1:
+            heap[:] = [e for e in heap if e[2] is not None]
+            heapq.heapify(heap)
+            self._stale = 0
 
     def _push(self, connection: TimedConnection, deadline: float) -> None:
-        connection._queuedAt = deadline
-        heapq.heappush(self._heap, (deadline, next(self._order), connection))
+        entry = [deadline, next(self._order), connection]
+        connection._timerEntry = entry
+        heapq.heappush(self._heap, entry)
         call = self._call
         if call is None or not call.active():
             self._call = self._reactor.callLater(
@@ -101,15 +119,18 @@ class ConnectionTimers:
         now = self._reactor.seconds()
         due: List[Any] = []
         while heap and heap[0][0] <= now:
-            at, _order, connection = heapq.heappop(heap)
-            if connection._queuedAt != at:
-                continue  # stale: disarmed, or re-queued earlier
+            entry = heapq.heappop(heap)
+            connection = entry[2]
+            if connection is None:
+                self._stale -= 1
+                continue
             deadline = connection._deadline
             if deadline is not None and deadline > now:
-                connection._queuedAt = deadline
-                heapq.heappush(heap, (deadline, next(self._order), connection))
+                entry[0] = deadline
+                entry[1] = next(self._order)
+                heapq.heappush(heap, entry)
                 continue
-            connection._queuedAt = None
+            connection._timerEntry = None
             connection._deadline = None
             self._live -= 1
             due.append(connection)
@@ -118,6 +139,7 @@ class ConnectionTimers:
                 self._call = self._reactor.callLater(max(0.0, heap[0][0] - now), self._expire)
             else:
                 heap.clear()
+                self._stale = 0
         for connection in due:
             connection._timedOut()
 
