@@ -7,7 +7,7 @@ parser as client requests, and streams the body to a handler.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, List, Optional
 
 from twisted.internet.error import ConnectionDone
 from twisted.internet.protocol import Protocol
@@ -22,6 +22,7 @@ from ..http.parser import (
     parseResponseHead,
     responseFraming,
 )
+from ..http.timers import timersFor
 
 
 class UpstreamError(Exception):
@@ -81,7 +82,11 @@ class UpstreamHTTPProtocol(Protocol):
         self._remaining = 0
         self._decoder: Optional[ChunkedDecoder] = None
         self._method = b"GET"
-        self._timer: Any = None
+        # The read timeout is an entry in the reactor's shared heap (see
+        # twisted_rproxy.http.timers): no DelayedCall reset per request.
+        self._timers = timersFor(reactor)
+        self._deadline: Optional[float] = None
+        self._timerEntry: Optional[List[Any]] = None
         self._timerArmed = False
         self.pooled = False
         self.idleTimer: Any = None
@@ -147,7 +152,7 @@ class UpstreamHTTPProtocol(Protocol):
             return
         self._sending = False
         self.sendUnblocked()
-        if self._state == _HEAD and self._handler is not None and self._timer is None:
+        if self._state == _HEAD and self._handler is not None and self._timerEntry is None:
             self._armTimer()
 
     def sendBlocked(self) -> None:
@@ -174,12 +179,7 @@ class UpstreamHTTPProtocol(Protocol):
         if not self._readTimeout:
             return
         self._timerArmed = True
-        if self._timer is not None and self._timer.active():
-            # Pushing a pending call later is O(1) in Twisted's reactor,
-            # far cheaper than a cancel and a new callLater per request.
-            self._timer.reset(self._readTimeout)
-        else:
-            self._timer = self._reactor.callLater(self._readTimeout, self._timedOut)
+        self._timers.arm(self, self._readTimeout)
 
     def _cancelTimer(self) -> None:
         """
@@ -195,9 +195,7 @@ class UpstreamHTTPProtocol(Protocol):
         this codec.
         """
         self._timerArmed = False
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self._timer = None
+        self._timers.disarm(self)
         self.sendUnblocked()
 
     def _sendTimedOut(self) -> None:
@@ -209,7 +207,6 @@ class UpstreamHTTPProtocol(Protocol):
         self.transport.abortConnection()
 
     def _timedOut(self) -> None:
-        self._timer = None
         if not self._timerArmed:
             return
         stage = "reading response header from upstream" if self._state == _HEAD else (
