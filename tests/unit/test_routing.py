@@ -847,6 +847,25 @@ def test_normalizeHost(raw: bytes, expected: Optional[str]) -> None:
     backslash, refused here on every platform).
     """
     assert normalizeHost(raw) == expected
+    # Asked again, the remembered answer is the same.
+    assert normalizeHost(raw) == expected
+    assert normalizeHost(raw.decode("utf-8", "surrogateescape")) == expected
+
+
+def test_normalizeHostCacheBounded() -> None:
+    """
+    Remembered Host values are bounded in number and length, and the
+    answers stay right once the cache starts over.
+    """
+    from twisted_rproxy.http import routing
+
+    for i in range(routing._HOST_CACHE_SIZE * 2 + 3):
+        assert normalizeHost(b"h%d.test:80" % i) == f"h{i}.test"
+        assert len(routing._HOSTS) <= routing._HOST_CACHE_SIZE
+    long = b"a" * (routing._HOST_CACHE_KEY + 1)
+    assert normalizeHost(long) == long.decode()
+    assert long not in routing._HOSTS
+    assert normalizeHost(b"a..b") is None
 
 
 # ---------------------------------------------------------------------------
