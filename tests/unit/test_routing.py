@@ -937,6 +937,29 @@ def test_normalizePath(raw: bytes, expected: Optional[str]) -> None:
     assert normalizePath(raw) == expected
 
 
+def test_normalizePathFastPathAgrees() -> None:
+    """
+    Paths the fast path returns as they are get the same answer from the
+    full state machine, over many generated paths mixing the characters
+    that matter (slashes, dots, escapes, non-ASCII, spaces).
+    """
+    import random
+
+    from twisted_rproxy.http import routing
+
+    pieces = [b"/", b"/", b"a", b"Z", b"9", b".", b"..", b"-", b"~", b"%41", b"%2F",
+              b"%2e", b"@", b":", b"\xc3\xa9", b" ", b"_", b"'", b"!", b";="]
+    chooser = random.Random(1234)
+    fast = 0
+    for _ in range(5000):
+        path = b"/" + b"".join(chooser.choice(pieces) for _ in range(chooser.randrange(8)))
+        if routing._PLAIN_PATH.fullmatch(path) is not None:
+            fast += 1
+        assert normalizePath(path) == routing._normalizeComplexPath(path), path
+    assert fast > 500
+
+
+
 def test_normalizePathRoundTrips() -> None:
     """
     The decoded path gives back nginx's C{$uri} bytes exactly.

@@ -1368,6 +1368,22 @@ def normalizePath(rawPath: bytes) -> Optional[str]:
             rawPath = rawPath[:cut]
     if rawPath[:1] != b"/":
         return None
+    if _PLAIN_PATH.fullmatch(rawPath) is not None:
+        # Nothing to decode, merge or resolve: the path is its own $uri.
+        return rawPath.decode("ascii")
+    return _normalizeComplexPath(rawPath)
+
+
+_PLAIN_CHAR = rb"A-Za-z0-9\-_~!$&'()*+,;=:@"
+_PLAIN_PATH = re.compile(rb"(?:/[%s][%s.]*)*/?" % (_PLAIN_CHAR, _PLAIN_CHAR))
+"""A path that L{normalizePath} leaves as it is: no escape, no repeated
+slash, no segment starting with a dot, only printable ASCII."""
+
+
+def _normalizeComplexPath(rawPath: bytes) -> Optional[str]:
+    """
+    L{normalizePath}'s state machine, for a path starting with C{/}.
+    """
     out = bytearray()
     state = _S_USUAL
     i, total = 0, len(rawPath)
