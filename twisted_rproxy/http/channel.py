@@ -615,9 +615,8 @@ class HTTPChannel(Protocol):
                 parts.append(b"Server: %s\r\n" % self._serverHeader(exchange))
             if b"date" in own:
                 parts.append(b"Date: %s\r\n" % httpDate(self._reactor.seconds()))
-        append = parts.append
         for name, value in headers:
-            append(name + b": " + value + b"\r\n")
+            parts += (name, b": ", value, b"\r\n")
         if self._chunkedOut:
             parts.append(b"Transfer-Encoding: chunked\r\n")
         parts.append(

@@ -262,7 +262,7 @@ class UpstreamHTTPProtocol(Protocol):
             return True  # interim response: wait for the final one
         connection = b""
         for name, value in head.headers:
-            if name.lower() == b"connection":
+            if len(name) == 10 and name.lower() == b"connection":
                 connection += value.lower() + b","
         self._connectionClose = b"close" in connection or (
             head.version == b"HTTP/1.0" and b"keep-alive" not in connection
