@@ -361,6 +361,43 @@ def test_redirectCandidate() -> None:
     assert chosen(tree, "/p") == "/"
 
 
+def test_findAgreesWithTwoSearches() -> None:
+    """
+    L{LocationTree.find} gives what L{LocationTree.redirectCandidate} and
+    then L{LocationTree.match} give, over trees with redirect candidates
+    (plain, nested, beside exact, prefix and regex locations) and many
+    generated paths.
+    """
+    import itertools
+
+    trees = [
+        LocationTree([loc("", "/p/", name="proxy-p"), loc("", "/s/", name="static-s"), loc("", "/")]),
+        LocationTree([loc("", "/p/", name="proxy-p"), loc("=", "/p", name="exact")]),
+        LocationTree([loc("", "/q", loc("", "/q/", name="proxy-q"), name="q")]),
+        LocationTree([loc("", "/a", name="proxy-a"), loc("", "/a/", name="proxy-a/"),
+                      loc("", "/a/b/", name="static-ab"), loc("~", "b$", name="proxy-re"),
+                      loc("^~", "/c/", name="proxy-c"), loc("", "/", name="root")]),
+        LocationTree(DOCS_EXAMPLE),
+    ]
+    parts = ["", "/", "a", "p", "q", "s", "b", "c", "x", "documents", "images", "1.gif"]
+    for tree in trees:
+        for combo in itertools.product(parts, repeat=3):
+            path = "/" + "/".join(combo).lstrip("/")
+            for path in (path, path.rstrip("/") or "/"):
+                redirect = tree.redirectCandidate(path, proxied)
+                match = tree.match(path)
+                found = tree.find(path, proxied)
+                if redirect is not None:
+                    assert found == (redirect, None), path
+                else:
+                    assert found[0] is None, path
+                    assert (found[1] is None) == (match is None), path
+                    if match is not None:
+                        assert found[1] is not None
+                        assert (found[1].payload, found[1].captures, found[1].named) == (
+                            match.payload, match.captures, match.named), path
+
+
 def test_redirectCandidateLosesToExact() -> None:
     """
     An exact location for the path itself is served instead.

@@ -188,14 +188,16 @@ class Exchange:
 
     def _findLocation(self) -> None:
         locations = self.server.locations
-        if self.server.autoRedirects and locations.redirectCandidate(
-            self.path, _wantsRedirect
-        ) is not None:
-            # nginx's auto_redirect: "/app" asks for "location /app/".
-            target = self.path + "/" + ("?" + self.args if self.args else "")
-            self.sendRedirect(301, target)
-            return
-        match = locations.match(self.path)
+        if self.server.autoRedirects:
+            # One search answers both nginx's auto_redirect ("/app" asks
+            # for "location /app/") and which location serves the path.
+            redirect, match = locations.find(self.path, _wantsRedirect)
+            if redirect is not None:
+                target = self.path + "/" + ("?" + self.args if self.args else "")
+                self.sendRedirect(301, target)
+                return
+        else:
+            match = locations.match(self.path)
         if match is None:
             self.location = None
             self.sendLocalReply(404)

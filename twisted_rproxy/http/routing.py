@@ -897,6 +897,29 @@ class LocationTree:
             return None
         return search.location.payload
 
+    def find(
+        self, path: str, wantsRedirect: RedirectPredicate
+    ) -> Tuple[Optional[object], Optional[LocationMatch]]:
+        """
+        L{redirectCandidate} and L{match} in one search, for a server with
+        C{auto_redirect} locations.  A search with the predicate differs
+        from one without only when it ends on a redirect candidate (any
+        later match overrides the candidate exactly as it would have
+        overridden what came before it), so its result is also the match.
+
+        @return: C{(payload, None)} when nginx redirects C{path} to
+            C{path + "/"}, else C{(None, match)} as L{match} returns it.
+        """
+        rc, search = self._search(path, wantsRedirect)
+        location = search.location
+        if rc == _DONE and location is not None:
+            return location.payload, None
+        if location is None:
+            return None, None
+        if search.match is None:
+            return None, LocationMatch(location.payload, (), {})
+        return None, LocationMatch(location.payload, search.match.captures, search.match.named)
+
     def named(self, name: str) -> Optional[object]:
         """
         Look up a named location (C{@name}); C{name} may omit the C{@}.
