@@ -54,6 +54,19 @@ class Exchange:
     """
 
     log = Logger()
+    # The state every request has, in slots: past 30 instance attributes
+    # CPython 3.11 gives up its compact shared-key layout and makes a full
+    # dict for each exchange, on every request.  Modules' own attributes
+    # (C{proxyHost}, ...) still go to the instance dict.
+    __slots__ = (
+        "channel", "method", "rawURI", "version", "requestHeaders", "startTime",
+        "path", "args", "host", "captures", "namedCaptures", "serverCaptures",
+        "server", "location", "status", "responseHeaders", "bodyBytesSent",
+        "bytesSent", "requestLength", "upstreamAttempts", "finished", "aborted",
+        "headSent", "keepAlive", "hasBody", "originTarget", "statusOverride",
+        "variableCache", "_bodyConsumer", "_bodyQueue", "_bodyDone", "_bodyError",
+        "_responseProducer", "_closeCallbacks", "endTime", "__dict__", "__weakref__",
+    )
 
     def __init__(
         self,
