@@ -707,6 +707,44 @@ class PoolTests(SynchronousTestCase):
         self.assertTrue(transport.disconnecting)
         self.assertEqual(self.pool.idleCount(), 0)
 
+    def test_idleTimeoutFromLastRelease(self) -> None:
+        """
+        A connection reused and released again is closed
+        C{keepalive_timeout} after the last release, with one timer.
+        """
+        protocol, _, transport = self.connect()
+        self.pool.release(self.upstream, protocol, True)
+        self.reactor.advance(10)
+        again, reused, _ = self.connect()
+        self.assertIs(again, protocol)
+        self.assertTrue(reused)
+        self.reactor.advance(5)
+        self.pool.release(self.upstream, protocol, True)
+        self.assertEqual(len([c for c in self.reactor.getDelayedCalls() if c.active()]), 1)
+        self.reactor.advance(29)
+        self.assertFalse(transport.disconnecting)
+        self.assertEqual(self.pool.idleCount(), 1)
+        self.reactor.advance(1)
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(self.pool.idleCount(), 0)
+        self.assertEqual(self.reactor.getDelayedCalls(), [])
+
+    def test_idleTimerFiresWhileInUse(self) -> None:
+        """
+        A connection in use when its old idle timer comes due is left
+        alone, and gets a full C{keepalive_timeout} after its next release.
+        """
+        protocol, _, transport = self.connect()
+        self.pool.release(self.upstream, protocol, True)
+        self.connect()
+        self.reactor.advance(45)
+        self.assertFalse(transport.disconnecting)
+        self.pool.release(self.upstream, protocol, True)
+        self.reactor.advance(29)
+        self.assertFalse(transport.disconnecting)
+        self.reactor.advance(1)
+        self.assertTrue(transport.disconnecting)
+
     def test_closedWhileIdleIsForgotten(self) -> None:
         """
         A cached connection the backend closes leaves the cache at once.

@@ -90,6 +90,7 @@ class UpstreamHTTPProtocol(Protocol):
         self._timerArmed = False
         self.pooled = False
         self.idleTimer: Any = None
+        self.idleDeadline = 0.0
         self.connectedAt = 0.0
         self._sendTimer: Any = None
         self._readTimeout = 60.0

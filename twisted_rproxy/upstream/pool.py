@@ -121,7 +121,9 @@ class ConnectionPool:
                 protocol.transport.loseConnection()
             return
         key = (id(upstream), protocol.peer)
-        cached = self.idle.setdefault(key, deque())
+        cached = self.idle.get(key)
+        if cached is None:
+            cached = self.idle[key] = deque()
         if len(cached) >= upstream.keepalive:
             oldest = cached.popleft()
             oldest.pooled = False
@@ -131,20 +133,24 @@ class ConnectionPool:
         cached.append(protocol)
         protocol.pooled = True
         protocol.onLost = lambda p: self._forget(key, p)
-        # One idle timer per connection, pushed later on each reuse (cheap
-        # in Twisted) rather than cancelled and re-made per request.
+        # One idle timer per connection.  A reuse only moves the deadline;
+        # the timer, when it fires early, waits again for the rest (no
+        # DelayedCall.reset per request).
+        timeout = upstream.keepaliveTimeout
+        protocol.idleDeadline = self._reactor.seconds() + timeout
         timer = protocol.idleTimer
-        if timer is not None and timer.active():
-            timer.reset(upstream.keepaliveTimeout)
-        else:
-            protocol.idleTimer = self._reactor.callLater(
-                upstream.keepaliveTimeout, self._expire, key, protocol
-            )
+        if timer is None or not timer.active():
+            protocol.idleTimer = self._reactor.callLater(timeout, self._expire, key, protocol)
 
     def _expire(self, key: Any, protocol: UpstreamHTTPProtocol) -> None:
         protocol.idleTimer = None
         if not protocol.pooled:
             return  # in use again since the timer was set
+        rest = protocol.idleDeadline - self._reactor.seconds()
+        if rest > 0:
+            # Released again since the timer was set: idle from then on.
+            protocol.idleTimer = self._reactor.callLater(rest, self._expire, key, protocol)
+            return
         self._forget(key, protocol)
         protocol.onLost = None
         protocol.transport.loseConnection()
