@@ -70,6 +70,17 @@ class UpstreamHTTPProtocol(Protocol):
     #: C{abortConnection} and the C{IPushProducer} methods), which
     #: C{Protocol}'s C{Optional[ITransport]} does not describe.
     transport: Any
+    # Per-connection state in slots: at 29 instance attributes this class
+    # was one short of CPython 3.11's limit for its compact shared-key
+    # layout, past which every connection gets a full dict.  Attributes
+    # set from outside still go to the instance dict.
+    __slots__ = (
+        "peer", "_reactor", "_limits", "_state", "_handler", "_buffer", "_framing",
+        "_remaining", "_decoder", "_method", "_timers", "_deadline", "_timerEntry",
+        "_timerArmed", "pooled", "idleTimer", "idleDeadline", "connectedAt",
+        "_sendTimer", "_readTimeout", "_sendTimeout", "_sending", "_gotBytes",
+        "_connectionClose", "_upgrade", "requests", "onLost",
+    )
 
     def __init__(self, peer: Any, reactor: Any, limits: Optional[Limits] = None) -> None:
         self.peer = peer
