@@ -710,9 +710,10 @@ class HTTPChannel(Protocol):
         conf = finished.conf if finished is not None else self.listener.defaultServer.conf
         self._exchange = None
         self._state = _HEAD
-        self._resumeReading("pipeline")
-        self._resumeReading("body")
-        self._resumeReading("queue")
+        if self._readPauses:  # usually nothing to resume: no calls then
+            self._resumeReading("pipeline")
+            self._resumeReading("body")
+            self._resumeReading("queue")
         self._setTimer(conf.get("keepalive_timeout"), "keepalive_timeout")
         if self._buffer and not self._inReadHeads:
             self._readHeads()
