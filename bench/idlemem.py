@@ -24,7 +24,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import tracemalloc
 from pathlib import Path
 from typing import Any, Dict
 
@@ -94,10 +93,17 @@ def openIdle(port: int, count: int) -> "subprocess.Popen[str]":
         preexec_fn=lambda: raiseFileLimit(count))
 
 
+try:
+    import tracemalloc
+except ImportError:  # PyPy has none: RSS only there
+    tracemalloc = None  # type: ignore[assignment]
+
+
 def measure(count: int, top: int, trace: bool, backend: Any = None) -> Dict[str, Any]:
     """
     Serve, open C{count} idle connections, and measure.
     """
+    trace = trace and tracemalloc is not None
     from twisted.internet import epollreactor
 
     epollreactor.install()
