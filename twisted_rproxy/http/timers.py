@@ -1,6 +1,8 @@
 # -*- test-case-name: tests.unit.test_timers -*-
 """
-One reactor timer for the timeouts of every client connection.
+One reactor timer for the timeouts of every connection: the client
+connections' header, body and keepalive timeouts and the upstream
+connections' read timeout.
 
 A Twisted C{DelayedCall} per connection costs about 460 bytes (the call,
 two bound methods of the reactor, the bound callback and its args) and a
@@ -9,8 +11,9 @@ of what they hold beyond the socket.  nginx keeps its timers in one tree
 and moves a connection's only when its deadline changes; this is the same
 idea on a heap: each connection has at most one live entry, pushed back
 lazily when its deadline moved later, and only the earliest entry has a
-C{DelayedCall}.  A disarmed entry lets go of its connection at once.  Deadlines fire exactly when due, on the reactor's clock,
-so tests drive it with L{twisted.internet.task.Clock} as before.
+C{DelayedCall}.  A disarmed entry lets go of its connection at once.
+Deadlines fire exactly when due, on the reactor's clock, so tests drive it
+with L{twisted.internet.task.Clock} as before.
 """
 
 from __future__ import annotations
