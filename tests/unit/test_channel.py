@@ -1293,3 +1293,42 @@ class IdleFootprintTests(SynchronousTestCase):
                          [True, False, False, False, False])
         clock.advance(4)
         self.assertTrue(all(c.transport.disconnecting for c in channels))
+
+    def test_wholeHeadsLeaveOneHeapEntry(self) -> None:
+        """
+        Keepalive requests that arrive whole never switch to the header
+        timeout, so the connection keeps one entry in the timer heap
+        however many it sends, and still times out when idle after them.
+        """
+        from twisted_rproxy.http.timers import timersFor
+
+        clock = MemoryReactorClock()
+        factory = ProxyFactory(compiled(configText()).listeners[0], clock)
+        channel = self.connect(factory, clock, 50100)
+        for _ in range(200):
+            channel.dataReceived(get("/"))
+            clock.advance(0.5)
+        self.assertEqual(len(timersFor(clock)._heap), 1)
+        self.assertFalse(channel.transport.disconnecting)
+        timeout = channel.listener.defaultServer.conf.get("keepalive_timeout")
+        clock.advance(timeout - 0.5)
+        self.assertTrue(channel.transport.disconnecting)
+
+    def test_partialHeadAfterKeepaliveGetsHeaderTimeout(self) -> None:
+        """
+        The first bytes of a next request switch the connection from
+        keepalive_timeout to client_header_timeout, counted from them.
+        """
+        clock = MemoryReactorClock()
+        factory = ProxyFactory(compiled(configText()).listeners[0], clock)
+        channel = self.connect(factory, clock, 50101)
+        channel.dataReceived(get("/"))
+        clock.advance(1)
+        channel.dataReceived(b"GET / HT")
+        conf = channel.listener.defaultServer.conf
+        header = conf.get("client_header_timeout")
+        self.assertLess(header, conf.get("keepalive_timeout"))
+        clock.advance(header - 0.001)
+        self.assertFalse(channel.transport.disconnecting)
+        clock.advance(0.001)
+        self.assertTrue(channel.transport.disconnecting)

@@ -316,14 +316,10 @@ class HTTPChannel(Protocol):
 
     def _readHeadsLoop(self) -> None:
         while self._state == _HEAD and self._buffer:
-            if self._timerWhy == "keepalive_timeout":
-                # The next request has begun: from its first byte it has
-                # client_header_timeout to complete.  Only this switch
-                # starts the timer, so later bytes of the same head cannot
-                # push it back (a client trickling its head byte by byte).
-                self._setTimer(self._headerTimeout, "client_header_timeout")
             end = findHeadEnd(self._buffer)
             if end < 0:
+                if self._timerWhy == "keepalive_timeout":
+                    self._startHeaderTimer()
                 try:
                     checkIncompleteHead(self._buffer, self._limits)
                 except HTTPError as e:
@@ -337,6 +333,17 @@ class HTTPChannel(Protocol):
                 self._buffer = bytearray()
                 rest = self._feedBody(rest)
                 self._buffer += rest
+
+    def _startHeaderTimer(self) -> None:
+        """
+        The next request has begun: from its first byte it has
+        client_header_timeout to complete.  Only the switch from
+        keepalive_timeout starts the timer, so later bytes of the same head
+        cannot push it back (a client trickling its head byte by byte).  A
+        head that arrives whole and parses needs no timer at all, so the
+        switch is made only for a partial head or a bad one.
+        """
+        self._setTimer(self._headerTimeout, "client_header_timeout")
 
     def _badRequest(self, error: HTTPError) -> None:
         self.log.info(
@@ -358,6 +365,8 @@ class HTTPChannel(Protocol):
             request = parseRequestHead(head, self._limits)
             framing = requestFraming(request)
         except HTTPError as e:
+            if self._timerWhy == "keepalive_timeout":
+                self._startHeaderTimer()
             self._badRequest(e)
             return
         self._requests += 1
