@@ -492,6 +492,29 @@ class CodecTests(SynchronousTestCase):
         self.assertEqual(str(error), "upstream timed out (110: Connection timed out) while "
                                      "reading response header from upstream")
 
+    def test_readTimeoutAfterTheBodyOnAReusedConnection(self) -> None:
+        """
+        On a keepalive connection reused for a request with a body, the
+        read timeout starts once the body is sent, as on a new one (the
+        previous request's timer, left queued between requests, does not
+        stand in for it).
+        """
+        self.send(timeout=5)
+        self.protocol.dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+        self.assertEqual(self.handler.done, [True])
+        handler = RecordingHandler()
+        self.protocol.startRequest(b"POST", b"POST / HTTP/1.1\r\n\r\n", handler, 5,
+                                   sendTimeout=5, bodyFollows=True)
+        self.clock.advance(1)
+        self.protocol.writeBody(b"body")
+        self.protocol.bodySent()
+        self.clock.advance(4.9)
+        self.assertEqual(handler.failures, [])
+        self.clock.advance(0.1)
+        [(error, _)] = handler.failures
+        self.assertEqual(str(error), "upstream timed out (110: Connection timed out) while "
+                                     "reading response header from upstream")
+
     def test_sendTimeout(self) -> None:
         """
         A backend that leaves its socket full for C{proxy_send_timeout}

@@ -164,7 +164,10 @@ class UpstreamHTTPProtocol(Protocol):
             return
         self._sending = False
         self.sendUnblocked()
-        if self._state == _HEAD and self._handler is not None and self._timerEntry is None:
+        # Unless the first response byte already started it.  (Whether an
+        # entry is queued says nothing: the previous request's stays
+        # queued between requests on a keepalive connection.)
+        if self._state == _HEAD and self._handler is not None and not self._timerArmed:
             self._armTimer()
 
     def sendBlocked(self) -> None:
