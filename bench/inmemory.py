@@ -5,7 +5,7 @@ The proxy's own work per request, without sockets: one keepalive client
 and one pooled backend connection on memory transports, running the
 benchmark's proxy config, so only twisted_rproxy's Python code is timed.
 
-    python3 bench/inmemory.py [--requests N] [--repeat R] [--size 1k|64k]
+    python3 bench/inmemory.py [--requests N] [--repeat R] [--size 1k|64k] [--calls]
 
 It prints the best of R runs in microseconds per request.  On a shared
 machine wall-clock load tests (bench/run.py) swing by a third from run to
@@ -123,6 +123,25 @@ class Pair:
         return elapsed
 
 
+def callsPerRequest(pair: Pair, count: int) -> float:
+    """
+    @return: the function calls cProfile counts per request (a run of
+        C{count} requests less an empty run, so set-up is not counted).
+    """
+    import cProfile
+    import pstats
+
+    def calls(n: int) -> int:
+        profile = cProfile.Profile()
+        profile.enable()
+        pair.run(n)
+        profile.disable()
+        return pstats.Stats(profile).total_calls  # type: ignore[attr-defined, no-any-return]
+
+    pair.run(100)
+    return (calls(count) - calls(0)) / count
+
+
 def main(argv: Any = None) -> None:
     """
     Time the requests and print microseconds per request.
@@ -133,8 +152,14 @@ def main(argv: Any = None) -> None:
     parser.add_argument("--size", choices=sorted(BODY_SIZES), default="1k")
     parser.add_argument("--instructions", action="store_true",
                         help="one untimed run (for callgrind's instruction count)")
+    parser.add_argument("--calls", action="store_true",
+                        help="print Python function calls per request (cProfile)")
     options = parser.parse_args(argv)
     pair = Pair(options.size)
+    if options.calls:
+        print(f"{callsPerRequest(pair, options.requests):.1f} Python calls per request "
+              f"({options.size}, cProfile, builtins included)")
+        return
     if options.instructions:
         pair.run(options.requests)
         return

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import weakref
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Set
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService
@@ -49,7 +49,9 @@ class ProxyFactory(Factory):
         """
         self.listener = listener
         self._reactor = reactor
-        self.channels: "weakref.WeakSet[HTTPChannel]" = weakref.WeakSet()
+        # A plain set (a weak one costs a weakref per connection): each
+        # channel leaves it in its connectionLost.
+        self.channels: Set[HTTPChannel] = set()
         self._tlsFactory: Any = None
 
     def buildProtocol(self, addr: Any) -> Any:

@@ -247,3 +247,40 @@ def testQuickWebSocketRun(tmp_path: Path) -> None:
             paths[name, proxy] = figures["path"]
     assert paths == {("ws_echo", "nginx"): "/ws", ("ws_echo", "rproxy"): "/ws",
                      ("ws_echo_relay", "nginx"): "/ws", ("ws_echo_relay", "rproxy"): "/wsrelay"}
+
+
+def _benchScript(*args: str) -> str:
+    """Run a bench/ script with C{args}; return its output."""
+    result = subprocess.run(
+        [sys.executable, *args], cwd=str(REPO_ROOT), env=_subprocessEnv(),
+        capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+def testIdleMemory() -> None:
+    """
+    C{bench/idlemem.py} holds its idle connections over real sockets and
+    reports bytes per connection, the holders by line, and RSS growth.
+    """
+    out = _benchScript("bench/idlemem.py", "--connections", "20", "--top", "3")
+    assert "20 idle connections held (0 failed), 20 channels open" in out, out
+    if sys.implementation.name == "cpython":  # PyPy has no tracemalloc
+        assert "python bytes per connection (tracemalloc): " in out, out
+        assert out.count(" B/conn ") == 3, out
+    assert "RSS growth per connection: " in out, out
+
+
+def testIdleMemoryProxied() -> None:
+    """C{--proxy} sends each GET through a keepalive upstream first."""
+    out = _benchScript("bench/idlemem.py", "--connections", "10", "--proxy", "--no-trace")
+    assert "10 idle connections held (0 failed), 10 channels open" in out, out
+    assert "tracemalloc" not in out.split("\n", 1)[1], out
+
+
+def testInMemoryCalls() -> None:
+    """C{bench/inmemory.py --calls} counts Python calls per request."""
+    out = _benchScript("bench/inmemory.py", "--calls", "--requests", "50")
+    figure = float(out.split()[0])
+    assert figure > 0, out
+    assert "Python calls per request (1k, cProfile" in out, out

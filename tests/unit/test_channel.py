@@ -35,7 +35,7 @@ from twisted_rproxy.interfaces import IContentHandler, IExchange, ILogSink
 from twisted_rproxy.module import ProxyModule
 from twisted_rproxy.phases import POST_READ
 from twisted_rproxy.plugins import builtinModules
-from twisted_rproxy.service import loadConfig
+from twisted_rproxy.service import ProxyFactory, loadConfig
 
 # ---------------------------------------------------------------------------
 # fake content handlers and the module that installs them
@@ -1233,3 +1233,102 @@ class SendTimeoutTests(ChannelTestCase):
         HOLD.exchanges[-1].write(b"67890")
         HOLD.exchanges[-1].finish()
         self.assertEqual(conn.responses()[0].body, b"1234567890")
+
+
+class IdleFootprintTests(SynchronousTestCase):
+    """
+    What each connection keeps is small and shared where it can be: the
+    factory's set of open channels forgets closed ones, connections share
+    one local-address object, and keepalive deadlines share one reactor
+    call.
+    """
+
+    def connect(self, factory: ProxyFactory, clock: MemoryReactorClock, port: int) -> Any:
+        channel = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", port))
+        channel.makeConnection(StringTransport(
+            hostAddress=IPv4Address("TCP", "127.0.0.1", 8080),
+            peerAddress=IPv4Address("TCP", "127.0.0.1", port),
+        ))
+        return channel
+
+    def test_closedChannelsLeaveTheFactory(self) -> None:
+        """A channel leaves C{factory.channels} when its connection is lost."""
+        clock = MemoryReactorClock()
+        factory = ProxyFactory(compiled(configText()).listeners[0], clock)
+        first = self.connect(factory, clock, 50001)
+        second = self.connect(factory, clock, 50002)
+        self.assertEqual(factory.channels, {first, second})
+        first.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(factory.channels, {second})
+        self.assertEqual(factory.openChannels(), [second])
+
+    def test_sharedLocalAddress(self) -> None:
+        """
+        Connections to the same local address share one address object,
+        while each keeps its own peer.
+        """
+        clock = MemoryReactorClock()
+        factory = ProxyFactory(compiled(configText()).listeners[0], clock)
+        first = self.connect(factory, clock, 50003)
+        second = self.connect(factory, clock, 50004)
+        self.assertIs(first.serverAddress, second.serverAddress)
+        self.assertEqual(first.serverAddress, IPv4Address("TCP", "127.0.0.1", 8080))
+        self.assertEqual((first.clientAddress.port, second.clientAddress.port), (50003, 50004))
+
+    def test_oneTimerForIdleConnections(self) -> None:
+        """
+        Idle keepalive connections wait on one reactor call between them,
+        and each still times out after its own keepalive_timeout.
+        """
+        clock = MemoryReactorClock()
+        factory = ProxyFactory(compiled(configText()).listeners[0], clock)
+        channels = [self.connect(factory, clock, 50010 + i) for i in range(5)]
+        for channel in channels:
+            channel.dataReceived(get("/"))
+            clock.advance(1)
+        self.assertEqual(len(clock.getDelayedCalls()), 1)
+        timeout = channels[0].listener.defaultServer.conf.get("keepalive_timeout")
+        clock.advance(timeout - 5)
+        self.assertEqual([c.transport.disconnecting for c in channels],
+                         [True, False, False, False, False])
+        clock.advance(4)
+        self.assertTrue(all(c.transport.disconnecting for c in channels))
+
+    def test_wholeHeadsLeaveOneHeapEntry(self) -> None:
+        """
+        Keepalive requests that arrive whole never switch to the header
+        timeout, so the connection keeps one entry in the timer heap
+        however many it sends, and still times out when idle after them.
+        """
+        from twisted_rproxy.http.timers import timersFor
+
+        clock = MemoryReactorClock()
+        factory = ProxyFactory(compiled(configText()).listeners[0], clock)
+        channel = self.connect(factory, clock, 50100)
+        for _ in range(200):
+            channel.dataReceived(get("/"))
+            clock.advance(0.5)
+        self.assertEqual(len(timersFor(clock)._heap), 1)
+        self.assertFalse(channel.transport.disconnecting)
+        timeout = channel.listener.defaultServer.conf.get("keepalive_timeout")
+        clock.advance(timeout - 0.5)
+        self.assertTrue(channel.transport.disconnecting)
+
+    def test_partialHeadAfterKeepaliveGetsHeaderTimeout(self) -> None:
+        """
+        The first bytes of a next request switch the connection from
+        keepalive_timeout to client_header_timeout, counted from them.
+        """
+        clock = MemoryReactorClock()
+        factory = ProxyFactory(compiled(configText()).listeners[0], clock)
+        channel = self.connect(factory, clock, 50101)
+        channel.dataReceived(get("/"))
+        clock.advance(1)
+        channel.dataReceived(b"GET / HT")
+        conf = channel.listener.defaultServer.conf
+        header = conf.get("client_header_timeout")
+        self.assertLess(header, conf.get("keepalive_timeout"))
+        clock.advance(header - 0.001)
+        self.assertFalse(channel.transport.disconnecting)
+        clock.advance(0.001)
+        self.assertTrue(channel.transport.disconnecting)

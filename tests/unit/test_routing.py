@@ -361,6 +361,43 @@ def test_redirectCandidate() -> None:
     assert chosen(tree, "/p") == "/"
 
 
+def test_findAgreesWithTwoSearches() -> None:
+    """
+    L{LocationTree.find} gives what L{LocationTree.redirectCandidate} and
+    then L{LocationTree.match} give, over trees with redirect candidates
+    (plain, nested, beside exact, prefix and regex locations) and many
+    generated paths.
+    """
+    import itertools
+
+    trees = [
+        LocationTree([loc("", "/p/", name="proxy-p"), loc("", "/s/", name="static-s"), loc("", "/")]),
+        LocationTree([loc("", "/p/", name="proxy-p"), loc("=", "/p", name="exact")]),
+        LocationTree([loc("", "/q", loc("", "/q/", name="proxy-q"), name="q")]),
+        LocationTree([loc("", "/a", name="proxy-a"), loc("", "/a/", name="proxy-a/"),
+                      loc("", "/a/b/", name="static-ab"), loc("~", "b$", name="proxy-re"),
+                      loc("^~", "/c/", name="proxy-c"), loc("", "/", name="root")]),
+        LocationTree(DOCS_EXAMPLE),
+    ]
+    parts = ["", "/", "a", "p", "q", "s", "b", "c", "x", "documents", "images", "1.gif"]
+    for tree in trees:
+        for combo in itertools.product(parts, repeat=3):
+            path = "/" + "/".join(combo).lstrip("/")
+            for path in (path, path.rstrip("/") or "/"):
+                redirect = tree.redirectCandidate(path, proxied)
+                match = tree.match(path)
+                found = tree.find(path, proxied)
+                if redirect is not None:
+                    assert found == (redirect, None), path
+                else:
+                    assert found[0] is None, path
+                    assert (found[1] is None) == (match is None), path
+                    if match is not None:
+                        assert found[1] is not None
+                        assert (found[1].payload, found[1].captures, found[1].named) == (
+                            match.payload, match.captures, match.named), path
+
+
 def test_redirectCandidateLosesToExact() -> None:
     """
     An exact location for the path itself is served instead.
@@ -847,6 +884,25 @@ def test_normalizeHost(raw: bytes, expected: Optional[str]) -> None:
     backslash, refused here on every platform).
     """
     assert normalizeHost(raw) == expected
+    # Asked again, the remembered answer is the same.
+    assert normalizeHost(raw) == expected
+    assert normalizeHost(raw.decode("utf-8", "surrogateescape")) == expected
+
+
+def test_normalizeHostCacheBounded() -> None:
+    """
+    Remembered Host values are bounded in number and length, and the
+    answers stay right once the cache starts over.
+    """
+    from twisted_rproxy.http import routing
+
+    for i in range(routing._HOST_CACHE_SIZE * 2 + 3):
+        assert normalizeHost(b"h%d.test:80" % i) == f"h{i}.test"
+        assert len(routing._HOSTS) <= routing._HOST_CACHE_SIZE
+    long = b"a" * (routing._HOST_CACHE_KEY + 1)
+    assert normalizeHost(long) == long.decode()
+    assert long not in routing._HOSTS
+    assert normalizeHost(b"a..b") is None
 
 
 # ---------------------------------------------------------------------------
@@ -916,6 +972,29 @@ def test_normalizePath(raw: bytes, expected: Optional[str]) -> None:
     C{$uri}).
     """
     assert normalizePath(raw) == expected
+
+
+def test_normalizePathFastPathAgrees() -> None:
+    """
+    Paths the fast path returns as they are get the same answer from the
+    full state machine, over many generated paths mixing the characters
+    that matter (slashes, dots, escapes, non-ASCII, spaces).
+    """
+    import random
+
+    from twisted_rproxy.http import routing
+
+    pieces = [b"/", b"/", b"a", b"Z", b"9", b".", b"..", b"-", b"~", b"%41", b"%2F",
+              b"%2e", b"@", b":", b"\xc3\xa9", b" ", b"_", b"'", b"!", b";="]
+    chooser = random.Random(1234)
+    fast = 0
+    for _ in range(5000):
+        path = b"/" + b"".join(chooser.choice(pieces) for _ in range(chooser.randrange(8)))
+        if routing._PLAIN_PATH.fullmatch(path) is not None:
+            fast += 1
+        assert normalizePath(path) == routing._normalizeComplexPath(path), path
+    assert fast > 500
+
 
 
 def test_normalizePathRoundTrips() -> None:

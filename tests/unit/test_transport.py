@@ -14,6 +14,7 @@ from typing import Any, List, Tuple
 
 from twisted.internet.error import ConnectionLost
 from twisted.internet.protocol import Protocol
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_rproxy.transport import (
@@ -267,6 +268,40 @@ class FlushAfterReadTests(SynchronousTestCase):
         self.assertEqual(self.relay.received, [b"q"])
         self.assertEqual(self.reactor.writers, [self.target])
         self.assertIsInstance(self.target.doWrite(), ConnectionLost)
+
+
+class LazyNamesTests(SynchronousTestCase):
+    """
+    L{FlushingServer} keeps no per-connection strings or bound C{fileno}
+    (an idle connection should be small) but answers as Twisted's does.
+    """
+
+    def setUp(self) -> None:
+        self.reactor = RecordingReactor()
+        self.transport, _, self.peer = connected(self.reactor, 7)
+        self.addCleanup(self.peer.close)
+
+    def test_nothingStored(self) -> None:
+        """The names are not in the instance."""
+        for name in ("logstr", "repstr", "fileno"):
+            self.assertNotIn(name, vars(self.transport))
+
+    def test_names(self) -> None:
+        """C{logPrefix}, C{repr} and C{fileno} are Twisted's."""
+        self.assertEqual(self.transport.logPrefix(), "Relay,7,127.0.0.1")
+        self.assertEqual(repr(self.transport), "<Relay #7>")
+        self.assertEqual(self.transport.fileno(), self.transport.socket.fileno())
+
+    def test_afterClose(self) -> None:
+        """
+        Once the connection is lost, C{fileno} is C{FileDescriptor}'s (-1),
+        as after Twisted's C{del self.fileno}, and the names still work.
+        """
+        self.peer.close()
+        self.transport.connectionLost(Failure(self.transport.doRead()))
+        self.assertEqual(self.transport.fileno(), -1)
+        self.assertEqual(self.transport.logPrefix(), "Uninitialized,7,127.0.0.1")
+        self.assertEqual(repr(self.transport), "<None #7>")
 
 
 class ReactorSupportTests(SynchronousTestCase):

@@ -492,6 +492,29 @@ class CodecTests(SynchronousTestCase):
         self.assertEqual(str(error), "upstream timed out (110: Connection timed out) while "
                                      "reading response header from upstream")
 
+    def test_readTimeoutAfterTheBodyOnAReusedConnection(self) -> None:
+        """
+        On a keepalive connection reused for a request with a body, the
+        read timeout starts once the body is sent, as on a new one (the
+        previous request's timer, left queued between requests, does not
+        stand in for it).
+        """
+        self.send(timeout=5)
+        self.protocol.dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+        self.assertEqual(self.handler.done, [True])
+        handler = RecordingHandler()
+        self.protocol.startRequest(b"POST", b"POST / HTTP/1.1\r\n\r\n", handler, 5,
+                                   sendTimeout=5, bodyFollows=True)
+        self.clock.advance(1)
+        self.protocol.writeBody(b"body")
+        self.protocol.bodySent()
+        self.clock.advance(4.9)
+        self.assertEqual(handler.failures, [])
+        self.clock.advance(0.1)
+        [(error, _)] = handler.failures
+        self.assertEqual(str(error), "upstream timed out (110: Connection timed out) while "
+                                     "reading response header from upstream")
+
     def test_sendTimeout(self) -> None:
         """
         A backend that leaves its socket full for C{proxy_send_timeout}
@@ -667,6 +690,34 @@ class PoolTests(SynchronousTestCase):
         self.assertTrue(connections[0][2].disconnecting)
         self.assertFalse(connections[2][2].disconnecting)
 
+    def test_evictedLeavesNoTimer(self) -> None:
+        """
+        The connection evicted for a newer one takes its idle timer with
+        it: nothing pending still refers to the closed protocol.
+        """
+        connections = [self.connect() for _ in range(3)]
+        for protocol, _, _ in connections:
+            self.pool.release(self.upstream, protocol, True)
+        evicted = connections[0][0]
+        self.assertIsNone(evicted.idleTimer)
+        pending = [c for c in self.reactor.getDelayedCalls() if c.active()]
+        self.assertEqual(len(pending), 2)
+        self.assertNotIn(evicted, [a for c in pending for a in c.args])
+
+    def test_reusedThenClosedLeavesNoTimer(self) -> None:
+        """
+        A connection taken from the cache and then released as not
+        reusable is closed with its idle timer cancelled.
+        """
+        protocol, _, transport = self.connect()
+        self.pool.release(self.upstream, protocol, True)
+        again, reused, _ = self.connect()
+        self.assertIs(again, protocol)
+        self.assertTrue(reused)
+        self.pool.release(self.upstream, protocol, False)
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual([c for c in self.reactor.getDelayedCalls() if c.active()], [])
+
     def test_idleTimeout(self) -> None:
         """
         An idle connection is closed after C{keepalive_timeout}.
@@ -678,6 +729,44 @@ class PoolTests(SynchronousTestCase):
         self.reactor.advance(1)
         self.assertTrue(transport.disconnecting)
         self.assertEqual(self.pool.idleCount(), 0)
+
+    def test_idleTimeoutFromLastRelease(self) -> None:
+        """
+        A connection reused and released again is closed
+        C{keepalive_timeout} after the last release, with one timer.
+        """
+        protocol, _, transport = self.connect()
+        self.pool.release(self.upstream, protocol, True)
+        self.reactor.advance(10)
+        again, reused, _ = self.connect()
+        self.assertIs(again, protocol)
+        self.assertTrue(reused)
+        self.reactor.advance(5)
+        self.pool.release(self.upstream, protocol, True)
+        self.assertEqual(len([c for c in self.reactor.getDelayedCalls() if c.active()]), 1)
+        self.reactor.advance(29)
+        self.assertFalse(transport.disconnecting)
+        self.assertEqual(self.pool.idleCount(), 1)
+        self.reactor.advance(1)
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(self.pool.idleCount(), 0)
+        self.assertEqual(self.reactor.getDelayedCalls(), [])
+
+    def test_idleTimerFiresWhileInUse(self) -> None:
+        """
+        A connection in use when its old idle timer comes due is left
+        alone, and gets a full C{keepalive_timeout} after its next release.
+        """
+        protocol, _, transport = self.connect()
+        self.pool.release(self.upstream, protocol, True)
+        self.connect()
+        self.reactor.advance(45)
+        self.assertFalse(transport.disconnecting)
+        self.pool.release(self.upstream, protocol, True)
+        self.reactor.advance(29)
+        self.assertFalse(transport.disconnecting)
+        self.reactor.advance(1)
+        self.assertTrue(transport.disconnecting)
 
     def test_closedWhileIdleIsForgotten(self) -> None:
         """

@@ -21,7 +21,7 @@ class Conf:
     over those inherited from outer blocks, with declared defaults beneath.
     """
 
-    __slots__ = ("_values", "_registry", "sources")
+    __slots__ = ("_values", "_registry", "_defaults", "sources")
 
     def __init__(
         self,
@@ -36,6 +36,9 @@ class Conf:
         """
         self._values = dict(values)
         self._registry = registry
+        # The registry's own cache of defaults, read here without a call
+        # (a request looks up several directives left at their defaults).
+        self._defaults: Mapping[str, Any] = getattr(registry, "_defaults", {})
         self.sources = dict(sources)
 
     def get(self, name: str) -> Any:
@@ -47,7 +50,9 @@ class Conf:
             # Per request, most lookups are of directives left at their
             # defaults: keep those in one dict rather than raising and
             # searching the registry each time.
-            value = self._registry.defaultOf(name)
+            value = self._defaults.get(name, _UNSET)
+            if value is _UNSET:
+                value = self._registry.defaultOf(name)
         return value
 
     def isSet(self, name: str) -> bool:

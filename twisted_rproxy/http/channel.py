@@ -8,7 +8,7 @@ responses, and keeps both directions flowing with backpressure.
 from __future__ import annotations
 
 import time
-from typing import AbstractSet, Any, Dict, FrozenSet, Optional, Tuple
+from typing import AbstractSet, Any, Dict, FrozenSet, List, Optional, Tuple
 
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import Protocol
@@ -28,6 +28,7 @@ from .parser import (
     requestFraming,
 )
 from .routing import normalizeHost
+from .timers import timersFor
 
 _HEAD, _BODY, _WAIT, _TUNNEL, _CLOSED = "head", "body", "wait", "tunnel", "closed"
 
@@ -71,6 +72,28 @@ connection (an idle keepalive connection should cost little)."""
 _NO_PAUSES: FrozenSet[str] = frozenset()
 
 
+_SERVER_ADDRESSES: Dict[Any, Any] = {}
+"""The local addresses connections arrived at: a few per listener, so
+every connection shares one object instead of keeping its own."""
+
+
+def _sharedAddress(address: Any) -> Any:
+    """
+    @return: an equal address already held, or C{address}, now held.
+    """
+    try:
+        shared = _SERVER_ADDRESSES.get(address)
+    except TypeError:
+        return address  # not hashable: kept as it is
+    if shared is not None:
+        return shared
+    if len(_SERVER_ADDRESSES) >= 1024:
+        # Bound it (a listener on many local addresses); refill from now.
+        _SERVER_ADDRESSES.clear()
+    _SERVER_ADDRESSES[address] = address
+    return address
+
+
 def limitsFor(conf: Any) -> Limits:
     """
     @return: parser limits from a server's C{large_client_header_buffers}.
@@ -103,6 +126,19 @@ class HTTPChannel(Protocol):
     #: this channel pauses, which Protocol's C{Optional[ITransport]} hides.
     transport: Any
     _connections = 0
+    # The per-connection state lives in slots: an idle keepalive connection
+    # should cost little, and more than 30 attributes in an instance dict
+    # would turn CPython's shared-key layout into a full dict per
+    # connection (1.5 KiB).  Attributes set from outside (C{factory},
+    # C{scheme}, Twisted's C{transport}) still go to the instance dict.
+    __slots__ = (
+        "_reactor", "listener", "_limits", "_headerTimeout", "_buffer", "_state",
+        "_exchange", "_remaining", "_decoder", "_bodyReceived", "_chunked",
+        "_requests", "_readPauses", "_writePaused", "_continueSent", "_timers",
+        "_deadline", "_timerEntry", "_timerWhy", "_inReadHeads", "_chunkedOut",
+        "lost", "_sendTimer", "_tunnel", "clientAddress", "serverAddress",
+        "connectionNumber",
+    )
 
     def __init__(self, listener: Any, reactor: Any = None) -> None:
         if reactor is None:
@@ -125,7 +161,9 @@ class HTTPChannel(Protocol):
         self._readPauses: AbstractSet[str] = _NO_PAUSES
         self._writePaused = False
         self._continueSent = False
-        self._timer: Any = None
+        self._timers = timersFor(reactor)
+        self._deadline: Optional[float] = None
+        self._timerEntry: Optional[List[Any]] = None
         self._timerWhy = ""
         self._inReadHeads = False
         self._chunkedOut = False
@@ -144,7 +182,7 @@ class HTTPChannel(Protocol):
         HTTPChannel._connections += 1
         self.connectionNumber = HTTPChannel._connections
         self.clientAddress = self.transport.getPeer()
-        self.serverAddress = self.transport.getHost()
+        self.serverAddress = _sharedAddress(self.transport.getHost())
         if self.listener.byLocalAddress is not None:
             # A wildcard socket serving specific addresses too: use the
             # servers of the address the client reached, and their
@@ -162,6 +200,9 @@ class HTTPChannel(Protocol):
         request is abandoned.
         """
         self.lost = True
+        channels = getattr(self.factory, "channels", None)
+        if channels is not None:
+            channels.discard(self)
         tunnel = self._state == _TUNNEL
         self._state = _CLOSED
         self._stopTimer()
@@ -186,37 +227,33 @@ class HTTPChannel(Protocol):
 
     def _setTimer(self, seconds: Optional[float], why: str) -> None:
         """
-        Arm the connection's one timer for C{why}.  An already scheduled
-        call is pushed (O(1) in Twisted when later) instead of being
-        cancelled and made again for every request.
+        Arm the connection's one timeout for C{why}, replacing the one
+        before: an entry in the reactor's shared L{ConnectionTimers}, not
+        a C{DelayedCall} per connection (see L{twisted_rproxy.http.timers}).
         """
         if not seconds:
             self._timerWhy = ""
             return
         self._timerWhy = why
-        timer = self._timer
-        if timer is not None and timer.active():
-            timer.reset(seconds)
-        else:
-            self._timer = self._reactor.callLater(seconds, self._timedOut)
+        self._timers.arm(self, seconds)
 
     def _cancelTimer(self) -> None:
         """
-        Disarm the timer; a call still scheduled is ignored when it fires.
+        Disarm the timer; a deadline still queued is ignored when it comes.
         """
         self._timerWhy = ""
 
     def _stopTimer(self) -> None:
         """
-        Really cancel the timer: the connection is gone.
+        Really drop the timer: the connection is gone.
         """
         self._timerWhy = ""
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self._timer = None
+        self._timers.disarm(self)
 
     def _timedOut(self) -> None:
-        self._timer = None
+        """
+        The deadline came (called by L{ConnectionTimers}).
+        """
         why, self._timerWhy = self._timerWhy, ""
         if not why:
             return
@@ -279,14 +316,10 @@ class HTTPChannel(Protocol):
 
     def _readHeadsLoop(self) -> None:
         while self._state == _HEAD and self._buffer:
-            if self._timerWhy == "keepalive_timeout":
-                # The next request has begun: from its first byte it has
-                # client_header_timeout to complete.  Only this switch
-                # starts the timer, so later bytes of the same head cannot
-                # push it back (a client trickling its head byte by byte).
-                self._setTimer(self._headerTimeout, "client_header_timeout")
             end = findHeadEnd(self._buffer)
             if end < 0:
+                if self._timerWhy == "keepalive_timeout":
+                    self._startHeaderTimer()
                 try:
                     checkIncompleteHead(self._buffer, self._limits)
                 except HTTPError as e:
@@ -300,6 +333,17 @@ class HTTPChannel(Protocol):
                 self._buffer = bytearray()
                 rest = self._feedBody(rest)
                 self._buffer += rest
+
+    def _startHeaderTimer(self) -> None:
+        """
+        The next request has begun: from its first byte it has
+        client_header_timeout to complete.  Only the switch from
+        keepalive_timeout starts the timer, so later bytes of the same head
+        cannot push it back (a client trickling its head byte by byte).  A
+        head that arrives whole and parses needs no timer at all, so the
+        switch is made only for a partial head or a bad one.
+        """
+        self._setTimer(self._headerTimeout, "client_header_timeout")
 
     def _badRequest(self, error: HTTPError) -> None:
         self.log.info(
@@ -321,6 +365,8 @@ class HTTPChannel(Protocol):
             request = parseRequestHead(head, self._limits)
             framing = requestFraming(request)
         except HTTPError as e:
+            if self._timerWhy == "keepalive_timeout":
+                self._startHeaderTimer()
             self._badRequest(e)
             return
         self._requests += 1
@@ -545,9 +591,10 @@ class HTTPChannel(Protocol):
         own: Optional[frozenset] = _OWN_HEADERS  # Server and Date, unless the response has them
         for name, _value in headers:
             size = len(name)
-            if size == 14 and name.lower() == b"content-length":
-                hasLength = True
-            elif size in (4, 6) and own is not None:
+            if size == 14:
+                if name.lower() == b"content-length":
+                    hasLength = True
+            elif (size == 4 or size == 6) and own is not None:
                 lower = name.lower()
                 if lower == b"server" or lower == b"date":
                     # proxy_pass_header Server/Date: the backend's is sent
@@ -680,9 +727,10 @@ class HTTPChannel(Protocol):
         conf = finished.conf if finished is not None else self.listener.defaultServer.conf
         self._exchange = None
         self._state = _HEAD
-        self._resumeReading("pipeline")
-        self._resumeReading("body")
-        self._resumeReading("queue")
+        if self._readPauses:  # usually nothing to resume: no calls then
+            self._resumeReading("pipeline")
+            self._resumeReading("body")
+            self._resumeReading("queue")
         self._setTimer(conf.get("keepalive_timeout"), "keepalive_timeout")
         if self._buffer and not self._inReadHeads:
             self._readHeads()

@@ -54,6 +54,19 @@ class Exchange:
     """
 
     log = Logger()
+    # The state every request has, in slots: past 30 instance attributes
+    # CPython 3.11 gives up its compact shared-key layout and makes a full
+    # dict for each exchange, on every request.  Modules' own attributes
+    # (C{proxyHost}, ...) still go to the instance dict.
+    __slots__ = (
+        "channel", "method", "rawURI", "version", "requestHeaders", "startTime",
+        "path", "args", "host", "captures", "namedCaptures", "serverCaptures",
+        "server", "location", "status", "responseHeaders", "bodyBytesSent",
+        "bytesSent", "requestLength", "upstreamAttempts", "finished", "aborted",
+        "headSent", "keepAlive", "hasBody", "originTarget", "statusOverride",
+        "variableCache", "_bodyConsumer", "_bodyQueue", "_bodyDone", "_bodyError",
+        "_responseProducer", "_closeCallbacks", "endTime", "__dict__", "__weakref__",
+    )
 
     def __init__(
         self,
@@ -188,14 +201,16 @@ class Exchange:
 
     def _findLocation(self) -> None:
         locations = self.server.locations
-        if self.server.autoRedirects and locations.redirectCandidate(
-            self.path, _wantsRedirect
-        ) is not None:
-            # nginx's auto_redirect: "/app" asks for "location /app/".
-            target = self.path + "/" + ("?" + self.args if self.args else "")
-            self.sendRedirect(301, target)
-            return
-        match = locations.match(self.path)
+        if self.server.autoRedirects:
+            # One search answers both nginx's auto_redirect ("/app" asks
+            # for "location /app/") and which location serves the path.
+            redirect, match = locations.find(self.path, _wantsRedirect)
+            if redirect is not None:
+                target = self.path + "/" + ("?" + self.args if self.args else "")
+                self.sendRedirect(301, target)
+                return
+        else:
+            match = locations.match(self.path)
         if match is None:
             self.location = None
             self.sendLocalReply(404)

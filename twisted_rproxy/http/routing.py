@@ -897,6 +897,29 @@ class LocationTree:
             return None
         return search.location.payload
 
+    def find(
+        self, path: str, wantsRedirect: RedirectPredicate
+    ) -> Tuple[Optional[object], Optional[LocationMatch]]:
+        """
+        L{redirectCandidate} and L{match} in one search, for a server with
+        C{auto_redirect} locations.  A search with the predicate differs
+        from one without only when it ends on a redirect candidate (any
+        later match overrides the candidate exactly as it would have
+        overridden what came before it), so its result is also the match.
+
+        @return: C{(payload, None)} when nginx redirects C{path} to
+            C{path + "/"}, else C{(None, match)} as L{match} returns it.
+        """
+        rc, search = self._search(path, wantsRedirect)
+        location = search.location
+        if rc == _DONE and location is not None:
+            return location.payload, None
+        if location is None:
+            return None, None
+        if search.match is None:
+            return None, LocationMatch(location.payload, (), {})
+        return None, LocationMatch(location.payload, search.match.captures, search.match.named)
+
     def named(self, name: str) -> Optional[object]:
         """
         Look up a named location (C{@name}); C{name} may omit the C{@}.
@@ -1277,6 +1300,14 @@ def _decode(raw: bytes) -> str:
     return raw.decode("utf-8", "surrogateescape")
 
 
+_HOSTS: Dict[bytes, Optional[str]] = {}
+"""Host values already normalised: clients send the same few on every
+request, and the byte loop below is a tenth of a request's parsing."""
+
+#: Longest Host value remembered, and how many are (then it starts over).
+_HOST_CACHE_KEY, _HOST_CACHE_SIZE = 255, 1024
+
+
 def normalizeHost(raw: bytes) -> Optional[str]:
     """
     Validate and normalise a C{Host} value like C{ngx_http_validate_host}:
@@ -1290,6 +1321,22 @@ def normalizeHost(raw: bytes) -> Optional[str]:
     """
     if isinstance(raw, str):
         raw = raw.encode("utf-8", "surrogateescape")
+    try:
+        return _HOSTS[raw]
+    except KeyError:
+        pass
+    host = _validateHost(raw)
+    if len(raw) <= _HOST_CACHE_KEY:
+        if len(_HOSTS) >= _HOST_CACHE_SIZE:
+            _HOSTS.clear()
+        _HOSTS[raw] = host
+    return host
+
+
+def _validateHost(raw: bytes) -> Optional[str]:
+    """
+    L{normalizeHost}'s work, byte by byte as nginx does it.
+    """
     dotPos = -2
     hostLen = len(raw)
     state = 0  # 0 usual, 1 inside [literal], 2 after the host
@@ -1344,6 +1391,22 @@ def normalizePath(rawPath: bytes) -> Optional[str]:
             rawPath = rawPath[:cut]
     if rawPath[:1] != b"/":
         return None
+    if _PLAIN_PATH.fullmatch(rawPath) is not None:
+        # Nothing to decode, merge or resolve: the path is its own $uri.
+        return rawPath.decode("ascii")
+    return _normalizeComplexPath(rawPath)
+
+
+_PLAIN_CHAR = rb"A-Za-z0-9\-_~!$&'()*+,;=:@"
+_PLAIN_PATH = re.compile(rb"(?:/[%s][%s.]*)*/?" % (_PLAIN_CHAR, _PLAIN_CHAR))
+"""A path that L{normalizePath} leaves as it is: no escape, no repeated
+slash, no segment starting with a dot, only printable ASCII."""
+
+
+def _normalizeComplexPath(rawPath: bytes) -> Optional[str]:
+    """
+    L{normalizePath}'s state machine, for a path starting with C{/}.
+    """
     out = bytearray()
     state = _S_USUAL
     i, total = 0, len(rawPath)

@@ -7,7 +7,7 @@ parser as client requests, and streams the body to a handler.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, List, Optional
 
 from twisted.internet.error import ConnectionDone
 from twisted.internet.protocol import Protocol
@@ -22,6 +22,7 @@ from ..http.parser import (
     parseResponseHead,
     responseFraming,
 )
+from ..http.timers import timersFor
 
 
 class UpstreamError(Exception):
@@ -69,6 +70,17 @@ class UpstreamHTTPProtocol(Protocol):
     #: C{abortConnection} and the C{IPushProducer} methods), which
     #: C{Protocol}'s C{Optional[ITransport]} does not describe.
     transport: Any
+    # Per-connection state in slots: at 29 instance attributes this class
+    # was one short of CPython 3.11's limit for its compact shared-key
+    # layout, past which every connection gets a full dict.  Attributes
+    # set from outside still go to the instance dict.
+    __slots__ = (
+        "peer", "_reactor", "_limits", "_state", "_handler", "_buffer", "_framing",
+        "_remaining", "_decoder", "_method", "_timers", "_deadline", "_timerEntry",
+        "_timerArmed", "pooled", "idleTimer", "idleDeadline", "connectedAt",
+        "_sendTimer", "_readTimeout", "_sendTimeout", "_sending", "_gotBytes",
+        "_connectionClose", "_upgrade", "requests", "onLost",
+    )
 
     #: The TLS target a TLS subclass was made for; the keepalive pool's key.
     tlsKey: Any = None
@@ -84,10 +96,15 @@ class UpstreamHTTPProtocol(Protocol):
         self._remaining = 0
         self._decoder: Optional[ChunkedDecoder] = None
         self._method = b"GET"
-        self._timer: Any = None
+        # The read timeout is an entry in the reactor's shared heap (see
+        # twisted_rproxy.http.timers): no DelayedCall reset per request.
+        self._timers = timersFor(reactor)
+        self._deadline: Optional[float] = None
+        self._timerEntry: Optional[List[Any]] = None
         self._timerArmed = False
         self.pooled = False
         self.idleTimer: Any = None
+        self.idleDeadline = 0.0
         self.connectedAt = 0.0
         self._sendTimer: Any = None
         self._readTimeout = 60.0
@@ -150,7 +167,10 @@ class UpstreamHTTPProtocol(Protocol):
             return
         self._sending = False
         self.sendUnblocked()
-        if self._state == _HEAD and self._handler is not None and self._timer is None:
+        # Unless the first response byte already started it.  (Whether an
+        # entry is queued says nothing: the previous request's stays
+        # queued between requests on a keepalive connection.)
+        if self._state == _HEAD and self._handler is not None and not self._timerArmed:
             self._armTimer()
 
     def sendBlocked(self) -> None:
@@ -177,12 +197,7 @@ class UpstreamHTTPProtocol(Protocol):
         if not self._readTimeout:
             return
         self._timerArmed = True
-        if self._timer is not None and self._timer.active():
-            # Pushing a pending call later is O(1) in Twisted's reactor,
-            # far cheaper than a cancel and a new callLater per request.
-            self._timer.reset(self._readTimeout)
-        else:
-            self._timer = self._reactor.callLater(self._readTimeout, self._timedOut)
+        self._timers.arm(self, self._readTimeout)
 
     def _cancelTimer(self) -> None:
         """
@@ -198,9 +213,7 @@ class UpstreamHTTPProtocol(Protocol):
         this codec.
         """
         self._timerArmed = False
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self._timer = None
+        self._timers.disarm(self)
         self.sendUnblocked()
 
     def _sendTimedOut(self) -> None:
@@ -212,7 +225,6 @@ class UpstreamHTTPProtocol(Protocol):
         self.transport.abortConnection()
 
     def _timedOut(self) -> None:
-        self._timer = None
         if not self._timerArmed:
             return
         stage = "reading response header from upstream" if self._state == _HEAD else (
@@ -268,7 +280,7 @@ class UpstreamHTTPProtocol(Protocol):
             return True  # interim response: wait for the final one
         connection = b""
         for name, value in head.headers:
-            if name.lower() == b"connection":
+            if len(name) == 10 and name.lower() == b"connection":
                 connection += value.lower() + b","
         self._connectionClose = b"close" in connection or (
             head.version == b"HTTP/1.0" and b"keep-alive" not in connection

@@ -136,33 +136,41 @@ class ConnectionPool:
             or self._reactor.seconds() - protocol.connectedAt >= upstream.keepaliveTime
         ):
             protocol.onLost = None
+            _dropIdleTimer(protocol)
             if protocol.transport is not None:
                 protocol.transport.loseConnection()
             return
         key = (id(upstream), protocol.peer, protocol.tlsKey)
-        cached = self.idle.setdefault(key, deque())
+        cached = self.idle.get(key)
+        if cached is None:
+            cached = self.idle[key] = deque()
         if len(cached) >= upstream.keepalive:
             oldest = cached.popleft()
             oldest.pooled = False
             oldest.onLost = None
+            _dropIdleTimer(oldest)
             oldest.transport.loseConnection()
         cached.append(protocol)
         protocol.pooled = True
         protocol.onLost = lambda p: self._forget(key, p)
-        # One idle timer per connection, pushed later on each reuse (cheap
-        # in Twisted) rather than cancelled and re-made per request.
+        # One idle timer per connection.  A reuse only moves the deadline;
+        # the timer, when it fires early, waits again for the rest (no
+        # DelayedCall.reset per request).
+        timeout = upstream.keepaliveTimeout
+        protocol.idleDeadline = self._reactor.seconds() + timeout
         timer = protocol.idleTimer
-        if timer is not None and timer.active():
-            timer.reset(upstream.keepaliveTimeout)
-        else:
-            protocol.idleTimer = self._reactor.callLater(
-                upstream.keepaliveTimeout, self._expire, key, protocol
-            )
+        if timer is None or not timer.active():
+            protocol.idleTimer = self._reactor.callLater(timeout, self._expire, key, protocol)
 
     def _expire(self, key: Any, protocol: UpstreamHTTPProtocol) -> None:
         protocol.idleTimer = None
         if not protocol.pooled:
             return  # in use again since the timer was set
+        rest = protocol.idleDeadline - self._reactor.seconds()
+        if rest > 0:
+            # Released again since the timer was set: idle from then on.
+            protocol.idleTimer = self._reactor.callLater(rest, self._expire, key, protocol)
+            return
         self._forget(key, protocol)
         protocol.onLost = None
         protocol.transport.loseConnection()
@@ -204,6 +212,19 @@ class ConnectionPool:
                 protocol.idleTimer = None
                 protocol.transport.loseConnection()
         self.idle.clear()
+
+
+def _dropIdleTimer(protocol: UpstreamHTTPProtocol) -> None:
+    """
+    Cancel the idle timer of a connection being closed: its arguments hold
+    the closed protocol (and its transport) until it fires, which after a
+    burst beyond C{keepalive} kept every surplus connection in memory for
+    C{keepalive_timeout}.
+    """
+    timer = protocol.idleTimer
+    if timer is not None and timer.active():
+        timer.cancel()
+    protocol.idleTimer = None
 
 
 class _QuietFactory(Factory):
