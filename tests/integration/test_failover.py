@@ -108,6 +108,12 @@ def testBackupOnlyWhilePrimariesAreDown(rproxyRunner: Any) -> None:
         assert set(names(30)) == {"c"}
         with Backend("a", port=a.port), Backend("b", port=b.port):
             waitUntil(lambda: names(1) != ["c"], "a primary to take requests again")
+            # The other may still sit out the rest of its fail_timeout;
+            # meanwhile the live primary takes everything, the backup none.
+            seen: List[str] = []
+            waitUntil(lambda: seen.extend(names(10)) or set(seen) >= {"a", "b"},
+                      "both primaries to take requests again")
+            assert "c" not in seen, seen
             assert set(names(60)) == {"a", "b"}
 
 
