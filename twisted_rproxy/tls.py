@@ -11,6 +11,7 @@ does; no name, or an unknown one, gets the default server's.
 
 from __future__ import annotations
 
+import datetime
 import weakref
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -147,6 +148,32 @@ def _loadKey(path: str, certificate: str, index: int) -> Any:
         )
 
 
+def _checkNotExpired(data: bytes, path: str, index: int) -> None:
+    """
+    Refuse a leaf certificate past its C{notAfter}: every client would
+    refuse it, so serving it is a site that looks up and answers nobody.
+    (nginx loads one and leaves clients to fail; a start-up error that
+    names the file is kinder.)  An unparsable one is left to OpenSSL,
+    whose reasons are more precise.
+
+    @raise TLSLoadError: naming the file and the date it expired.
+    """
+    from cryptography import x509
+
+    try:
+        leaf = x509.load_pem_x509_certificate(data)
+    except ValueError:
+        return
+    notAfter = leaf.not_valid_after_utc
+    if notAfter < datetime.datetime.now(datetime.timezone.utc):
+        raise TLSLoadError(
+            f'certificate "{path}" expired on {notAfter:%Y-%m-%d %H:%M:%S} UTC '
+            f'(its notAfter)',
+            "certificate",
+            index,
+        )
+
+
 def makeContext(settings: TLSSettings, serverNameCallback: Any = None) -> SSL.Context:
     """
     Build and check the server context for C{settings}.
@@ -185,7 +212,9 @@ def makeContext(settings: TLSSettings, serverNameCallback: Any = None) -> SSL.Co
             f'SSL_CTX_set_cipher_list("{settings.ciphers}") failed ({reason})', "ciphers"
         )
     for index, (certificate, keyPath) in enumerate(zip(settings.certificates, settings.keys)):
-        _readPEM(certificate, "certificate", "CERTIFICATE", "certificate", index)
+        _checkNotExpired(
+            _readPEM(certificate, "certificate", "CERTIFICATE", "certificate", index),
+            certificate, index)
         try:
             context.use_certificate_chain_file(certificate)
         except SSL.Error as e:

@@ -80,6 +80,7 @@ class CertificateAuthority:
         client: bool = False,
         rsaKey: bool = False,
         ocspURL: Optional[str] = None,
+        expired: bool = False,
     ) -> Tuple[Path, Path]:
         """
         Sign a server certificate for C{names} (the first is its common
@@ -95,6 +96,7 @@ class CertificateAuthority:
             which only RSA certificates can use).
         @param ocspURL: an OCSP responder to name in the certificate's
             authority information access extension.
+        @param expired: make one whose validity ended yesterday.
         @return: the certificate and key paths.
         """
         key: "ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey"
@@ -124,8 +126,8 @@ class CertificateAuthority:
             .issuer_name(self.certificate.subject)
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
-            .not_valid_before(now - _ONE_DAY)
-            .not_valid_after(now + 30 * _ONE_DAY)
+            .not_valid_before(now - (31 if expired else 1) * _ONE_DAY)
+            .not_valid_after(now - _ONE_DAY if expired else now + 30 * _ONE_DAY)
             .add_extension(x509.SubjectAlternativeName(alternatives), critical=False)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(

@@ -438,6 +438,68 @@ def testBadCertificateStopsStartup(rproxyRunner: Callable[..., Any], certs: Dict
     assert f"key values mismatch in {runner.confPath}:{line}" in runner.stderr
 
 
+def testRSAAndECDSAOnOneServer(rproxyRunner: Callable[..., Any], certs: Dict[str, Any]) -> None:
+    """
+    A server with an ECDSA and an RSA certificate (two
+    C{ssl_certificate} pairs) gives each client the one its cipher suites
+    can use, and both answer.
+    """
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    directory = certs["dir"]
+    rsaCert, rsaKey = certs["ca_object"].issue(
+        ["dual.test"], directory / "dual-rsa.crt", directory / "dual-rsa.key", rsaKey=True)
+    ecCert, ecKey = certs["ca_object"].issue(
+        ["dual.test"], directory / "dual-ec.crt", directory / "dual-ec.key")
+    port = freePort()
+    conf = tlsConfig(certs, f"""
+    server {{
+        listen 127.0.0.1:{port} ssl;
+        ssl_certificate {ecCert};
+        ssl_certificate_key {ecKey};
+        ssl_certificate {rsaCert};
+        ssl_certificate_key {rsaKey};
+        return 200 "$ssl_cipher\n";
+    }}
+""")
+    rproxyRunner(conf)
+    for cipher, keyType in [("ECDHE-ECDSA-AES128-GCM-SHA256", ec.EllipticCurvePublicKey),
+                            ("ECDHE-RSA-AES128-GCM-SHA256", rsa.RSAPublicKey)]:
+        context = clientContext(certs, ssl.TLSVersion.TLSv1_2)
+        context.set_ciphers(cipher)
+        with tlsConnect(port, "dual.test", context) as conn:
+            leaf = x509.load_der_x509_certificate(conn.getpeercert(binary_form=True))
+            assert isinstance(leaf.public_key(), keyType), cipher
+            conn.sendall(b"GET / HTTP/1.1\r\nHost: dual.test\r\nConnection: close\r\n\r\n")
+            (response,) = parseRawResponses(readAll(conn))
+        assert response.status == 200
+        assert response.body.decode().strip() == cipher
+
+
+def testExpiredCertificateStopsStartup(
+    rproxyRunner: Callable[..., Any], certs: Dict[str, Any]
+) -> None:
+    """
+    An expired certificate: the process does not start, and the error
+    names the file, its end date and the directive's FILE:LINE.
+    """
+    oldCert, oldKey = certs["ca_object"].issue(["old.test"], expired=True)
+    port = freePort()
+    conf = tlsConfig(certs, f"""
+    server {{
+        listen 127.0.0.1:{port} ssl;
+        ssl_certificate {oldCert};
+        ssl_certificate_key {oldKey};
+    }}
+""")
+    runner = rproxyRunner(conf, start=False)
+    assert runner.runToExit() != 0
+    line = conf.splitlines().index(f"        ssl_certificate {oldCert};") + 1
+    assert f'certificate "{oldCert}" expired on ' in runner.stderr
+    assert f"{runner.confPath}:{line}" in runner.stderr
+
+
 def testWorkersServeTLS(rproxyRunner: Callable[..., Any], certs: Dict[str, Any]) -> None:
     """Workers serving on the master's inherited socket terminate TLS too."""
     port = freePort()

@@ -123,6 +123,18 @@ class CertificateErrorTests(TLSConfigTestCase):
             f'"{self.prefix}/a.crt": ',
         )
 
+    def testExpiredCertificate(self) -> None:
+        """
+        A certificate past its notAfter is refused at its directive,
+        saying when it expired.
+        """
+        prefix = Path(self.prefix)
+        self.ca.issue(["old.test"], prefix / "old.crt", prefix / "old.key", expired=True)
+        self.assertErrorAt(
+            self.serverWith("old.crt", "old.key"), "ssl_certificate old.crt",
+            f'certificate "{self.prefix}/old.crt" expired on ',
+        )
+
     def testKeyWithoutCertificate(self) -> None:
         """ssl_certificate_key alone."""
         self.assertErrorAt(
