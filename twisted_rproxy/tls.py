@@ -18,8 +18,10 @@ from typing import Any, Dict, List, Optional, Tuple
 import attr
 from OpenSSL import SSL
 from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
+from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
 from twisted.protocols.tls import BufferingTLSTransport
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from .http.routing import normalizeHost
@@ -27,6 +29,8 @@ from .http.routing import normalizeHost
 __all__ = [
     "PROTOCOLS",
     "ListenerTLS",
+    "NoApplicationProtocol",
+    "PlainHTTPFilter",
     "ServerTLSProtocol",
     "TLSLoadError",
     "TLSSettings",
@@ -34,6 +38,7 @@ __all__ = [
     "connectionInfo",
     "makeContext",
     "serverNameCallback",
+    "startsTLS",
 ]
 
 #: nginx's C{ssl_protocols} names and OpenSSL's version numbers, in order.
@@ -245,19 +250,44 @@ def makeContext(settings: TLSSettings, serverNameCallback: Any = None) -> SSL.Co
 _MADE_BY: "weakref.WeakKeyDictionary[SSL.Connection, ListenerTLS]" = weakref.WeakKeyDictionary()
 
 
+class NoApplicationProtocol(SSL.Error):
+    """
+    The client offered ALPN protocols and none is one we speak: raised from
+    the ALPN callback, which makes pyOpenSSL answer
+    C{SSL_TLSEXT_ERR_ALERT_FATAL}, so OpenSSL fails the handshake with the
+    C{no_application_protocol} alert, as nginx 1.21.4+ does.  Twisted's
+    TLS layer takes it as the handshake's failure (it is an C{SSL.Error},
+    with its arguments shaped as OpenSSL's error queue).
+    """
+
+
+#: What nginx's C{ngx_http_ssl_alpn_select} offers, in its order of
+#: preference (C{h2} first where HTTP/2 is on).
+_ALPN_HTTP1 = (b"http/1.1", b"http/1.0", b"http/0.9")
+
+
 def alpnSelectCallback(connection: SSL.Connection, offered: List[bytes]) -> Any:
     """
-    ALPN: C{h2} when the client offers it and the connection's listener
-    has HTTP/2 on, else C{http/1.1} when offered, else no protocol (the
-    client then speaks HTTP/1.1 by default, as with nginx).
+    ALPN: the first of C{h2} (when the connection's listener has HTTP/2
+    on), C{http/1.1}, C{http/1.0}, C{http/0.9} the client offers, as
+    nginx's C{SSL_select_next_proto} with its own list first.  A client
+    offering none of them gets the handshake refused (nginx 1.21.4+);
+    one sending no ALPN at all is not asked and speaks HTTP/1.1.
+
+    @raise NoApplicationProtocol: nothing in common.
     """
     listenerTLS = _MADE_BY.get(connection)
     http2 = listenerTLS is not None and listenerTLS.listener.http2
     if http2 and b"h2" in offered:
         return b"h2"
-    if b"http/1.1" in offered:
-        return b"http/1.1"
-    return SSL.NO_OVERLAPPING_PROTOCOLS
+    for protocol in _ALPN_HTTP1:
+        if protocol in offered:
+            return protocol
+    # Shaped as OpenSSL's error queue, which Twisted's TLS layer reads.
+    raise NoApplicationProtocol([(
+        "SSL routines", "tls_handle_alpn",
+        "no application protocol (client offered "
+        + ", ".join(p.decode("latin-1") for p in offered) + ")")])
 
 
 def serverNameCallback(connection: SSL.Connection) -> None:
@@ -348,6 +378,44 @@ def connectionInfo(transport: Any) -> Optional[SSL.Connection]:
 
 
 
+def startsTLS(first: int) -> bool:
+    """
+    @param first: the first byte a client sent.
+    @return: whether it can start a TLS handshake (a handshake record,
+        C{0x16}, or an SSLv2-style hello with the top bit set), as nginx's
+        C{ngx_http_ssl_handshake} decides; anything else is plain text.
+    """
+    return first == 0x16 or bool(first & 0x80)
+
+
+@attr.s(frozen=True, slots=True)
+class PlainHTTPFilter:
+    """
+    Answers a plain-HTTP request that reached a TLS port with nginx's
+    internal 497 (sent as C{400 The plain HTTP request was sent to HTTPS
+    port} unless an C{error_page 497} catches it), before any other
+    filter, as nginx's C{ngx_http_process_request} does.
+    """
+
+    phase: str = attr.ib(default="post_read")
+
+    def requestHeaders(self, exchange: Any) -> Any:
+        """
+        @return: C{None} on TLS (or on a plain listener), else the 497.
+        """
+        channel = exchange.channel
+        if channel.listener.tls is None or connectionInfo(channel.transport) is not None:
+            return None
+        from .phases import LocalReply
+
+        exchange.log.info(
+            "client sent plain HTTP request to HTTPS port while reading client "
+            "request headers, client: {client}",
+            client=getattr(channel.clientAddress, "host", "unix:"))
+        exchange.keepAlive = False
+        return LocalReply(497)
+
+
 class ServerTLSProtocol(BufferingTLSTransport):
     """
     The TLS layer of one client connection, closing as nginx does.
@@ -362,10 +430,95 @@ class ServerTLSProtocol(BufferingTLSTransport):
     the socket once the alert is written.
     """
 
+    #: Whether the client spoke plain text instead of TLS: then bytes pass
+    #: through both ways, so it can be answered (see L{PlainHTTPFilter}).
+    plain = False
+
+    def dataReceived(self, data: bytes) -> None:
+        """
+        Decide on the first byte whether the client speaks TLS at all.
+        """
+        if self.plain:
+            self.wrappedProtocol.dataReceived(data)
+            return
+        if not self._began:
+            self._began = True
+            if not startsTLS(data[0]):
+                self._goPlain()
+                self.wrappedProtocol.dataReceived(data)
+                return
+        super().dataReceived(data)
+
+    #: Whether the first bytes have arrived.
+    _began = False
+
+    def _goPlain(self) -> None:
+        """
+        Stop being TLS: writes go to the socket as they are, and the
+        wrapped protocol learns it has a plain connection (C{http} scheme;
+        a protocol selector then picks HTTP/1.x, as nginx does).
+        """
+        self.plain = True
+        self.write = self._socket().write  # type: ignore[method-assign]
+        wrapped = self.wrappedProtocol
+        if hasattr(wrapped, "scheme"):
+            wrapped.scheme = "http"
+        plainConnection = getattr(wrapped, "plainConnection", None)
+        if plainConnection is not None:
+            plainConnection()
+
+    def _socket(self) -> Any:
+        """
+        @return: the transport under TLS.
+        """
+        return self.transport
+
+    def writeSequence(self, sequence: Any) -> None:
+        """
+        As C{write}.
+        """
+        if self.plain:
+            self._socket().writeSequence(sequence)
+        else:
+            super().writeSequence(sequence)
+
+    def getHandle(self) -> Any:
+        """
+        @return: the OpenSSL connection, or on a plain one the socket's
+            handle (so L{connectionInfo} sees no TLS).
+        """
+        if self.plain:
+            return self._socket().getHandle()
+        return super().getHandle()
+
+    def abortConnection(self) -> None:
+        """
+        Close at once (no TLS state to tear down on a plain connection).
+        """
+        if self.plain:
+            self.disconnecting = True
+            self._socket().abortConnection()
+            return
+        super().abortConnection()
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        """
+        On a plain connection, skip reading what TLS never received.
+        """
+        if self.plain:
+            self._lostTLSConnection = True
+        super().connectionLost(reason)
+
     def loseConnection(self) -> None:
         """
         Send the close alert after any pending data, then close the socket.
         """
+        if self.plain:
+            if self._producer is not None and not self.disconnecting:
+                self.unregisterProducer()
+            self.disconnecting = True
+            self._socket().loseConnection()
+            return
         if self._producer is not None and not self.disconnecting:
             self.unregisterProducer()
         super().loseConnection()

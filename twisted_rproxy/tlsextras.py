@@ -305,21 +305,6 @@ def fingerprint(certificate: Any) -> str:
     return hashlib.sha1(certificate.public_bytes(Encoding.DER)).hexdigest()
 
 
-def _page(title: str, text: str, serverTokens: bool) -> bytes:
-    """
-    @return: nginx's page for its 495/496 statuses (sent as 400).
-    """
-    from ._version import __version__
-
-    software = f"twisted_rproxy/{__version__}" if serverTokens else "twisted_rproxy"
-    return (
-        f"<html>\r\n<head><title>400 {title}</title></head>\r\n<body>\r\n"
-        f"<center><h1>400 Bad Request</h1></center>\r\n"
-        f"<center>{text}</center>\r\n"
-        f"<hr><center>{software}</center>\r\n</body>\r\n</html>\r\n"
-    ).encode("ascii")
-
-
 @attr.s(frozen=True, slots=True, auto_attribs=True)
 class ClientCertificateFilter:
     """
@@ -335,7 +320,7 @@ class ClientCertificateFilter:
 
     def requestHeaders(self, exchange: Any) -> Optional[LocalReply]:
         """
-        @return: C{None} to go on, or nginx's 400.
+        @return: C{None} to go on, or nginx's 495 or 496.
         """
         from .tls import connectionInfo
 
@@ -345,7 +330,7 @@ class ClientCertificateFilter:
         refused = self.refusal(connection)
         if refused is None:
             return None
-        message, title, text = refused
+        message, status = refused
         exchange.log.info(
             "{message} while reading client request headers, client: {client}, "
             'server: {server}, request: "{request}", host: "{host}"',
@@ -359,13 +344,14 @@ class ClientCertificateFilter:
             host=exchange.host,
         )
         exchange.keepAlive = False
-        body = _page(title, text, exchange.conf.get("server_tokens"))
-        return LocalReply(400, body, ((b"Content-Type", b"text/html"),))
+        # nginx's internal 495/496: an error_page may catch them, else
+        # they are sent as 400 with their own page.
+        return LocalReply(status)
 
-    def refusal(self, connection: SSL.Connection) -> Optional[Tuple[str, str, str]]:
+    def refusal(self, connection: SSL.Connection) -> Optional[Tuple[str, int]]:
         """
-        @return: C{(log message, page title, page text)} when the request
-            must be refused, else C{None}.
+        @return: C{(log message, status)} when the request must be refused
+            (495 for a bad certificate, 496 for none), else C{None}.
         """
         if connection.get_peer_certificate() is not None:
             errno = verifyResult(connection)
@@ -374,16 +360,11 @@ class ClientCertificateFilter:
 
                 return (
                     f"client SSL certificate verify error: ({errno}:{verifyErrorString(errno)})",
-                    "The SSL certificate error",
-                    "The SSL certificate error",
+                    495,
                 )
             return None
         if self.mode == "on":
-            return (
-                "client sent no required SSL certificate",
-                "No required SSL certificate was sent",
-                "No required SSL certificate was sent",
-            )
+            return ("client sent no required SSL certificate", 496)
         return None
 
 

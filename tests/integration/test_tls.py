@@ -364,12 +364,20 @@ def testRedirectServer(tlsProxy: Dict[str, Any], certs: Dict[str, Any]) -> None:
     assert response.header("Location") == "https://a.test/a/b?c=d"
 
 
-def testPlainHTTPOnTLSPortFails(tlsProxy: Dict[str, Any]) -> None:
-    """Plain HTTP sent to a TLS port gets no HTTP answer (the handshake fails)."""
+def testPlainHTTPOnTLSPortIs400(tlsProxy: Dict[str, Any]) -> None:
+    """
+    Plain HTTP sent to a TLS port is answered in plain text with nginx's
+    400 for it (its internal 497), and the connection closed; the
+    error_page cases and the comparison with nginx are in test_tls_errors.
+    """
     from tests.integration.harness import rawExchange
 
-    data = rawExchange(tlsProxy["ports"]["main"], b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
-    assert not data.startswith(b"HTTP/")
+    data = rawExchange(tlsProxy["ports"]["main"], b"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+                       timeout=20)
+    (response,) = parseRawResponses(data)
+    assert response.status == 400
+    assert response.header("Connection") == "close"
+    assert b"The plain HTTP request was sent to HTTPS port" in response.body
 
 
 # -- sessions --------------------------------------------------------------------------

@@ -585,12 +585,12 @@ def testSocketSendTimeoutAbortsConnection() -> None:
 def testALPNFollowsTheListener(tmp_path: Any) -> None:
     """
     The ALPN callback picks h2 only where the connection's listener has
-    HTTP/2 on, else http/1.1; with nothing in common, no protocol.
+    HTTP/2 on, else http/1.1 (or http/1.0, http/0.9, as nginx); with
+    nothing in common the handshake is refused (h2 alone is nothing in
+    common where HTTP/2 is off, as with nginx).
     """
-    from OpenSSL import SSL
-
     from tests.integration.certs import CertificateAuthority
-    from twisted_rproxy.tls import alpnSelectCallback
+    from twisted_rproxy.tls import NoApplicationProtocol, alpnSelectCallback
 
     cert, key = CertificateAuthority(tmp_path).issue(["a.test"])
     config = loadConfig(
@@ -614,7 +614,12 @@ http {{
     assert alpnSelectCallback(withH2, offered) == b"h2"
     assert alpnSelectCallback(without, offered) == b"http/1.1"
     assert alpnSelectCallback(withH2, [b"http/1.1"]) == b"http/1.1"
-    assert alpnSelectCallback(without, [b"h2"]) is SSL.NO_OVERLAPPING_PROTOCOLS
+    assert alpnSelectCallback(withH2, [b"spdy/3", b"http/1.0"]) == b"http/1.0"
+    assert alpnSelectCallback(without, [b"http/0.9"]) == b"http/0.9"
+    with pytest.raises(NoApplicationProtocol):
+        alpnSelectCallback(without, [b"h2"])
+    with pytest.raises(NoApplicationProtocol):
+        alpnSelectCallback(withH2, [b"spdy/3"])
 
 
 def testHeadOverHeaderListLimitIs431() -> None:

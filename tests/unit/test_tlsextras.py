@@ -113,16 +113,17 @@ class ClientVerifyTests(SynchronousTestCase):
         """
         C{on} refuses no certificate and a bad one; C{optional} refuses
         only a bad one; C{optional_no_ca} lets an unknown issuer through.
+        No certificate is nginx's internal 496, a bad one 495.
         """
-        def refusal(mode: str, certificate: Optional[Tuple[Path, Path]]) -> Optional[str]:
+        def refusal(mode: str, certificate: Optional[Tuple[Path, Path]]) -> Optional[int]:
             found = ClientCertificateFilter(mode).refusal(self.connect(mode, certificate))
             return None if found is None else found[1]
 
-        self.assertEqual(refusal("on", None), "No required SSL certificate was sent")
-        self.assertEqual(refusal("on", self.stranger), "The SSL certificate error")
+        self.assertEqual(refusal("on", None), 496)
+        self.assertEqual(refusal("on", self.stranger), 495)
         self.assertIsNone(refusal("on", self.client))
         self.assertIsNone(refusal("optional", None))
-        self.assertEqual(refusal("optional", self.stranger), "The SSL certificate error")
+        self.assertEqual(refusal("optional", self.stranger), 495)
         self.assertIsNone(refusal("optional_no_ca", self.stranger))
 
     def test_caNamesSent(self) -> None:
@@ -231,12 +232,17 @@ class ConfigTests(TLSConfigTestCase):
 
     def test_verifyAddsTheFilter(self) -> None:
         """
-        A verifying server checks each request first.
+        A verifying server checks each request first, right after the
+        check for plain HTTP on a TLS port (nginx's order in
+        C{ngx_http_process_request}: 497 before 495/496).
         """
+        from twisted_rproxy.tls import PlainHTTPFilter
+
         config = self.compileHTTP(self.server(
             "ssl_verify_client optional; ssl_client_certificate ca/ca.pem;"))
         filters = config.servers[0].requestFilters
-        self.assertEqual([type(f) for f in filters][:1], [ClientCertificateFilter])
+        self.assertEqual([type(f) for f in filters][:2],
+                         [PlainHTTPFilter, ClientCertificateFilter])
 
 
 class LiveStapleTests(SynchronousTestCase):

@@ -27,6 +27,19 @@ _EXTRA = {
     504: "Gateway Time-out",
 }
 
+#: nginx's internal statuses that are sent as 400 with a page of their
+#: own (C{ngx_http_error_495_page} ...): an C{error_page} can catch each
+#: by its own code, and one without C{=} answers 400 too.
+SHOWN_AS_400 = {
+    495: "The SSL certificate error",
+    496: "No required SSL certificate was sent",
+    497: "The plain HTTP request was sent to HTTPS port",
+}
+
+#: Where nginx's page names a status otherwise than its status line
+#: (C{ngx_http_error_302_page} says "Found").
+_PAGE_TITLES = {302: "Found"}
+
 _reasons: Dict[int, bytes] = {}
 _pages: Dict[tuple, bytes] = {}
 
@@ -56,10 +69,17 @@ def errorPage(status: int, serverTokens: bool) -> bytes:
     page = _pages.get(key)
     if page is None:
         title = f"{status} {reasonPhrase(status).decode('ascii')}".strip()
+        if status in _PAGE_TITLES:
+            title = f"{status} {_PAGE_TITLES[status]}"
+        heading = title
+        text = SHOWN_AS_400.get(status)
+        extra = ""
+        if text is not None:
+            title, heading, extra = f"400 {text}", "400 Bad Request", f"<center>{text}</center>\r\n"
         software = f"twisted_rproxy/{__version__}" if serverTokens else "twisted_rproxy"
         page = _pages[key] = (
             f"<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n"
-            f"<center><h1>{title}</h1></center>\r\n"
+            f"<center><h1>{heading}</h1></center>\r\n{extra}"
             f"<hr><center>{software}</center>\r\n</body>\r\n</html>\r\n"
         ).encode("ascii")
     return page

@@ -19,7 +19,7 @@ from zope.interface import implementer
 from .._version import __version__
 from ..interfaces import IExchange
 from ..phases import LocalReply
-from .errorpages import errorPage, reasonPhrase
+from .errorpages import SHOWN_AS_400, errorPage, reasonPhrase
 from .routing import normalizePath
 
 Headers = List[Tuple[bytes, bytes]]
@@ -469,6 +469,8 @@ class Exchange:
             tokens = self.conf.get("server_tokens")
             body = errorPage(status, tokens)
             out.append((b"Content-Type", b"text/html"))
+            if status in SHOWN_AS_400:
+                status = 400
         elif body and not any(n.lower() == b"content-type" for n, _v in out):
             out.append((b"Content-Type", self.conf.get("default_type").encode("latin-1")))
         if status != 204 and status != 304 and (body or status >= 200):

@@ -75,6 +75,15 @@ class ProtocolSelector(Protocol):
         if self.chosen is None:
             self._choose(getattr(self.transport, "negotiatedProtocol", None) == b"h2")
 
+    def plainConnection(self) -> None:
+        """
+        The TLS layer found the client speaking plain text on a TLS port:
+        HTTP/1.x, so its request gets nginx's 497 (as nginx, which parses
+        such a request as HTTP/1.x whatever the listener offers).
+        """
+        if self.chosen is None:
+            self._choose(False)
+
     def dataReceived(self, data: bytes) -> None:
         """
         Relay to the chosen channel, choosing first if need be.

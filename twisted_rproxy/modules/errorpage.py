@@ -6,12 +6,13 @@ URI or named location, or by an external redirect, as nginx does.
 
 from __future__ import annotations
 
-from typing import Any, FrozenSet, Optional, Sequence
+from typing import Any, FrozenSet, Optional, Sequence, Tuple
 
 import attr
 
 from ..config.ast import Directive
 from ..config.registry import HTTP, LOCATION, SERVER, DirectiveSpec, spec
+from ..http.errorpages import SHOWN_AS_400
 from ..module import ProxyModule
 
 
@@ -29,6 +30,7 @@ class ErrorPage:
     codes: FrozenSet[int]
     override: Optional[int]
     target: str
+    directive: Optional[Directive] = attr.ib(default=None, eq=False, repr=False)
 
 
 def _parseErrorPage(directive: Directive) -> ErrorPage:
@@ -51,22 +53,27 @@ def _parseErrorPage(directive: Directive) -> ErrorPage:
         if not arg.isdigit() or not 300 <= int(arg) <= 599 or arg == "499":
             raise ValueError(f'value "{arg}" must be between 300 and 599')
         codes.append(int(arg))
-    return ErrorPage(frozenset(codes), override, target)
+    return ErrorPage(frozenset(codes), override, target, directive)
 
 
-def redirectForStatus(exchange: Any, status: int, pages: Sequence[ErrorPage]) -> bool:
+def redirectForStatus(exchange: Any, status: int, pages: Sequence[ErrorPage],
+                      targets: Optional[Sequence[Any]] = None) -> bool:
     """
     Apply the first C{error_page} for C{status}, if any.
 
+    @param targets: each page's target compiled with its variables (as
+        nginx's C{error_page} takes C{https://$host$request_uri}); default
+        the targets as written.
     @return: whether the exchange was redirected (the caller must then not
         answer itself).
     """
-    for page in pages:
+    for index, page in enumerate(pages):
         if status not in page.codes:
             continue
-        target = page.target
+        target = page.target if targets is None else targets[index].evaluate(exchange)
         if page.override is None:
-            exchange.statusOverride = status
+            # nginx's 495-497 are internal: without "=" the page is a 400.
+            exchange.statusOverride = 400 if status in SHOWN_AS_400 else status
         elif page.override:
             exchange.statusOverride = page.override
         else:
@@ -95,9 +102,17 @@ class ErrorPages:
     it answers with an error.
     """
 
-    def __init__(self, pages: Sequence[ErrorPage]) -> None:
+    def __init__(self, pages: Sequence[ErrorPage], compiler: Any = None) -> None:
+        """
+        @param compiler: compiles each target's variables (at its
+            directive's file:line); without one, targets are literal.
+        """
         self.pages = tuple(pages)
         self._codes = frozenset(code for page in pages for code in page.codes)
+        self._targets: Optional[Tuple[Any, ...]] = None
+        if compiler is not None:
+            self._targets = tuple(
+                compiler.compileValue(page.target, page.directive) for page in pages)
 
     def handles(self, status: int) -> bool:
         """
@@ -113,7 +128,7 @@ class ErrorPages:
         """
         if status not in self._codes:
             return False
-        return redirectForStatus(exchange, status, self.pages)
+        return redirectForStatus(exchange, status, self.pages, self._targets)
 
 
 class ErrorPageModule(ProxyModule):
@@ -139,4 +154,4 @@ class ErrorPageModule(ProxyModule):
         """
         pages = location.conf.get("error_page")
         if pages:
-            location.errorPages = ErrorPages(pages)
+            location.errorPages = ErrorPages(pages, compiler)

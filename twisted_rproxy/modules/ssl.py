@@ -21,7 +21,7 @@ from ..config.registry import HTTP, SERVER, DirectiveSpec, spec
 from ..config.slots import flagSlot, stringSlot, timeSlot
 from ..module import ProxyModule
 from ..tls import PROTOCOLS, ListenerTLS, TLSLoadError, TLSSettings, connectionInfo, makeContext
-from ..tls import serverNameCallback
+from ..tls import PlainHTTPFilter, serverNameCallback
 from ..tlsextras import (
     VERIFY_CLIENT,
     ClientCertificateFilter,
@@ -307,6 +307,8 @@ class SSLModule(ProxyModule):
                 )
             state["contexts"][(settings, extras)] = context
         state["servers"][id(server)] = context
+        # First of all: a plain request on a TLS port is nginx's 497.
+        server.requestFilters.insert(0, PlainHTTPFilter())
         if extras.verifyClient != "off":
             server.requestFilters.append(ClientCertificateFilter(extras.verifyClient))
 
