@@ -173,7 +173,12 @@ def applyExtras(context: SSL.Context, extras: ServerTLSExtras,
                     f'cannot load "{path}": {_reasons(e)}', which
                 )
         context.set_verify(SSL.VERIFY_PEER, _noteError)
-        context.set_verify_depth(extras.verifyDepth)
+        # OpenSSL's own limit is copied into a connection from its first
+        # context (the default server's) and pyOpenSSL cannot change it
+        # after the SNI switch (no SSL_set_verify_depth), so OpenSSL gets a
+        # loose one and _noteError applies the chosen context's.
+        context.set_verify_depth(_OPENSSL_DEPTH)
+        _DEPTHS[context] = extras.verifyDepth
         # A resumed session skips verification, and its result is not kept
         # (see verifyResult): every connection verifies afresh instead.
         context.set_options(SSL.OP_NO_TICKET)
@@ -200,13 +205,36 @@ def applyExtras(context: SSL.Context, extras: ServerTLSExtras,
 _NOTED: "weakref.WeakKeyDictionary[SSL.Connection, int]" = weakref.WeakKeyDictionary()
 
 
+#: Each verifying context's C{ssl_verify_depth}, which L{_noteError}
+#: enforces for the context a connection has at verification time.
+_DEPTHS: "weakref.WeakKeyDictionary[SSL.Context, int]" = weakref.WeakKeyDictionary()
+
+#: The chain length OpenSSL itself allows (its default).
+_OPENSSL_DEPTH = 100
+
+#: What a chain longer than the limit fails with in a handshake: OpenSSL
+#: stops building it at the limit, so the last certificate it kept has no
+#: issuer: C{X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY}, "unable to get
+#: local issuer certificate" (what nginx reports; C{openssl verify} says
+#: "certificate chain too long" instead).
+_CHAIN_TOO_LONG = 20
+
+
 def _noteError(connection: SSL.Connection, certificate: Any, errno: int,
                depth: int, ok: int) -> bool:
     """
     The verify callback: accept, remembering why not, as nginx's does.
+    It is called for each certificate of the chain OpenSSL built, from the
+    trust anchor (the highest C{depth}) down to the client's (0); as with
+    OpenSSL's own limit, C{ssl_verify_depth N} allows N intermediates, so
+    the anchor at most at depth N+1.
     """
     if not ok:
         _NOTED[connection] = errno
+    else:
+        limit = _DEPTHS.get(connection.get_context())
+        if limit is not None and depth > limit + 1:
+            _NOTED[connection] = _CHAIN_TOO_LONG
     return True
 
 

@@ -150,6 +150,36 @@ class CertificateAuthority:
         keyPath.chmod(0o600)
         return certPath, keyPath
 
+    def intermediate(self, directory: Path, commonName: str) -> "CertificateAuthority":
+        """
+        @return: a CA whose certificate this one signs (a chain one longer,
+            for C{ssl_verify_depth}); what it issues is written with its
+            own certificate after the leaf, so a client sends the chain.
+        """
+        sub = CertificateAuthority(directory, commonName)
+        now = datetime.datetime.now(datetime.timezone.utc)
+        sub.certificate = (
+            x509.CertificateBuilder()
+            .subject_name(_name(commonName))
+            .issuer_name(self.certificate.subject)
+            .public_key(sub._key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - _ONE_DAY)
+            .not_valid_after(now + 30 * _ONE_DAY)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=True, content_commitment=False, key_encipherment=False,
+                    data_encipherment=False, key_agreement=False, key_cert_sign=True,
+                    crl_sign=True, encipher_only=False, decipher_only=False,
+                ),
+                critical=True,
+            )
+            .sign(self._key, hashes.SHA256())
+        )
+        sub.certPath.write_bytes(sub.certificate.public_bytes(serialization.Encoding.PEM))
+        return sub
+
     def writeKey(self, path: Path) -> Path:
         """
         Write the CA's key to C{path} (for a local C{openssl ocsp}
