@@ -730,6 +730,7 @@ RUN_BLOCKS = [
     ("http2.md", "h2"),
     ("tls.md", "client-certificates"),
     ("upstream-tls.md", "verified"),
+    ("tls.md", "tls-errors"),
 ]
 """Every (page, block id) a run test below starts a proxy for."""
 
@@ -1518,3 +1519,38 @@ def testUpstreamTLSExample(serve: Callable[..., Proxy]) -> None:
             assert response.body.decode() == spans[0] + "\n", row
         else:
             assert spans[0] in proxy.runner.errorLog, row
+
+
+def testTLSErrorPages(serve: Callable[..., Proxy], tmp_path: Path) -> None:
+    """
+    tls.md's C{error_page 497} and C{496} server answers each row of its
+    table: plain HTTP on the TLS port, and TLS with no, the CA's and
+    another CA's client certificate.
+    """
+    from tests.integration.certs import CertificateAuthority
+    from tests.integration.harness import parseRawResponses, rawExchange
+
+    proxy = serve("tls.md", "tls-errors")
+    prefix = proxy.runner.prefix
+    stranger = CertificateAuthority(tmp_path / "stranger").issue(["mallory"], client=True)
+    presented = {
+        "TLS, no certificate": None,
+        "TLS, `certs/alice.crt` from the CA": (prefix / "certs/alice.crt",
+                                               prefix / "certs/alice.key"),
+        "TLS, a certificate from another CA": stranger,
+    }
+    rows = tableRows("tls.md", "tls-errors")
+    assert [row[0] for row in rows] == ["plain HTTP"] + list(presented)
+    for row in rows:
+        status = int(bold(row[1]))
+        text = codeSpans(row[1])[0].replace("{port}", str(proxy.port))
+        if row[0] == "plain HTTP":
+            data = rawExchange(proxy.port, b"GET /a?b=c HTTP/1.1\r\nHost: example.com\r\n\r\n",
+                               timeout=DEADLINE)
+            (response,) = parseRawResponses(data)
+            name, _sep, value = text.partition(": ")
+            assert (response.status, response.header(name)) == (status, value), row
+            continue
+        response = _clientCertGet(proxy, presented[row[0]])
+        assert response.status == status, row
+        assert text.encode() in response.body, (row, response.body)
