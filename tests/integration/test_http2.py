@@ -529,3 +529,111 @@ def testDifferentialAgainstNginx(
                 wanted.remove("content-length")
             got[name] = (info, lines[0], {k: headers.get(k) for k in wanted}, body)
         assert got["rproxy"] == got["nginx"], path
+
+
+class CountingBackend:
+    """
+    A backend that answers one request with C{size} bytes of the
+    C{/pattern} body, written with blocking sends from a thread, counting
+    what the proxy has taken so far; C{blocked} is set once a send has
+    waited a while (the proxy stopped reading), the safety net being the
+    test's own deadline.
+    """
+
+    def __init__(self, size: int) -> None:
+        import socket
+        import threading
+
+        self.size = size
+        self.sent = 0
+        self.blocked = threading.Event()
+        self.done = threading.Event()
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        import socket
+
+        conn, _address = self._listener.accept()
+        with conn:
+            request = b""
+            while b"\r\n\r\n" not in request:
+                request += conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
+                         b"Content-Length: %d\r\nConnection: close\r\n\r\n" % self.size)
+            piece = 65536
+            base = bytes(range(251)) * (piece // 251 + 2)
+            conn.settimeout(0.5)
+            while self.sent < self.size:
+                start = self.sent % 251
+                data = memoryview(base[start:start + min(piece, self.size - self.sent)])
+                while data:
+                    try:
+                        n = conn.send(data)
+                    except socket.timeout:
+                        self.blocked.set()
+                        conn.settimeout(60)
+                        continue
+                    data = data[n:]
+                    self.sent += n
+            self.done.set()
+
+    def close(self) -> None:
+        self._listener.close()
+
+
+def testHeldStreamKeepsMemoryBoundedAndPausesBackend(
+    backend: Backend, rproxyRunner: Callable[..., Any]
+) -> None:
+    """
+    Through the real proxy: a stream for a 50 MiB response whose client
+    never opens its window, while a second stream on the connection
+    completes.  The backend of the held stream is paused (it cannot write
+    more than socket buffers and the stream's 64 KiB), the proxy's RSS
+    does not grow by the response (< 30 MiB), and once the client reads,
+    the whole body arrives intact.
+    """
+    from tests.integration.harness import waitUntil
+    from tests.integration.test_proxy import rssKiB
+
+    size = 50 * 1024 * 1024
+    counting = CountingBackend(size)
+    plain = freePort()
+    runner = rproxyRunner(proxyConfig(plain, f"""
+        http2 on;
+        location /held {{
+            proxy_pass http://127.0.0.1:{counting.port};
+        }}
+        location / {{
+            proxy_pass http://{backend.address};
+        }}
+"""))
+    pid = runner.process.pid
+    client = H2Client(plain)
+    try:
+        # Warm up the code paths, so their first use is not counted.
+        warm = client.finished(client.request("/pattern?size=500000"))
+        assert warm.status == 200
+        baseline = rssKiB(pid)
+        held = client.request("/held", send=False)
+        client.noAck.add(held)
+        client.flush()
+        heldStream = client.streams[held]
+        client.until(lambda: len(heldStream.body) == 65535)
+        fast = client.finished(client.request("/pattern?size=500000"))
+        assert fast.status == 200 and bytes(fast.body) == _pattern(500000)
+        waitUntil(counting.blocked.is_set, "the held stream's backend to be paused", 60)
+        assert len(heldStream.body) == 65535 and not heldStream.ended
+        assert counting.sent < 30 * 1024 * 1024, counting.sent
+        grown = rssKiB(pid) - baseline
+        assert grown < 30 * 1024, f"RSS grew by {grown} KiB"
+        client.acknowledge(held)
+        done = client.finished(held)
+        assert done.status == 200
+        assert len(done.body) == size and bytes(done.body) == _pattern(size)
+        assert counting.done.is_set() or counting.sent == size
+    finally:
+        client.close()
+        counting.close()
