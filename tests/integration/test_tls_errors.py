@@ -185,6 +185,7 @@ def observe(certs: Dict[str, Any], ports: Dict[str, int]) -> Dict[str, Any]:
     for name in ("bare", "redirect", "redirect301", "internal"):
         seen[f"plain on {name}"] = _plain(ports[name])
     seen["plain / on bare"] = _plain(ports["bare"], "/")
+    seen["plain on h2"] = _plain(ports["h2"])
     seen["TLS on bare"] = httpsRequest(ports["bare"], "a.test", clientContext(certs)).body
     seen["TLS on internal"] = httpsRequest(ports["internal"], "a.test", clientContext(certs)).body
     for client in (None, "client", "stranger"):
@@ -230,11 +231,12 @@ _PAGE_497 = (
 
 def testPlainHTTPOnTLSPortIs400(observed: Dict[str, Dict[str, Any]]) -> None:
     """
-    A plain request on a TLS port gets nginx's 400 page for it, and the
-    connection is closed; TLS on the same port still works.
+    A plain request on a TLS port (an http2 one too) gets nginx's 400 page
+    for it, and the connection is closed; TLS on the same port still works.
     """
     ours = observed["rproxy"]
     assert ours["plain on bare"] == (400, None, "text/html", "close", _PAGE_497)
+    assert ours["plain on h2"] == (400, None, "text/html", "close", _PAGE_497)
     assert ours["TLS on bare"] == b"tls https\n"
 
 

@@ -439,3 +439,81 @@ class VariablesOnPlainConnections(ConfigTestCase):
 """
         )
         self.assertEqual(self.body(config), "[http][][][][]")
+
+
+class PlainHTTPOnTLSPortTests(TLSConfigTestCase):
+    """
+    The TLS layer of a connection tells a plain-text client by its first
+    byte and lets the request through in clear, to be answered 497 (sent
+    as 400) by the server its Host selects, with that server's
+    C{error_page 497}.
+    """
+
+    CONFIG = """
+    ssl_certificate a.crt;
+    ssl_certificate_key a.key;
+    server {
+        listen 127.0.0.1:8443 ssl;
+        server_name a.test;
+        return 200 "tls\\n";
+    }
+    server {
+        listen 127.0.0.1:8443 ssl;
+        server_name b.test;
+        error_page 497 https://$host$request_uri;
+        return 200 "tls\\n";
+    }
+"""
+
+    def connect(self, data: bytes) -> Any:
+        """
+        @return: the memory transport of a connection to the listener
+            that received C{data} first.
+        """
+        from twisted.internet.testing import MemoryReactorClock, StringTransport
+
+        from twisted_rproxy.service import ProxyFactory
+
+        class Transport(StringTransport):
+            def getHandle(self) -> None:
+                return None
+
+        config = self.compileHTTP(self.CONFIG)
+        factory = ProxyFactory(config.listeners[0], MemoryReactorClock())
+        protocol = factory.buildProtocol(None)
+        transport = Transport()
+        protocol.makeConnection(transport)
+        protocol.dataReceived(data)
+        self.protocol = protocol
+        return transport
+
+    def testFirstByte(self) -> None:
+        """A handshake record or an SSLv2-style hello is TLS; text is not."""
+        from twisted_rproxy.tls import startsTLS
+
+        self.assertTrue(startsTLS(0x16))
+        self.assertTrue(startsTLS(0x80))
+        self.assertFalse(startsTLS(ord("G")))
+        self.assertFalse(startsTLS(0x15))
+
+    def testPlainRequestIs400AndCloses(self) -> None:
+        """nginx's page for 497, in clear, then the connection closes."""
+        transport = self.connect(b"GET /x HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        out = transport.value()
+        self.assertTrue(out.startswith(b"HTTP/1.1 400 Bad Request\r\n"), out)
+        self.assertIn(b"<title>400 The plain HTTP request was sent to HTTPS port</title>", out)
+        self.assertIn(b"\r\nConnection: close\r\n", out)
+        self.assertTrue(transport.disconnecting)
+
+    def testErrorPageOfTheHostsServer(self) -> None:
+        """The server the Host names redirects by its own error_page 497."""
+        transport = self.connect(b"GET /x?y=1 HTTP/1.1\r\nHost: b.test\r\n\r\n")
+        out = transport.value()
+        self.assertTrue(out.startswith(b"HTTP/1.1 302 "), out)
+        self.assertIn(b"\r\nLocation: https://b.test/x?y=1\r\n", out)
+
+    def testTLSStaysTLS(self) -> None:
+        """A ClientHello's first byte keeps the connection in TLS."""
+        transport = self.connect(b"\x16\x03\x01\x00\x05hello")
+        self.assertFalse(self.protocol.plain)
+        self.assertNotIn(b"HTTP/1.1", transport.value())
