@@ -24,6 +24,7 @@ from twisted_rproxy.tlsextras import (
     applyExtras,
     clientVerify,
     serialText,
+    verifyResult,
 )
 
 
@@ -141,6 +142,67 @@ class ClientVerifyTests(SynchronousTestCase):
         _pump(server, client)
         names = [n.commonName for n in client.get_client_ca_list()]
         self.assertEqual(names, ["rproxy test CA"])
+
+
+class VerifyDepthTests(SynchronousTestCase):
+    """
+    C{ssl_verify_depth} is applied by the verify callback for the context
+    the connection has when it verifies (the SNI-chosen server's), since
+    pyOpenSSL cannot set a connection's own OpenSSL depth.
+    """
+
+    def setUp(self) -> None:
+        """
+        A root, an intermediate under it, and a client certificate from
+        each (the intermediate's client sending its chain).
+        """
+        directory = _temporaryDirectory(self)
+        self.root = CertificateAuthority(directory / "root")
+        middle = self.root.intermediate(directory / "middle", "middle")
+        self.server = self.root.issue(["a.test"])
+        self.direct = self.root.issue(["direct"], client=True)
+        self.chained = middle.issue(["chained"], client=True)
+
+    def context(self, depth: int) -> SSL.Context:
+        """
+        @return: a server context verifying clients with C{depth}.
+        """
+        cert, key = self.server
+        context = makeContext(TLSSettings(certificates=(str(cert),), keys=(str(key),)))
+        applyExtras(context, ServerTLSExtras(verifyClient="on", verifyDepth=depth,
+                                             clientCertificate=str(self.root.certPath)))
+        return context
+
+    def verify(self, first: SSL.Context, chosen: SSL.Context,
+               certificate: Tuple[Path, Path]) -> int:
+        """
+        @return: L{verifyResult} of a handshake that starts with C{first}
+            and is switched to C{chosen}, as the SNI callback does.
+        """
+        from twisted_rproxy.tlsextras import copyVerifyMode
+
+        server = SSL.Connection(first, None)
+        server.set_accept_state()
+        server.set_context(chosen)
+        copyVerifyMode(server, chosen)
+        clientContext = SSL.Context(SSL.TLS_CLIENT_METHOD)
+        clientContext.use_certificate_chain_file(str(certificate[0]))
+        clientContext.use_privatekey_file(str(certificate[1]))
+        client = SSL.Connection(clientContext, None)
+        client.set_connect_state()
+        _pump(server, client)
+        return verifyResult(server)
+
+    def test_chosenDepthApplies(self) -> None:
+        """
+        Depth 0 refuses an intermediate, depth 1 takes it, whichever depth
+        the first context had; a direct certificate passes both.
+        """
+        shallow, deep = self.context(0), self.context(1)
+        self.assertEqual(self.verify(deep, shallow, self.chained), 20)
+        self.assertEqual(self.verify(shallow, deep, self.chained), 0)
+        self.assertEqual(self.verify(deep, shallow, self.direct), 0)
+        self.assertEqual(self.verify(shallow, shallow, self.direct), 0)
 
 
 class SerialTests(SynchronousTestCase):
