@@ -704,3 +704,62 @@ def testStalledBackendBoundsProxyMemory(mode: str,
         s.close()
     finally:
         backend.close()
+
+
+def readServerFrame(s: Any) -> tuple:
+    """
+    One unmasked frame (as a server sends) of under 126 bytes from C{s}.
+
+    @return: C{(opcode, payload)}, or C{None} when the connection closed.
+    """
+    head = s.recv(2)
+    if not head:
+        return None  # type: ignore[return-value]
+    while len(head) < 2:
+        head += s.recv(2 - len(head))
+    payload = b""
+    while len(payload) < head[1] & 0x7F:
+        payload += s.recv((head[1] & 0x7F) - len(payload))
+    return head[0] & 0x0F, payload
+
+
+def testGracefulShutdownKeepsTunnelUntilDeadline(
+        echo: EchoServer, rproxyRunner: Callable[..., RproxyRunner]) -> None:
+    """
+    SIGQUIT with C{worker_shutdown_timeout 3s}: a byte-tunnelled
+    WebSocket is left alone (a tunnel cannot know where a frame ends, so
+    it sends no 1001): once the proxy has stopped listening, messages are
+    still echoed through it; at the deadline its TCP connection is closed
+    with no close frame, and the proxy exits 0.
+    """
+    import socket
+
+    from tests.integration.harness import portAccepts, waitUntil
+
+    # docs/proxy.md's example, as shown there.
+    runner = rproxyRunner(fill(block("proxy.md", "tunnel-shutdown").text,
+                               {"port": str(freePort()), "backend": str(echo.port)}))
+    s = socket.create_connection(("127.0.0.1", runner.port), timeout=DEADLINE)
+    try:
+        s.sendall(b"GET /ws HTTP/1.1\r\nHost: localhost\r\n" + HANDSHAKES["upgrade"] + b"\r\n")
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += s.recv(1)
+        assert head.startswith(b"HTTP/1.1 101 ")
+        runner.process.send_signal(signal.SIGQUIT)
+        quitAt = time.monotonic()
+        waitUntil(lambda: not portAccepts(runner.port), "the proxy to stop listening")
+        for i in range(3):
+            s.sendall(maskedText(b"after quit %d" % i))
+            assert readServerFrame(s) == (1, b"after quit %d" % i)
+        assert runner.process.poll() is None
+        try:
+            rest = s.recv(1024)
+        except ConnectionResetError:
+            rest = b""
+        closedAfter = time.monotonic() - quitAt
+    finally:
+        s.close()
+    assert rest == b"", "the tunnel added bytes (a close frame?) to the stream"
+    assert closedAfter >= 3, f"closed {closedAfter:.2f} s after SIGQUIT, before the deadline"
+    assert runner.process.wait(timeout=DEADLINE) == 0
