@@ -302,7 +302,9 @@ def testFilterExamplesEndToEnd(echo: EchoServer, rproxyRunner: Callable[..., Rpr
 def testThousandConnections(echo: EchoServer, anyProxy: RproxyRunner) -> None:
     """
     1,000 WebSocket connections open at once through the proxy (relay,
-    then byte tunnel); each then sends 20 numbered messages without
+    then byte tunnel; opened with at most 50 handshakes in progress, so a
+    loaded machine slows that phase rather than failing it); each then
+    sends 20 numbered messages without
     waiting, and every echo comes back, none lost or out of order, and
     every connection closes cleanly.  The proxy's RSS growth with the
     1,000 connections open and idle is printed per connection (information:
@@ -325,7 +327,7 @@ def testThousandConnections(echo: EchoServer, anyProxy: RproxyRunner) -> None:
     try:
         assert client.stdout is not None and client.stdin is not None
         opened = client.stdout.readline()
-        assert opened.strip() == f"OPEN {total}".encode(), opened
+        assert opened.strip() == f"OPEN {total}".encode(), (opened, anyProxy.errorLog[-2000:])
         idle = rssKiB(anyProxy.process.pid)
         client.stdin.write(b"go\n")
         client.stdin.flush()
