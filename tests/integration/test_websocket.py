@@ -765,3 +765,69 @@ def testGracefulShutdownKeepsTunnelUntilDeadline(
     assert rest == b"", "the tunnel added bytes (a close frame?) to the stream"
     assert closedAfter >= 3, f"closed {closedAfter:.2f} s after SIGQUIT, before the deadline"
     assert runner.process.wait(timeout=DEADLINE) == 0
+
+
+@pytest.fixture(scope="module")
+def wssEchoes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    """
+    Two Autobahn wss echo servers with certificates from a CA made for the
+    run: C{good} for C{backend.internal}, C{wrong} for C{wrong.internal};
+    C{ca} is the CA certificate's path.
+    """
+    from tests.integration.certs import CertificateAuthority
+
+    ca = CertificateAuthority(tmp_path_factory.mktemp("wss-certs"))
+    servers = {}
+    try:
+        for name in ("good", "wrong"):
+            cert, key = ca.issue([f"{'backend' if name == 'good' else 'wrong'}.internal"])
+            servers[name] = EchoServer(f"tls:{cert}:{key}")
+        yield {"ca": str(ca.certPath), **servers}
+    finally:
+        for server in servers.values():
+            server.cleanup()
+
+
+def wssConfig(wssEchoes: dict, backend: str, relay: bool) -> str:
+    """
+    docs/upstream-tls.md's C{websocket-tls} location in front of the
+    C{backend} echo server, trusting this run's CA; without C{relay}, the
+    same location as a byte tunnel.
+    """
+    text = fill(configText(block("upstream-tls.md", "websocket-tls")),
+                {"port": str(freePort()), "backend": str(wssEchoes[backend].port)})
+    text = text.replace("test-ca/ca.pem", wssEchoes["ca"])
+    return text if relay else text.replace("proxy_websocket_relay         on;", "")
+
+
+@pytest.mark.parametrize("mode", ["relay", "tunnel"])
+def testTLSBackend(mode: str, wssEchoes: dict,
+                   rproxyRunner: Callable[..., RproxyRunner]) -> None:
+    """
+    C{proxy_pass https://} with C{proxy_ssl_verify on} to a wss echo
+    server: the 1 B - 1 MiB fragmented echo, subprotocol and close code
+    come through the relay and the byte tunnel alike; the backend with a
+    certificate for the wrong name never gets the upgrade, which is
+    answered 502, and the error log says why.
+    """
+    good = rproxyRunner(wssConfig(wssEchoes, "good", mode == "relay"))
+    seen = len(wssEchoes["good"].lines("FRAMES").splitlines())
+    report = runClient(good.port, "echo")
+    assert (report["protocol"], report["mismatches"]) == ("chat", [])
+    assert report["echoed"] == report["sent"] == 16
+    assert report["close"] == [True, 4000, "client bye"]
+    counts = {int(line.split()[2])
+              for line in wssEchoes["good"].lines("FRAMES").splitlines()[seen:]
+              if line.split()[1] == str(1 << 20)}
+    # The relay sends each 1 MiB message in one frame; the tunnel passes
+    # Autobahn's 4 KiB fragments (and its empty final frame) through.
+    assert counts == ({1} if mode == "relay" else {(1 << 20) // 4096 + 1})
+
+    wrong = rproxyRunner(wssConfig(wssEchoes, "wrong", mode == "relay"))
+    before = wssEchoes["wrong"].lines("EXT").count("\n")
+    status, _ = handshake(wrong.port, HANDSHAKES["upgrade"])
+    assert status == 502
+    waitFor(lambda: "does not match" in wrong.errorLog, "the verification error")
+    assert "backend.internal" in next(line for line in wrong.errorLog.splitlines()
+                                      if "does not match" in line)
+    assert wssEchoes["wrong"].lines("EXT").count("\n") == before

@@ -2,9 +2,10 @@
 Autobahn peers for the WebSocket relay's integration tests, each run as a
 subprocess (never on twisted_rproxy):
 
-    python -m tests.integration.wspeers echo [deflate]
+    python -m tests.integration.wspeers echo [deflate|tls:CERT:KEY]
         An echo server on 127.0.0.1 (accepting permessage-deflate offers
-        with C{deflate}): prints C{LISTENING <port>}, C{EXT <names>} for
+        with C{deflate}; speaking wss with the PEM files of
+        C{tls:CERT:KEY}): prints C{LISTENING <port>}, C{EXT <names>} for
         each connection's extensions (C{-}: none), echoes
         every message as it came (text or binary), selects subprotocol
         C{chat} when offered, answers the text C{close-me} with a close
@@ -389,9 +390,19 @@ def main(argv: List[str]) -> None:
                 return None
 
             factory.setProtocolOptions(perMessageCompressionAccept=accept)
-        # nginx's backlog rather than Twisted's 50: the proxy may open many
-        # backend connections at once.
-        port = reactor.listenTCP(0, factory, backlog=511, interface="127.0.0.1")
+        if argv[1:2] and argv[1].startswith("tls:"):
+            # wss: TLS with the given PEM certificate and key.
+            from twisted.internet import ssl
+
+            _, certPath, keyPath = argv[1].split(":")
+            with open(keyPath, "rb") as key, open(certPath, "rb") as cert:
+                identity = ssl.PrivateCertificate.loadPEM(key.read() + cert.read())
+            port = reactor.listenSSL(0, factory, identity.options(), backlog=511,
+                                     interface="127.0.0.1")
+        else:
+            # nginx's backlog rather than Twisted's 50: the proxy may open
+            # many backend connections at once.
+            port = reactor.listenTCP(0, factory, backlog=511, interface="127.0.0.1")
         print(f"LISTENING {port.getHost().port}", flush=True)
     elif argv[0] == "many":
         many(argv[1], int(argv[2]), int(argv[3]))
