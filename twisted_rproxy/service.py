@@ -235,8 +235,9 @@ class ProxyService(MultiService):
         for check in _healthChecks(self.config):
             check.start()
 
-    #: Seconds a graceful stop waits for in-flight requests (nginx's
-    #: worker_shutdown_timeout has no default; a bound keeps stops finite).
+    #: Seconds a graceful stop waits for in-flight requests when the config
+    #: sets no worker_shutdown_timeout (nginx's has no default; a bound
+    #: keeps stops finite).
     shutdownTimeout = 30.0
     #: Set for nginx's fast "stop" (SIGTERM): close connections at once.
     fastShutdown = False
@@ -272,7 +273,10 @@ class ProxyService(MultiService):
         """
         Close idle client connections now and busy ones as they go idle.
         """
-        deadline = self._reactor.seconds() + (0 if self.fastShutdown else self.shutdownTimeout)
+        timeout = self.config.mainConf.get("worker_shutdown_timeout")
+        if timeout is None:
+            timeout = self.shutdownTimeout
+        deadline = self._reactor.seconds() + (0 if self.fastShutdown else timeout)
         done: "Deferred[None]" = Deferred()
 
         def sweep() -> None:
@@ -299,7 +303,8 @@ class ProxyService(MultiService):
                     else:
                         # A WebSocket relay closes its client with 1001
                         # (going away); a byte tunnel runs on until it
-                        # ends or the deadline aborts it.
+                        # ends or the deadline aborts it: it cannot know
+                        # where a frame ends, so it adds no bytes.
                         pair = getattr(channel, "upgradedPair", None)
                         goingAway = getattr(pair, "goingAway", None)
                         if goingAway is not None:

@@ -2,9 +2,10 @@
 Autobahn peers for the WebSocket relay's integration tests, each run as a
 subprocess (never on twisted_rproxy):
 
-    python -m tests.integration.wspeers echo [deflate]
+    python -m tests.integration.wspeers echo [deflate|tls:CERT:KEY]
         An echo server on 127.0.0.1 (accepting permessage-deflate offers
-        with C{deflate}): prints C{LISTENING <port>}, C{EXT <names>} for
+        with C{deflate}; speaking wss with the PEM files of
+        C{tls:CERT:KEY}): prints C{LISTENING <port>}, C{EXT <names>} for
         each connection's extensions (C{-}: none), echoes
         every message as it came (text or binary), selects subprotocol
         C{chat} when offered, answers the text C{close-me} with a close
@@ -17,7 +18,9 @@ subprocess (never on twisted_rproxy):
         message (how many frames it came in).
 
     python -m tests.integration.wspeers many URL N K
-        Opens N connections, prints C{OPEN N}, waits for C{go} on stdin,
+        Opens N connections (at most 50 handshakes in progress at once),
+        prints C{OPEN N} (or a JSON line with C{failed} and stops when a
+        connection fails before opening), waits for C{go} on stdin,
         then each connection sends K numbered messages at once and checks
         their echoes come back complete and in order; prints one JSON line.
 
@@ -234,6 +237,7 @@ class ManyClientProtocol(WebSocketClientProtocol):  # type: ignore[misc]
         self.index = len(run["open"])
         self.expected = 0
         run["open"].append(self)
+        run["connectNext"]()
         if len(run["open"]) == run["total"]:
             print(f"OPEN {run['total']}", flush=True)
             reactor.addReader(_StdinGo(run))
@@ -259,9 +263,13 @@ class ManyClientProtocol(WebSocketClientProtocol):  # type: ignore[misc]
 
     def onClose(self, wasClean: bool, code: Optional[int], reason: Optional[str]) -> None:
         """
-        Count the close; the last one prints the report and stops.
+        Count the close; the last one prints the report and stops.  A
+        connection that closes before it opened ends the run.
         """
         run = self.factory.run
+        if not hasattr(self, "index"):
+            self.factory._failed(f"closed before opening: {wasClean} {code} {reason}")
+            return
         run["closed"] += 1
         run["clean"] += 1 if (wasClean and code == 1000) else 0
         if not (wasClean and code == 1000):
@@ -302,17 +310,40 @@ class _StdinGo:
         return "stdin"
 
 
+class ManyClientFactory(WebSocketClientFactory):  # type: ignore[misc]
+    """
+    The C{many} connections' factory: a connection that fails before its
+    handshake ends the run with a report saying why, at once, rather than
+    leaving the test to wait for connections that will never open.
+    """
+
+    def clientConnectionFailed(self, connector: Any, reason: Any) -> None:
+        self._failed(str(reason.value))
+
+    def _failed(self, why: str) -> None:
+        print(json.dumps({"failed": why, "open": len(self.run["open"])}), flush=True)
+        if reactor.running:
+            reactor.stop()
+
+
+#: How many C{many} handshakes may be in progress at once: a new connection
+#: starts only when one opens, so a loaded machine slows the handshake
+#: phase down instead of overflowing listen queues and timing out.
+HANDSHAKE_WINDOW = 50
+
+
 def many(url: str, total: int, count: int) -> None:
     """
-    Open C{total} connections to C{url}, 50 at a time, and print C{OPEN
-    N} once all are open; on C{go} from stdin each sends C{count}
-    messages, and one JSON line reports echoes, reorderings and closes.
+    Open C{total} connections to C{url}, at most L{HANDSHAKE_WINDOW}
+    handshakes at a time, and print C{OPEN N} once all are open; on C{go}
+    from stdin each sends C{count} messages, and one JSON line reports
+    echoes, reorderings and closes.
     """
     import resource
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, total + 256)), hard))
-    factory = WebSocketClientFactory(url)
+    factory = ManyClientFactory(url)
     # A thousand closes at once on two shared cores: Autobahn's 1 s for
     # the close reply is a load test of its own.
     factory.setProtocolOptions(closeHandshakeTimeout=60, openHandshakeTimeout=60)
@@ -321,14 +352,16 @@ def many(url: str, total: int, count: int) -> None:
     factory.run = {"total": total, "open": [], "echoed": 0, "wrong": 0, "closed": 0,
                    "clean": 0}
     host, _, port = url.split("/")[2].partition(":")
+    started = [0]
 
-    def batch(start: int) -> None:
-        for _ in range(start, min(start + 50, total)):
-            reactor.connectTCP(host, int(port), factory, timeout=30)
-        if start + 50 < total:
-            reactor.callLater(0.01, batch, start + 50)
+    def connectNext() -> None:
+        if started[0] < total:
+            started[0] += 1
+            reactor.connectTCP(host, int(port), factory, timeout=60)
 
-    batch(0)
+    factory.run["connectNext"] = connectNext
+    for _ in range(HANDSHAKE_WINDOW):
+        connectNext()
 
 
 def main(argv: List[str]) -> None:
@@ -357,7 +390,19 @@ def main(argv: List[str]) -> None:
                 return None
 
             factory.setProtocolOptions(perMessageCompressionAccept=accept)
-        port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+        if argv[1:2] and argv[1].startswith("tls:"):
+            # wss: TLS with the given PEM certificate and key.
+            from twisted.internet import ssl
+
+            _, certPath, keyPath = argv[1].split(":")
+            with open(keyPath, "rb") as key, open(certPath, "rb") as cert:
+                identity = ssl.PrivateCertificate.loadPEM(key.read() + cert.read())
+            port = reactor.listenSSL(0, factory, identity.options(), backlog=511,
+                                     interface="127.0.0.1")
+        else:
+            # nginx's backlog rather than Twisted's 50: the proxy may open
+            # many backend connections at once.
+            port = reactor.listenTCP(0, factory, backlog=511, interface="127.0.0.1")
         print(f"LISTENING {port.getHost().port}", flush=True)
     elif argv[0] == "many":
         many(argv[1], int(argv[2]), int(argv[3]))

@@ -412,6 +412,21 @@ class ErrorTests(ConfigTestCase):
             "in command line:1",
         )
 
+    def test_workerShutdownTimeout(self) -> None:
+        """
+        C{worker_shutdown_timeout} is read (the graceful stop's deadline),
+        not ignored with a notice; unset it is C{None} (the service's own
+        bound); a bad time is an error at its file:line.
+        """
+        config = self.compile("worker_shutdown_timeout 3s;\nevents {}\n")
+        self.assertEqual(config.mainConf.get("worker_shutdown_timeout"), 3.0)
+        self.assertEqual([n for n in config.notices if "worker_shutdown_timeout" in n], [])
+        self.assertIsNone(self.compile("events {}\n").mainConf.get("worker_shutdown_timeout"))
+        error = self.configError("events {}\nworker_shutdown_timeout soon;\n")
+        self.assertEqual(
+            str(error),
+            f'invalid value "soon" in "worker_shutdown_timeout" directive in {self.confPath}:2')
+
     def test_conflictingServerNameIsAWarning(self) -> None:
         """
         One name on one address in two servers is nginx's warning, not an

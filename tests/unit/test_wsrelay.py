@@ -181,6 +181,32 @@ class RelayTests(ProxyTestCase):
         backend.respond(frame(BINARY, b"\x00\xff"))
         self.assertEqual(frames(client.value()), [(True, BINARY, b"\x00\xff")])
 
+    def test_hotPathSkipsAutobahnEvents(self) -> None:
+        """
+        A relayed message does not go through Autobahn's C{message} event
+        (a Deferred per message) and is written straight to the socket,
+        counted in the side's traffic stats; a frame written while
+        Autobahn has sends queued goes behind them, in order.
+        """
+        channel, client, backend = self.open()
+        relay = self.pair(channel)
+        fired: list = []
+        relay.clientSide.on("message", lambda *a, **k: fired.append(a))
+        channel.dataReceived(frame(BINARY, b"one", masked=True))  # type: ignore[attr-defined]
+        self.assertEqual(frames(backend.received), [(True, BINARY, b"one")])
+        self.assertEqual(fired, [])
+        self.assertEqual(relay.backendSide.trafficStats.outgoingOctetsWireLevel,
+                         len(backend.received))
+        side = relay.clientSide
+        side.send_queue.append((b"queued", False))
+        side.triggered = True  # as while Autobahn's queue is being sent
+        backend.respond(frame(TEXT, b"after"))
+        self.assertEqual(client.value(), b"")
+        queued = list(side.send_queue)
+        side.send_queue.clear()
+        self.assertEqual(queued[0], (b"queued", False))
+        self.assertEqual([frames(data) for data, _ in queued[1:]], [[(True, TEXT, b"after")]])
+
     def test_splitReads(self) -> None:
         """
         A frame arriving a byte at a time is relayed once it is whole.

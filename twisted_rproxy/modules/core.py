@@ -170,7 +170,7 @@ def _ignored(name: str, contexts: Sequence[str], nargs: Any = (0, None)) -> Dire
 _IGNORED_MAIN = (
     "user", "worker_rlimit_nofile", "worker_cpu_affinity", "worker_priority",
     "pcre_jit", "load_module", "env", "lock_file", "thread_pool", "timer_resolution",
-    "working_directory", "worker_shutdown_timeout", "master_process", "ssl_engine",
+    "working_directory", "master_process", "ssl_engine",
 )
 _IGNORED_EVENTS = ("worker_connections", "use", "multi_accept", "accept_mutex",
                    "accept_mutex_delay", "worker_aio_requests")
@@ -217,6 +217,9 @@ class HTTPCoreModule(ProxyModule):
             spec("worker_processes", [MAIN], 1, parse=_parseWorkerProcesses, default=1),
             spec("daemon", [MAIN], 1, parse=flagSlot, default=True),
             spec("pid", [MAIN], 1, parse=stringSlot, default="logs/rproxy.pid"),
+            # How long a graceful stop (SIGQUIT) lets busy connections run,
+            # byte tunnels included; unset, the service's 30 s bound.
+            spec("worker_shutdown_timeout", [MAIN], 1, parse=timeSlot, default=None),
         ]
         main += [_ignored(n, [MAIN]) for n in _IGNORED_MAIN]
         main += [_ignored(n, [EVENTS]) for n in _IGNORED_EVENTS]
