@@ -756,6 +756,32 @@ class DeflateTests(ProxyTestCase):
         closes = [f for f in frames(client.value()) if f[1] == CLOSE]
         self.assertEqual(closes[0][2][:2], struct.pack("!H", 1009))
 
+    def test_compressedAtTheLimitPassesWhole(self) -> None:
+        """
+        A compressed message inflating to exactly the limit passes whole,
+        and one byte more is refused: never cut to size and passed on (as
+        Autobahn before 25 did at its extension limit).
+        """
+        config = RelayTests.CONFIG.replace(
+            "proxy_websocket_relay on;", "proxy_websocket_relay on; proxy_websocket_deflate on;"
+            " proxy_websocket_max_message_size 1k;")
+        for size, passes in [(1024, True), (1025, False)]:
+            self.makeProxy(config, RelayTests.MAP)
+            channel, client = self.get("/ws", b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                                       + self.OFFER)
+            backend = self.backend()
+            backend.respond(RelayTests.SWITCH + b"\r\n")
+            client.clear()
+            backend.transport.clear()
+            channel.dataReceived(compressedFrame(BINARY, b"\x01" * size, masked=True))
+            relayed = [f for f in frames(backend.received) if f[1] == BINARY]
+            if passes:
+                self.assertEqual(relayed, [(True, BINARY, b"\x01" * size)])
+            else:
+                self.assertEqual(relayed, [])
+                closes = [f for f in frames(client.value()) if f[1] == CLOSE]
+                self.assertEqual(closes[0][2][:2], struct.pack("!H", 1009))
+
 
 @implementer(IWebSocketMessageFilter)
 class RewritingFilter:

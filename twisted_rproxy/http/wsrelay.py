@@ -95,6 +95,10 @@ class _OpenedProtocol:
     failedByMe: bool
     message_data: Any
     message_is_binary: bool
+    maxMessagePayloadSize: int
+    wasMaxMessagePayloadSizeExceeded: bool
+    _perMessageCompress: Any
+    _inflated = 0
     send_queue: Any
     logOctets: bool
     trafficStats: Any
@@ -136,6 +140,33 @@ class _OpenedProtocol:
         if not self.failedByMe:
             self.relay.relayMessage(self, b"".join(self.message_data), self.message_is_binary)
         self.message_data = None
+
+    def onMessageBegin(self, isBinary: bool) -> None:
+        """
+        A message starts: count its inflated size from zero.
+        """
+        super().onMessageBegin(isBinary)  # type: ignore[misc]
+        self._inflated = 0
+
+    def onMessageFrameData(self, payload: bytes) -> None:
+        """
+        Bound a compressed message by its inflated size (a small frame may
+        inflate a thousandfold).  Autobahn before 25 checked only the
+        frame lengths on the wire and cut inflated data off at the
+        extension's limit without a word; the extension is therefore given
+        one byte more than the limit (see L{_deflateLimit}) and the excess
+        is refused here, with 1009, on every Autobahn version.
+        """
+        if self._perMessageCompress is not None and not self.failedByMe:
+            self._inflated += len(payload)
+            if 0 < self.maxMessagePayloadSize < self._inflated:
+                self.wasMaxMessagePayloadSizeExceeded = True
+                self._max_message_size_exceeded(  # type: ignore[attr-defined]
+                    self._inflated, self.maxMessagePayloadSize,
+                    f"inflated WebSocket message size {self._inflated} exceeds "
+                    f"payload limit of {self.maxMessagePayloadSize} octets")
+                return
+        super().onMessageFrameData(payload)  # type: ignore[misc]
 
     def sendData(self, data: bytes, sync: bool = False, chopsize: Optional[int] = None) -> None:
         """
@@ -524,6 +555,17 @@ class ExtensionNegotiation:
         return None
 
 
+def _deflateLimit(maxMessageSize: int) -> Optional[int]:
+    """
+    @return: the inflated bytes the deflate extension may produce for one
+        message: one more than C{proxy_websocket_max_message_size}, so an
+        oversized message is always seen as oversized (older Autobahn
+        silently truncates at this limit) and refused, or C{None} for no
+        limit.
+    """
+    return maxMessageSize + 1 if maxMessageSize else None
+
+
 def _acceptClientOffer(offers: Sequence[bytes], maxMessageSize: int) -> Any:
     """
     @return: Autobahn's accept of the client's first valid
@@ -536,7 +578,7 @@ def _acceptClientOffer(offers: Sequence[bytes], maxMessageSize: int) -> Any:
             offer = PerMessageDeflateOffer.parse(params)
         except Exception:
             continue
-        return PerMessageDeflateOfferAccept(offer, max_message_size=maxMessageSize or None)
+        return PerMessageDeflateOfferAccept(offer, max_message_size=_deflateLimit(maxMessageSize))
     return None
 
 
@@ -553,7 +595,7 @@ def _backendDeflate(value: bytes, maxMessageSize: int) -> Any:
         response = PerMessageDeflateResponse.parse(extensions[0][1])
     except Exception:
         return None
-    accept = PerMessageDeflateResponseAccept(response, max_message_size=maxMessageSize or None)
+    accept = PerMessageDeflateResponseAccept(response, max_message_size=_deflateLimit(maxMessageSize))
     return PerMessageDeflate.create_from_response_accept(False, accept)
 
 
