@@ -368,6 +368,45 @@ class ResponseRelayTests(ProxyTestCase):
         self.assertNotIn(b"keep-alive:", head)
         self.assertIn(b"x-public: p", head)
 
+    def test_connectionTokensRememberedPerValue(self) -> None:
+        """
+        The token set of a C{Connection} value is remembered, so the same
+        value on a later response (or request) drops the same headers, and
+        a different value is worked out afresh.
+        """
+        from twisted_rproxy.upstream import proxyrequest
+
+        self.makeProxy(SIMPLE)
+        for secret in (b"X-Secret", b"X-Secret", b"X-Other"):
+            _, client = self.get("/", b"Connection: " + secret + b"\r\n" + secret + b": c\r\n")
+            backend = self.backend()
+            self.assertNotIn(secret.lower(), backend.received.lower())
+            backend.respond(
+                b"HTTP/1.1 200 OK\r\nConnection: close, " + secret + b"\r\n"
+                + secret + b": s\r\nX-Public: p\r\nContent-Length: 0\r\n\r\n"
+            )
+            head = client.value().lower()
+            self.assertNotIn(secret.lower(), head)
+            self.assertIn(b"x-public: p", head)
+        self.assertEqual(
+            proxyrequest._TOKEN_SETS[b"close, X-Other"], frozenset({b"close", b"x-other"})
+        )
+
+    def test_connectionTokenCacheIsBounded(self) -> None:
+        """
+        Values that keep changing (a client making them up) do not grow the
+        remembered sets past their bound, and are still honoured.
+        """
+        from twisted_rproxy.upstream import proxyrequest
+
+        self.patch(proxyrequest, "_TOKEN_SETS", {})
+        self.patch(proxyrequest, "_TOKEN_SETS_MAX", 2)
+        for n in range(4):
+            self.assertEqual(
+                proxyrequest._headerTokens([b"X-%d, Close" % n]), frozenset({b"x-%d" % n, b"close"})
+            )
+        self.assertEqual(len(proxyrequest._TOKEN_SETS), 2)
+
     def test_clientGoneAbortsBackend(self) -> None:
         """
         A client that leaves mid-response takes its backend connection
