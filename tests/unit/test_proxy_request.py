@@ -222,6 +222,49 @@ class RequestBuildingTests(ProxyTestCase):
             self.assertNotIn(name, sent)
         self.assertIn(b"x-kept: k\r\n", sent)
 
+    def test_fixedProxyVariablesWrittenAtLoad(self) -> None:
+        """
+        With a C{proxy_pass} URL without variables, C{$proxy_host} and
+        C{$proxy_port} are known at load: header values made only of them
+        and text (the default C{Host} among them) become pre-encoded lines
+        of the plan, while a value with any other variable is still
+        evaluated per request.
+        """
+        from twisted_rproxy.modules.proxy import PLAN_STATIC, PLAN_VALUE
+
+        self.makeProxy(
+            'location / { proxy_set_header X-Target "$proxy_host/$proxy_port";'
+            ' proxy_set_header X-Mixed "$proxy_host $http_x_in";'
+            f" proxy_pass http://{BACKEND}; }}"
+        )
+        channel, _ = self.get("/", b"X-In: one\r\n")
+        received = self.backend().received
+        self.assertIn(b"\r\nX-Target: 127.0.0.1:8081/8081\r\n", received)
+        self.assertIn(b"\r\nX-Mixed: 127.0.0.1:8081 one\r\n", received)
+        self.assertIn(b"\r\nHost: 127.0.0.1:8081\r\n", received)
+        plan = channel._exchange.location.contentHandler.settings.headerPlan
+        self.assertEqual(
+            [(kind, first) for kind, first, _second in plan if kind == PLAN_VALUE],
+            [(PLAN_VALUE, b"X-Mixed: ")],
+        )
+        self.assertIn(b"X-Target: 127.0.0.1:8081/8081\r\n",
+                      b"".join(first for kind, first, _ in plan if kind == PLAN_STATIC))
+
+    def test_fixedValueNeedsTheProxyModulesOwnGetters(self) -> None:
+        """
+        A variable that only shares C{$proxy_host}'s name (another module's
+        getter) is never folded in at load.
+        """
+        from twisted_rproxy.modules.proxy import _fixedValue, proxyHostVariable
+        from twisted_rproxy.variables import ComplexValue, VariableTable, simple
+
+        fixed = {"proxy_host": "h:1", "proxy_port": "1"}
+        own = ComplexValue("a-$proxy_host", VariableTable([simple("proxy_host", proxyHostVariable)]))
+        other = ComplexValue("a-$proxy_host", VariableTable([simple("proxy_host", lambda e: "x")]))
+        self.assertEqual(_fixedValue(own, fixed), "a-h:1")
+        self.assertIsNone(_fixedValue(other, fixed))
+        self.assertIsNone(_fixedValue(own, {}))
+
     def test_uriReplacement(self) -> None:
         """
         A URI part in proxy_pass replaces the matched location prefix.
