@@ -326,6 +326,25 @@ def test_parseRequestHeadLineEndingsAndWhitespace(raw: bytes) -> None:
     )
 
 
+def test_parseFieldsSplitsAtTheFirstColonAndStripsOnlyTheEnds() -> None:
+    """
+    A field line splits at its first colon, and only the optional
+    whitespace at a value's ends goes: colons and inner whitespace stay,
+    an empty or all-blank value is C{b""}, obs-text bytes are kept, and
+    either line ending works, in request and response heads alike.
+    """
+    fields = (
+        b"Host: h\r\nX-Url: http://a:8/b \t\r\nX-Empty:\r\nX-Blank: \t \n"
+        b"X-Inner: a \t b\r\nX-Obs: \x80\xff\r\n\r\n"
+    )
+    expected = [
+        (b"Host", b"h"), (b"X-Url", b"http://a:8/b"), (b"X-Empty", b""),
+        (b"X-Blank", b""), (b"X-Inner", b"a \t b"), (b"X-Obs", b"\x80\xff"),
+    ]
+    assert parseRequestHead(b"GET / HTTP/1.1\r\n" + fields, LIMITS).headers == expected
+    assert parseResponseHead(b"HTTP/1.1 200 OK\r\n" + fields, LIMITS).headers == expected
+
+
 def test_parseRequestHeadKeepsNamesOrderAndDuplicates() -> None:
     """
     Names keep their case, fields their order, and repeated fields each

@@ -222,6 +222,49 @@ class RequestBuildingTests(ProxyTestCase):
             self.assertNotIn(name, sent)
         self.assertIn(b"x-kept: k\r\n", sent)
 
+    def test_fixedProxyVariablesWrittenAtLoad(self) -> None:
+        """
+        With a C{proxy_pass} URL without variables, C{$proxy_host} and
+        C{$proxy_port} are known at load: header values made only of them
+        and text (the default C{Host} among them) become pre-encoded lines
+        of the plan, while a value with any other variable is still
+        evaluated per request.
+        """
+        from twisted_rproxy.modules.proxy import PLAN_STATIC, PLAN_VALUE
+
+        self.makeProxy(
+            'location / { proxy_set_header X-Target "$proxy_host/$proxy_port";'
+            ' proxy_set_header X-Mixed "$proxy_host $http_x_in";'
+            f" proxy_pass http://{BACKEND}; }}"
+        )
+        channel, _ = self.get("/", b"X-In: one\r\n")
+        received = self.backend().received
+        self.assertIn(b"\r\nX-Target: 127.0.0.1:8081/8081\r\n", received)
+        self.assertIn(b"\r\nX-Mixed: 127.0.0.1:8081 one\r\n", received)
+        self.assertIn(b"\r\nHost: 127.0.0.1:8081\r\n", received)
+        plan = channel._exchange.location.contentHandler.settings.headerPlan
+        self.assertEqual(
+            [(kind, first) for kind, first, _second in plan if kind == PLAN_VALUE],
+            [(PLAN_VALUE, b"X-Mixed: ")],
+        )
+        self.assertIn(b"X-Target: 127.0.0.1:8081/8081\r\n",
+                      b"".join(first for kind, first, _ in plan if kind == PLAN_STATIC))
+
+    def test_fixedValueNeedsTheProxyModulesOwnGetters(self) -> None:
+        """
+        A variable that only shares C{$proxy_host}'s name (another module's
+        getter) is never folded in at load.
+        """
+        from twisted_rproxy.modules.proxy import _fixedValue, proxyHostVariable
+        from twisted_rproxy.variables import ComplexValue, VariableTable, simple
+
+        fixed = {"proxy_host": "h:1", "proxy_port": "1"}
+        own = ComplexValue("a-$proxy_host", VariableTable([simple("proxy_host", proxyHostVariable)]))
+        other = ComplexValue("a-$proxy_host", VariableTable([simple("proxy_host", lambda e: "x")]))
+        self.assertEqual(_fixedValue(own, fixed), "a-h:1")
+        self.assertIsNone(_fixedValue(other, fixed))
+        self.assertIsNone(_fixedValue(own, {}))
+
     def test_uriReplacement(self) -> None:
         """
         A URI part in proxy_pass replaces the matched location prefix.
@@ -367,6 +410,45 @@ class ResponseRelayTests(ProxyTestCase):
         self.assertNotIn(b"x-secret", head)
         self.assertNotIn(b"keep-alive:", head)
         self.assertIn(b"x-public: p", head)
+
+    def test_connectionTokensRememberedPerValue(self) -> None:
+        """
+        The token set of a C{Connection} value is remembered, so the same
+        value on a later response (or request) drops the same headers, and
+        a different value is worked out afresh.
+        """
+        from twisted_rproxy.upstream import proxyrequest
+
+        self.makeProxy(SIMPLE)
+        for secret in (b"X-Secret", b"X-Secret", b"X-Other"):
+            _, client = self.get("/", b"Connection: " + secret + b"\r\n" + secret + b": c\r\n")
+            backend = self.backend()
+            self.assertNotIn(secret.lower(), backend.received.lower())
+            backend.respond(
+                b"HTTP/1.1 200 OK\r\nConnection: close, " + secret + b"\r\n"
+                + secret + b": s\r\nX-Public: p\r\nContent-Length: 0\r\n\r\n"
+            )
+            head = client.value().lower()
+            self.assertNotIn(secret.lower(), head)
+            self.assertIn(b"x-public: p", head)
+        self.assertEqual(
+            proxyrequest._TOKEN_SETS[b"close, X-Other"], frozenset({b"close", b"x-other"})
+        )
+
+    def test_connectionTokenCacheIsBounded(self) -> None:
+        """
+        Values that keep changing (a client making them up) do not grow the
+        remembered sets past their bound, and are still honoured.
+        """
+        from twisted_rproxy.upstream import proxyrequest
+
+        self.patch(proxyrequest, "_TOKEN_SETS", {})
+        self.patch(proxyrequest, "_TOKEN_SETS_MAX", 2)
+        for n in range(4):
+            self.assertEqual(
+                proxyrequest._headerTokens([b"X-%d, Close" % n]), frozenset({b"x-%d" % n, b"close"})
+            )
+        self.assertEqual(len(proxyrequest._TOKEN_SETS), 2)
 
     def test_clientGoneAbortsBackend(self) -> None:
         """

@@ -359,6 +359,47 @@ class CodecTests(SynchronousTestCase):
         self.assertEqual([h.status for h in self.handler.heads], [204])
         self.assertEqual(self.handler.done, [True])
 
+    def test_headSplitAcrossReads(self) -> None:
+        """
+        A head that arrives in pieces is read once it is whole, and the
+        body bytes of the read that completes it are passed on in one
+        piece, as are those of a read that held the whole head.
+        """
+        self.send()
+        for piece in (b"HTTP/1.1 200 OK\r\nContent-", b"Length: 10\r\n\r", b"\nhello"):
+            self.protocol.dataReceived(piece)
+        self.assertEqual([h.status for h in self.handler.heads], [200])
+        self.assertEqual(self.handler.body, [b"hello"])
+        self.protocol.dataReceived(b"world")
+        self.assertEqual(self.handler.body, [b"hello", b"world"])
+        self.assertEqual(self.handler.done, [True])
+        self.handler = RecordingHandler()
+        self.send()
+        self.protocol.dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc")
+        self.assertEqual((self.handler.body, self.handler.done), ([b"abc"], [True]))
+
+    def test_interimThenFinalInLaterRead(self) -> None:
+        """
+        After an interim head split across reads, the final head and its
+        body in the same read are read on.
+        """
+        self.send()
+        self.protocol.dataReceived(b"HTTP/1.1 100 Cont")
+        self.protocol.dataReceived(
+            b"inue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+        )
+        self.assertEqual([h.status for h in self.handler.heads], [200])
+        self.assertEqual((self.handler.body, self.handler.done), ([b"ok"], [True]))
+
+    def test_bytesAfterBodilessResponseAreNotReusable(self) -> None:
+        """
+        Bytes in the same read after a response that has no body (a 204)
+        were not asked for: the connection must not serve another request.
+        """
+        self.send()
+        self.protocol.dataReceived(b"HTTP/1.1 204 No Content\r\n\r\nX")
+        self.assertEqual(self.handler.done, [False])
+
     def test_connectionCloseIsNotReusable(self) -> None:
         """
         C{Connection: close}, or HTTP/1.0 without keep-alive, means the

@@ -7,7 +7,7 @@ L{ProxyHandler} that runs a L{ProxyRequest} per exchange.
 
 from __future__ import annotations
 
-from typing import Any, FrozenSet, List, Optional, Sequence, Tuple
+from typing import Any, FrozenSet, List, Mapping, Optional, Sequence, Tuple
 
 import attr
 from zope.interface import implementer
@@ -122,6 +122,11 @@ class ProxySettings:
     ignoreClientAbort: bool
     passRequestHeaders: bool
     passRequestBody: bool
+    #: Variables whose value is known when the config loads (C{$proxy_host}
+    #: and C{$proxy_port} of a C{proxy_pass} URL without variables), as
+    #: C{(name, value)} pairs: header values made only of them and text
+    #: are written into the plan once instead of evaluated per request.
+    fixedVariables: Tuple[Tuple[str, str], ...] = ()
     headerPlan: Tuple[Tuple[int, Any, Any], ...] = attr.ib(init=False, eq=False, repr=False)
     clientDrop: FrozenSet[bytes] = attr.ib(init=False, eq=False, repr=False)
     responseDrop: FrozenSet[bytes] = attr.ib(init=False, eq=False, repr=False)
@@ -133,7 +138,7 @@ class ProxySettings:
         Compile the header list once: static lines pre-encoded, empty static
         values dropped, only variable values left to evaluate per request.
         """
-        object.__setattr__(self, "headerPlan", headerPlan(self.headers))
+        object.__setattr__(self, "headerPlan", headerPlan(self.headers, dict(self.fixedVariables)))
         object.__setattr__(self, "clientDrop", self.overridden | HOP_BY_HOP)
         object.__setattr__(self, "responseDrop", self.hidden | HOP_BY_HOP)
 
@@ -143,22 +148,26 @@ PLAN_STATIC, PLAN_VALUE, PLAN_LENGTH, PLAN_CHUNKED = range(4)
 
 
 def headerPlan(
-    headers: Sequence[Tuple[bytes, bytes, ComplexValue]]
+    headers: Sequence[Tuple[bytes, bytes, ComplexValue]],
+    fixed: Optional[Mapping[str, str]] = None,
 ) -> Tuple[Tuple[int, Any, Any], ...]:
     """
+    @param fixed: variable values known at load time (see
+        L{ProxySettings.fixedVariables}).
     @return: the steps that write the configured request headers: a
         pre-encoded line, a name with a value to evaluate, or the body
         framing headers (whose value depends on the body actually sent).
     """
     plan: List[Tuple[int, Any, Any]] = []
     for name, lower, value in headers:
+        static = value.static if value.static is not None else _fixedValue(value, fixed)
         if lower == b"content-length":
             plan.append((PLAN_LENGTH, None, None))
         elif lower == b"transfer-encoding":
             plan.append((PLAN_CHUNKED, None, None))
-        elif value.static is not None:
-            if value.static:
-                line = b"%s: %s\r\n" % (name, value.static.encode("latin-1", "replace"))
+        elif static is not None:
+            if static:
+                line = b"%s: %s\r\n" % (name, static.encode("latin-1", "replace"))
                 if plan and plan[-1][0] == PLAN_STATIC:
                     plan[-1] = (PLAN_STATIC, plan[-1][1] + line, None)
                 else:
@@ -166,6 +175,47 @@ def headerPlan(
         else:
             plan.append((PLAN_VALUE, name + b": ", value))
     return tuple(plan)
+
+
+def proxyHostVariable(exchange: Any) -> Optional[str]:
+    """
+    C{$proxy_host}: the host (and port, if not the default) of the
+    C{proxy_pass} URL.
+    """
+    return getattr(exchange, "proxyHost", None)
+
+
+def proxyPortVariable(exchange: Any) -> Optional[str]:
+    """
+    C{$proxy_port}: the port of the C{proxy_pass} URL.
+    """
+    return getattr(exchange, "proxyPort", None)
+
+
+#: The getters L{ProxySettings.fixedVariables} may stand in for, by name.
+_FIXABLE = {"proxy_host": proxyHostVariable, "proxy_port": proxyPortVariable}
+
+
+def _fixedValue(value: ComplexValue, fixed: Optional[Mapping[str, str]]) -> Optional[str]:
+    """
+    @return: C{value} worked out now, when its only variables are in
+        C{fixed} (the default C{Host $proxy_host} is one), else C{None}.
+        Each must still be this module's own getter: a C{map} that
+        redefined C{$proxy_host} keeps being evaluated per request.
+    """
+    if not fixed or value.usesCaptures or not value.names:
+        return None
+    out = []
+    names = iter(value.names)
+    for part in value.parts:
+        if isinstance(part, str):
+            out.append(part)
+            continue
+        name = next(names)
+        if name not in fixed or part is not _FIXABLE.get(name):
+            return None
+        out.append(fixed[name])
+    return "".join(out)
 
 
 @attr.s(frozen=True, slots=True, auto_attribs=True)
@@ -303,8 +353,8 @@ class HTTPProxyModule(ProxyModule):
             C{$proxy_add_x_forwarded_for}.
         """
         return [
-            simple("proxy_host", lambda e: getattr(e, "proxyHost", None)),
-            simple("proxy_port", lambda e: getattr(e, "proxyPort", None)),
+            simple("proxy_host", proxyHostVariable),
+            simple("proxy_port", proxyPortVariable),
             simple("proxy_add_x_forwarded_for", _addForwardedFor),
         ]
 
@@ -387,6 +437,10 @@ class HTTPProxyModule(ProxyModule):
             ignoreClientAbort=conf.get("proxy_ignore_client_abort"),
             passRequestHeaders=conf.get("proxy_pass_request_headers"),
             passRequestBody=conf.get("proxy_pass_request_body"),
+            fixedVariables=(
+                (("proxy_host", target.proxyHost), ("proxy_port", target.proxyPort))
+                if target.url is None else ()
+            ),
         )
 
     def _redirects(self, conf: Any, target: ProxyTarget, location: Any,

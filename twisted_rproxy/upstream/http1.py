@@ -251,25 +251,38 @@ class UpstreamHTTPProtocol(Protocol):
         if self._state == _BODY:
             self._body(data)
             return
-        self._buffer += data
+        if self._buffer:
+            # The rest of a head that began in an earlier read.
+            self._buffer += data
+            data = bytes(self._buffer)
+            self._buffer = bytearray()
         while self._state == _HEAD:
-            end = findHeadEnd(self._buffer)
+            end = findHeadEnd(data)
             if end < 0:
                 try:
-                    checkIncompleteHead(self._buffer, self._limits, isRequest=False)
+                    checkIncompleteHead(data, self._limits, isRequest=False)
                 except HTTPError as e:
                     self._invalid(e)
+                    return
+                self._buffer += data
                 return
-            head = bytes(self._buffer[:end])
-            del self._buffer[:end]
-            if not self._head(head):
+            # What follows the head goes on as one slice of the read, not
+            # copied into a buffer and out again (a 64 KiB read is mostly
+            # body).
+            head, data = data[:end], data[end:]
+            if not self._head(head, data):
                 return
-        if self._state == _BODY and self._buffer:
-            rest = bytes(self._buffer)
-            self._buffer = bytearray()
-            self._body(rest)
+        if self._state == _BODY and data:
+            self._body(data)
 
-    def _head(self, raw: bytes) -> bool:
+    def _head(self, raw: bytes, rest: bytes) -> bool:
+        """
+        Act on one response head.
+
+        @param rest: the bytes of the same read that follow it.
+        @return: whether C{rest} is to be read on (as the body, or as
+            the head after an interim response).
+        """
         try:
             head = parseResponseHead(raw, self._limits)
             framing = responseFraming(self._method, head)
@@ -305,7 +318,7 @@ class UpstreamHTTPProtocol(Protocol):
         if self._handler is None or self._state != _BODY:
             return False  # the handler gave up on this response
         if framing.kind == "none" or (framing.kind == "length" and framing.length == 0):
-            if self._buffer:
+            if rest:
                 self._connectionClose = True  # bytes after a bodiless response
             self._complete()
             return False

@@ -9,7 +9,7 @@ small).
 from __future__ import annotations
 
 import ipaddress
-from typing import Any, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Optional
 from urllib.parse import quote
 
 from twisted.internet.interfaces import IPushProducer
@@ -49,13 +49,30 @@ class Attempt:
 
 
 def _headerTokens(values: List[bytes]) -> frozenset:
+    """
+    @return: the lowercased tokens of C{Connection} values.  Backends send
+        the same one or two values on every response, so a single value's
+        set is remembered (bounded, like C{normalizeHost}'s).
+    """
+    if len(values) == 1:
+        cached = _TOKEN_SETS.get(values[0])
+        if cached is not None:
+            return cached
     tokens = set()
     for value in values:
         for token in value.split(b","):
             token = token.strip().lower()
             if token:
                 tokens.add(token)
-    return frozenset(tokens)
+    result = frozenset(tokens)
+    if len(values) == 1 and len(_TOKEN_SETS) < _TOKEN_SETS_MAX:
+        _TOKEN_SETS[values[0]] = result
+    return result
+
+
+#: C{Connection} values seen, and their token sets (see L{_headerTokens}).
+_TOKEN_SETS: Dict[bytes, frozenset] = {}
+_TOKEN_SETS_MAX = 256
 
 
 @implementer(IPushProducer)
@@ -354,7 +371,9 @@ class ProxyRequest:
         attempt.status = head.status
         attempt.headerTime = self.reactor.seconds() - attempt.start
         status = head.status
-        if f"http_{status}" in self.settings.nextUpstream and self._mayRetry("http"):
+        # Only 403, 404, 429 and 5xx have an http_ condition: a 2xx builds
+        # no string.
+        if status >= 403 and f"http_{status}" in self.settings.nextUpstream and self._mayRetry("http"):
             self._releaseConnection(False, failed=status not in (403, 404))
             self.connect()
             return
@@ -370,12 +389,15 @@ class ProxyRequest:
             self._releaseConnection(False, failed=False)
             self._finishWithError(status)
             return
-        for name, value in head.headers:
-            if name.lower() == b"x-accel-buffering":
-                # The backend's own say, as nginx honours it per response
-                # (SSE and long polls set "no").
-                self.buffering = value.strip().lower() != b"no"
-        headers = self._responseHeaders(head)
+        # Every name is lowered once, for this and for _responseHeaders.
+        lowers = [name.lower() for name, _value in head.headers]
+        if b"x-accel-buffering" in lowers:
+            for lower, (_name, value) in zip(lowers, head.headers):
+                if lower == b"x-accel-buffering":
+                    # The backend's own say, as nginx honours it per
+                    # response (SSE and long polls set "no").
+                    self.buffering = value.strip().lower() != b"no"
+        headers = self._responseHeaders(head, lowers)
         if status == 101:
             self._upgrade(head, headers)
             return
@@ -387,8 +409,9 @@ class ProxyRequest:
         pages = location.errorPages if location is not None else None
         return pages is not None and pages.handles(status)
 
-    def _responseHeaders(self, head: Any) -> list:
+    def _responseHeaders(self, head: Any, lowers: List[bytes]) -> list:
         """
+        @param lowers: the lowercased names of C{head.headers}, in order.
         @return: the backend's headers as the client gets them: hidden and
             hop-by-hop ones (and those its Connection names) dropped, but
             a 101's Upgrade and Connection kept, and redirects rewritten.
@@ -396,7 +419,6 @@ class ProxyRequest:
         settings = self.settings
         upgrade = head.status == 101
         headers = head.headers
-        lowers = [name.lower() for name, _value in headers]
         drop = settings.hidden if upgrade else settings.responseDrop
         if b"connection" in lowers:
             named = _headerTokens(
