@@ -153,6 +153,20 @@ def _loadKey(path: str, certificate: str, index: int) -> Any:
         )
 
 
+def clearOpenSSLErrors() -> None:
+    """
+    Empty this thread's OpenSSL error queue.  A verify callback that
+    accepts a certificate OpenSSL refused must call it: OpenSSL 3.3 leaves
+    the refusal's errors queued, and pyOpenSSL then reads them at the next
+    C{recv} as a failure of that read, so the connection dies instead of
+    getting the answer the callback chose to give (a 400 page, a 502 with
+    the reason logged).
+    """
+    from OpenSSL._util import lib
+
+    lib.ERR_clear_error()  # type: ignore[attr-defined]
+
+
 def _checkNotExpired(data: bytes, path: str, index: int) -> None:
     """
     Refuse a leaf certificate past its C{notAfter}: every client would

@@ -25,7 +25,7 @@ import attr
 from OpenSSL import SSL
 
 from .phases import POST_READ, LocalReply
-from .tls import ListenerTLS, TLSLoadError, _reasons
+from .tls import ListenerTLS, TLSLoadError, _reasons, clearOpenSSLErrors
 
 __all__ = [
     "ClientCertificateFilter",
@@ -231,6 +231,11 @@ def _noteError(connection: SSL.Connection, certificate: Any, errno: int,
     """
     if not ok:
         _NOTED[connection] = errno
+        # Accepting leaves what OpenSSL found on its error queue (3.3 does:
+        # "asn1 encoding routines / EVP lib" for a certificate signed by a
+        # stranger CA named like ours), where pyOpenSSL reads it at the next
+        # recv as a failure and the connection dies without its 400 page.
+        clearOpenSSLErrors()
     else:
         limit = _DEPTHS.get(connection.get_context())
         if limit is not None and depth > limit + 1:
@@ -251,7 +256,24 @@ def copyVerifyMode(connection: SSL.Connection, context: SSL.Context) -> None:
         connection.set_verify(mode, _noteError)
         # The options came from the first context: no ticket that would let
         # a later connection skip this verification (see verifyResult).
-        connection.set_options(SSL.OP_NO_TICKET)
+        _setConnectionOptions(connection, SSL.OP_NO_TICKET)
+
+
+def _setConnectionOptions(connection: SSL.Connection, options: int) -> None:
+    """
+    Add C{options} to one connection: C{Connection.set_options} where
+    pyOpenSSL has it (26 and later), else OpenSSL's C{SSL_set_options}
+    through pyOpenSSL's binding (pyOpenSSL 25, as on PyPy 3.9, where the
+    missing method raised inside the SNI callback and failed the
+    handshake of every client of a verifying server).
+    """
+    setOptions = getattr(connection, "set_options", None)
+    if setOptions is not None:
+        setOptions(options)
+        return
+    from OpenSSL._util import lib
+
+    lib.SSL_set_options(connection._ssl, options)  # type: ignore[attr-defined]
 
 
 def verifyResult(connection: SSL.Connection) -> int:

@@ -28,7 +28,7 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from ..tls import PROTOCOLS, TLSLoadError, _NO_VERSION, _reasons
+from ..tls import PROTOCOLS, TLSLoadError, _NO_VERSION, _reasons, clearOpenSSLErrors
 from .http1 import UpstreamError, UpstreamHTTPProtocol
 
 __all__ = [
@@ -86,6 +86,7 @@ def _rememberError(connection: SSL.Connection, certificate: Any, errno: int,
     """
     if not ok:
         _VERIFY_ERRORS[connection] = errno
+        clearOpenSSLErrors()
     return True
 
 
