@@ -251,6 +251,36 @@ class StartupError(Exception):
     """
 
 
+def _spawnListening(command: List[str], directory: Path, what: str,
+                    timeout: float) -> Tuple[Any, int]:
+    """
+    Run one of the test servers (C{command}, logging to C{directory}) and
+    wait for the C{LISTENING <port>} line it prints once it accepts.
+
+    @return: the process and the port it listens on.
+    @raise StartupError: it exited or said nothing in time, with its
+        stderr.
+    """
+    stdoutPath = directory / "stdout.log"
+    process = _spawn(
+        command, REPO_ROOT, stdoutPath, directory / "stderr.log",
+        env=_subprocessEnv(), deathSignal=signal.SIGKILL,
+    )
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        match = re.search(r"LISTENING (\d+)", _readText(stdoutPath))
+        if match:
+            return process, int(match.group(1))
+        if _exited(process):
+            break
+        time.sleep(0.02)
+    returncode = _terminate(process, signal.SIGTERM, timeout=5)
+    raise StartupError(
+        f"{what} did not start (exit status {returncode}):\n"
+        + _readText(directory / "stderr.log")
+    )
+
+
 def listenAddresses(confText: str) -> List[Tuple[str, int]]:
     """
     The (host, port) pairs of a config's C{listen} directives, so a runner
@@ -359,24 +389,9 @@ class Backend:
         ]
         if self.unixPath:
             command += ["--unix", self.unixPath]
-        stdoutPath = self.directory / "stdout.log"
-        self.process = _spawn(
-            command, REPO_ROOT, stdoutPath, self.directory / "stderr.log",
-            env=_subprocessEnv(), deathSignal=signal.SIGKILL,
-        )
-        deadline = time.monotonic() + self.startTimeout
-        while time.monotonic() < deadline:
-            match = re.search(r"LISTENING (\d+)", _readText(stdoutPath))
-            if match:
-                self.port = int(match.group(1))
-                return self
-            if _exited(self.process):
-                break
-            time.sleep(0.02)
-        returncode = _terminate(self.process, signal.SIGTERM, timeout=5)
-        raise StartupError(
-            f"backend did not start (exit status {returncode}):\n{self.stderr}"
-        )
+        self.process, self.port = _spawnListening(
+            command, self.directory, "backend", self.startTimeout)
+        return self
 
     def stop(self) -> None:
         """Kill the backend (it holds no state worth a graceful stop)."""
@@ -449,25 +464,9 @@ class DNSServer:
             sys.executable, "-m", "tests.integration.dnsserver",
             "--records", str(self.recordsPath), "--ttl", str(self.ttl),
         ]
-        stdoutPath = self.directory / "stdout.log"
-        self.process = _spawn(
-            command, REPO_ROOT, stdoutPath, self.directory / "stderr.log",
-            env=_subprocessEnv(), deathSignal=signal.SIGKILL,
-        )
-        deadline = time.monotonic() + DEFAULT_START_TIMEOUT
-        while time.monotonic() < deadline:
-            match = re.search(r"LISTENING (\d+)", _readText(stdoutPath))
-            if match:
-                self.port = int(match.group(1))
-                return self
-            if _exited(self.process):
-                break
-            time.sleep(0.02)
-        returncode = _terminate(self.process, signal.SIGTERM, timeout=5)
-        raise StartupError(
-            f"DNS server did not start (exit status {returncode}):\n"
-            + _readText(self.directory / "stderr.log")
-        )
+        self.process, self.port = _spawnListening(
+            command, self.directory, "DNS server", DEFAULT_START_TIMEOUT)
+        return self
 
     def cleanup(self) -> None:
         """Stop the server and remove its directory."""
