@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime
 import ipaddress
 from pathlib import Path
-from typing import Optional, Sequence, Tuple
+from typing import Any, Optional, Sequence, Tuple
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -33,6 +33,35 @@ def _keyPEM(key: "ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey") -> bytes:
     )
 
 
+def _caCertificate(subject: x509.Name, issuer: x509.Name, publicKey: Any,
+                   signingKey: Any) -> x509.Certificate:
+    """
+    @return: a CA certificate for C{subject}'s C{publicKey}, valid from a
+        day ago for 30 days, signed by C{signingKey} as C{issuer} (the
+        same name and key for a root, the parent's for an intermediate).
+    """
+    now = datetime.datetime.now(datetime.timezone.utc)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(publicKey)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - _ONE_DAY)
+        .not_valid_after(now + 30 * _ONE_DAY)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True, content_commitment=False, key_encipherment=False,
+                data_encipherment=False, key_agreement=False, key_cert_sign=True,
+                crl_sign=True, encipher_only=False, decipher_only=False,
+            ),
+            critical=True,
+        )
+        .sign(signingKey, hashes.SHA256())
+    )
+
+
 class CertificateAuthority:
     """
     A throwaway CA that signs leaf certificates for test servers.
@@ -49,26 +78,8 @@ class CertificateAuthority:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self._key = ec.generate_private_key(ec.SECP256R1())
-        now = datetime.datetime.now(datetime.timezone.utc)
-        self.certificate = (
-            x509.CertificateBuilder()
-            .subject_name(_name(commonName))
-            .issuer_name(_name(commonName))
-            .public_key(self._key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - _ONE_DAY)
-            .not_valid_after(now + 30 * _ONE_DAY)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True, content_commitment=False, key_encipherment=False,
-                    data_encipherment=False, key_agreement=False, key_cert_sign=True,
-                    crl_sign=True, encipher_only=False, decipher_only=False,
-                ),
-                critical=True,
-            )
-            .sign(self._key, hashes.SHA256())
-        )
+        self.certificate = _caCertificate(
+            _name(commonName), _name(commonName), self._key.public_key(), self._key)
         self.certPath = self.directory / "ca.pem"
         self.certPath.write_bytes(self.certificate.public_bytes(serialization.Encoding.PEM))
 
@@ -157,26 +168,8 @@ class CertificateAuthority:
             own certificate after the leaf, so a client sends the chain.
         """
         sub = CertificateAuthority(directory, commonName)
-        now = datetime.datetime.now(datetime.timezone.utc)
-        sub.certificate = (
-            x509.CertificateBuilder()
-            .subject_name(_name(commonName))
-            .issuer_name(self.certificate.subject)
-            .public_key(sub._key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - _ONE_DAY)
-            .not_valid_after(now + 30 * _ONE_DAY)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True, content_commitment=False, key_encipherment=False,
-                    data_encipherment=False, key_agreement=False, key_cert_sign=True,
-                    crl_sign=True, encipher_only=False, decipher_only=False,
-                ),
-                critical=True,
-            )
-            .sign(self._key, hashes.SHA256())
-        )
+        sub.certificate = _caCertificate(
+            _name(commonName), self.certificate.subject, sub._key.public_key(), self._key)
         sub.certPath.write_bytes(sub.certificate.public_bytes(serialization.Encoding.PEM))
         return sub
 
