@@ -308,6 +308,25 @@ def listenAddresses(confText: str) -> List[Tuple[str, int]]:
     return addresses
 
 
+NGINX_HTTP_HEAD = """
+events {
+}
+
+http {
+    access_log logs/access.log;
+    client_body_temp_path client_body_temp;
+    proxy_temp_path proxy_temp;
+    fastcgi_temp_path fastcgi_temp;
+    uwsgi_temp_path uwsgi_temp;
+    scgi_temp_path scgi_temp;
+"""
+"""
+The start of a config nginx and twisted_rproxy both run, up to inside
+C{http}: its logs and temp files stay inside the C{-p} prefix, so nginx
+never needs /var/lib/nginx or /var/log/nginx.
+"""
+
+
 def proxyConfig(
     listenPort: int, body: str, httpExtra: str = "", mainExtra: str = ""
 ) -> str:
@@ -318,19 +337,7 @@ def proxyConfig(
     are relative, so they resolve inside the C{-p} prefix and nginx never
     needs /var/lib/nginx or /var/log/nginx.
     """
-    return f"""\
-{mainExtra}
-events {{
-}}
-
-http {{
-    access_log logs/access.log;
-    client_body_temp_path client_body_temp;
-    proxy_temp_path proxy_temp;
-    fastcgi_temp_path fastcgi_temp;
-    uwsgi_temp_path uwsgi_temp;
-    scgi_temp_path scgi_temp;
-{httpExtra}
+    return mainExtra + NGINX_HTTP_HEAD + f"""{httpExtra}
     server {{
         listen 127.0.0.1:{listenPort};
 {body}

@@ -18,7 +18,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 import pytest
 
 from tests.integration.certs import CertificateAuthority, commonNameOf
-from tests.integration.harness import Backend, RawResponse, freePort, parseRawResponses
+from tests.integration.harness import NGINX_HTTP_HEAD, Backend, RawResponse, freePort, parseRawResponses
 
 OPENSSL = shutil.which("openssl")
 
@@ -595,18 +595,7 @@ def differentialConfig(certs: Dict[str, Any], ports: Dict[str, int], backendPort
     """
     aCert, aKey = certs["a"]
     bCert, bKey = certs["b"]
-    return f"""
-events {{
-}}
-
-http {{
-    access_log logs/access.log;
-    client_body_temp_path client_body_temp;
-    proxy_temp_path proxy_temp;
-    fastcgi_temp_path fastcgi_temp;
-    uwsgi_temp_path uwsgi_temp;
-    scgi_temp_path scgi_temp;
-
+    return NGINX_HTTP_HEAD + f"""
     ssl_certificate {aCert};
     ssl_certificate_key {aKey};
     ssl_protocols TLSv1.2 TLSv1.3;

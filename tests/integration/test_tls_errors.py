@@ -16,7 +16,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import pytest
 
 from tests.integration.certs import CertificateAuthority
-from tests.integration.harness import freePort, parseRawResponses, rawExchange
+from tests.integration.harness import NGINX_HTTP_HEAD, freePort, parseRawResponses, rawExchange
 from tests.integration.test_tls import clientContext, httpsRequest
 from tests.integration.test_tls_client_auth import _context, _get
 
@@ -51,18 +51,7 @@ def errorsConfig(certs: Dict[str, Any], ports: Dict[str, int]) -> str:
         ports catching 495/496 or only 496, and an http2 port.
     """
     cert, key = certs["a"]
-    return f"""
-events {{
-}}
-
-http {{
-    access_log logs/access.log;
-    client_body_temp_path client_body_temp;
-    proxy_temp_path proxy_temp;
-    fastcgi_temp_path fastcgi_temp;
-    uwsgi_temp_path uwsgi_temp;
-    scgi_temp_path scgi_temp;
-    ssl_certificate {cert};
+    return NGINX_HTTP_HEAD + f"""    ssl_certificate {cert};
     ssl_certificate_key {key};
 
     server {{

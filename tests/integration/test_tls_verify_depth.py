@@ -15,7 +15,7 @@ from typing import Any, Dict, List
 import pytest
 
 from tests.integration.certs import CertificateAuthority
-from tests.integration.harness import NginxRunner, RproxyRunner, findNginx, freePort
+from tests.integration.harness import NGINX_HTTP_HEAD, NginxRunner, RproxyRunner, findNginx, freePort
 from tests.integration.harness import parseRawResponses
 
 #: Each port's servers: (name, ssl_verify_depth), the default first.
@@ -69,18 +69,7 @@ def depthConfig(certs: Dict[str, Any], ports: Dict[str, int]) -> str:
             return 200 "{name} $ssl_client_verify\\n";
         }}
     }}""")
-    return f"""
-events {{
-}}
-
-http {{
-    access_log logs/access.log;
-    client_body_temp_path client_body_temp;
-    proxy_temp_path proxy_temp;
-    fastcgi_temp_path fastcgi_temp;
-    uwsgi_temp_path uwsgi_temp;
-    scgi_temp_path scgi_temp;
-    ssl_certificate {cert};
+    return NGINX_HTTP_HEAD + f"""    ssl_certificate {cert};
     ssl_certificate_key {key};
     ssl_client_certificate {certs['root']};
 {''.join(blocks)}
