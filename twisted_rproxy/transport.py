@@ -10,19 +10,27 @@ and two extra reactor passes: about a sixth of the proxy's CPU under load
 (docs/benchmarks.md, the profile).
 
 Here, a write made while one of these transports is delivering a read is
-queued instead, and every queued transport is flushed with one C{send} as
+queued instead, and every queued transport is flushed with one C{send} (one
+C{sendmsg} for several pieces, so a head and its body are not joined) as
 soon as that read returns.  Whatever the socket does not take at once is
 left to the reactor as usual, so backpressure and producers behave exactly
 as in Twisted.  Writes made anywhere else (timers, connection set-up) take
 Twisted's ordinary path.
+
+The read and the queued write are done here in a few lines rather than
+through Twisted's layers (C{Connection.doRead}, C{_dataReceived},
+C{FileDescriptor.write}, C{doWrite}, C{writeSomeData}, C{untilConcludes},
+C{stopWriting}): about twenty Python calls a proxied request, each of them
+on every read of every connection.
 """
 
 from __future__ import annotations
 
 import socket
-from typing import Any, List
+from errno import EWOULDBLOCK
+from typing import Any, List, Optional
 
-from twisted.internet import tcp
+from twisted.internet import main, tcp
 from twisted.internet.abstract import FileDescriptor
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint
 from twisted.internet.posixbase import PosixReactorBase
@@ -64,21 +72,69 @@ class _FlushAfterRead:
     """
 
     _flushQueued = False
+    _armed = False
+    """Whether this class asked the reactor to watch for writability."""
+
+    # FileDescriptor's buffer and producer state, which this class drives.
+    dataBuffer: bytes
+    offset: int
+    _tempDataBuffer: List[bytes]
+    _tempDataLen: int
+    producer: Any
+    streamingProducer: bool
+    producerPaused: bool
 
     def doRead(self) -> Any:
         """
         Deliver a read, then flush every transport it wrote to.
+
+        The same as Twisted's C{Connection.doRead}: one C{recv} of up to
+        C{bufferSize} bytes, C{CONNECTION_DONE} on end of file and
+        C{CONNECTION_LOST} on an error other than C{EWOULDBLOCK}.
         """
         queue = _QUEUE
         if queue.reading:
             return super().doRead()  # type: ignore[misc]
         queue.reading = True
         try:
-            return super().doRead()  # type: ignore[misc]
+            try:
+                data = self.socket.recv(self.bufferSize)  # type: ignore[attr-defined]
+            except OSError as e:
+                if e.args[0] == EWOULDBLOCK:
+                    return None
+                return main.CONNECTION_LOST
+            if not data:
+                return main.CONNECTION_DONE
+            self.protocol.dataReceived(data)  # type: ignore[attr-defined]
+            return None
         finally:
             queue.reading = False
             if queue.pending:
                 queue.flush()
+
+    def write(self, data: bytes) -> None:
+        """
+        During a read, buffer C{data} and queue this transport to be
+        flushed when the read returns (pausing a streaming producer when
+        the buffer is full, as Twisted does); otherwise Twisted's write.
+        """
+        if (
+            _QUEUE.reading
+            and type(data) is bytes
+            and self.connected  # type: ignore[attr-defined]
+            and not self._writeDisconnected  # type: ignore[attr-defined]
+            and not self.TLS  # type: ignore[attr-defined]
+        ):
+            if data:
+                self._tempDataBuffer.append(data)
+                self._tempDataLen += len(data)
+                if self.producer is not None:
+                    self._maybePauseProducer()  # type: ignore[attr-defined]
+                if not self._flushQueued:
+                    self._flushQueued = True
+                    _QUEUE.pending.append(self)
+            return
+        super().write(data)  # type: ignore[misc]
 
     def startWriting(self) -> None:
         """
@@ -91,7 +147,19 @@ class _FlushAfterRead:
                 self._flushQueued = True
                 queue.pending.append(self)
             return
+        self._arm()
+
+    def _arm(self) -> None:
+        """Have the reactor send the rest when the socket can take it."""
+        self._armed = True
         FileDescriptor.startWriting(self)  # type: ignore[arg-type]
+
+    def stopWriting(self) -> None:
+        """
+        Stop watching for writability (Twisted's, noting it here).
+        """
+        self._armed = False
+        FileDescriptor.stopWriting(self)  # type: ignore[arg-type]
 
     def _flushNow(self) -> None:
         """
@@ -102,8 +170,57 @@ class _FlushAfterRead:
         if not self.connected or self._aborting:  # type: ignore[attr-defined]
             return  # an aborted transport sends nothing more
         if self.disconnecting or self._writeDisconnecting:  # type: ignore[attr-defined]
-            FileDescriptor.startWriting(self)  # type: ignore[arg-type]
+            self._arm()
             return
+        if self.offset < len(self.dataBuffer):
+            self._flushBehind()  # older bytes go first, Twisted's way
+            return
+        pieces: List[bytes] = self._tempDataBuffer
+        if not pieces:
+            return
+        sent = self._sendPieces(pieces)
+        total: int = self._tempDataLen
+        self._tempDataBuffer = []
+        self._tempDataLen = 0
+        if sent == total:
+            if self._armed:
+                self.stopWriting()  # an earlier write outside a read armed it
+            producer = self.producer
+            if producer is not None and (
+                not self.streamingProducer or self.producerPaused
+            ):
+                self.producerPaused = False
+                producer.resumeProducing()
+            return
+        self.dataBuffer = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+        self.offset = sent
+        self._arm()
+
+    def _sendPieces(self, pieces: List[bytes]) -> int:
+        """
+        Send what the socket takes of C{pieces} now, without joining them.
+
+        @return: the number of bytes sent; 0 on any error, which leaves the
+            bytes to the reactor's C{doWrite}, where Twisted meets the error
+            again and reports the lost connection.
+        """
+        sock: Optional[socket.socket] = getattr(self, "socket", None)
+        if sock is None:
+            return 0
+        try:
+            if len(pieces) == 1:
+                return sock.send(pieces[0])
+            if len(pieces) <= _MAX_PIECES:
+                return sock.sendmsg(pieces)
+            return sock.send(b"".join(pieces))
+        except OSError:
+            return 0
+
+    def _flushBehind(self) -> None:
+        """
+        Send after bytes an earlier short send left: Twisted's C{doWrite},
+        and the reactor armed for whatever is still left.
+        """
         try:
             failed = self.doWrite()  # type: ignore[attr-defined]
         except Exception:
@@ -111,10 +228,17 @@ class _FlushAfterRead:
             failed = True
         if (
             failed is not None
-            or self._tempDataLen  # type: ignore[attr-defined]
-            or self.offset < len(self.dataBuffer)  # type: ignore[attr-defined]
+            or self._tempDataLen
+            or self.offset < len(self.dataBuffer)
         ):
-            FileDescriptor.startWriting(self)  # type: ignore[arg-type]
+            self._arm()
+
+
+_MAX_PIECES = 64
+"""
+At most this many buffers go to one C{sendmsg} (the kernel allows 1,024);
+beyond it they are joined, which is cheaper than the long I/O vector.
+"""
 
 
 class FlushingServer(_FlushAfterRead, tcp.Server):
@@ -129,7 +253,7 @@ class FlushingServer(_FlushAfterRead, tcp.Server):
     """
 
     @property
-    def logstr(self) -> str:  # type: ignore[override]
+    def logstr(self) -> str:
         """
         C{PROTOCOL,SESSION,HOST}, as Twisted's C{Server} logs.
         """
@@ -156,7 +280,7 @@ class FlushingServer(_FlushAfterRead, tcp.Server):
     def repstr(self, value: str) -> None:
         pass
 
-    @property  # type: ignore[override]
+    @property
     def fileno(self) -> Any:
         """
         The socket's C{fileno}, or C{FileDescriptor}'s (-1) once the socket

@@ -12,6 +12,7 @@ from __future__ import annotations
 import socket
 from typing import Any, List, Tuple
 
+from twisted.internet import main
 from twisted.internet.error import ConnectionLost
 from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
@@ -268,6 +269,154 @@ class FlushAfterReadTests(SynchronousTestCase):
         self.assertEqual(self.relay.received, [b"q"])
         self.assertEqual(self.reactor.writers, [self.target])
         self.assertIsInstance(self.target.doWrite(), ConnectionLost)
+
+
+class DirectPathTests(SynchronousTestCase):
+    """
+    The read and the flush made here rather than through Twisted's layers
+    keep Twisted's results: end of file and errors, the order of bytes an
+    earlier write left, and what producers are told.
+    """
+
+    def setUp(self) -> None:
+        self.reactor = RecordingReactor()
+        self.source, self.relay, self.sourcePeer = connected(self.reactor, 1)
+        self.target, _, self.targetPeer = connected(self.reactor, 2)
+        self.addCleanup(self.sourcePeer.close)
+        self.addCleanup(self.targetPeer.close)
+        self.addCleanup(self.source.socket.close)
+        self.addCleanup(self.target.socket.close)
+
+    def test_endOfFileIsConnectionDone(self) -> None:
+        """An orderly close by the peer is C{CONNECTION_DONE}."""
+        self.sourcePeer.shutdown(socket.SHUT_WR)
+        self.assertIs(self.source.doRead(), main.CONNECTION_DONE)
+
+    def test_nothingToReadIsNotAnError(self) -> None:
+        """A spurious wake-up (C{EWOULDBLOCK}) reads nothing and is fine."""
+        self.assertIsNone(self.source.doRead())
+        self.assertEqual(self.relay.received, [])
+
+    def test_recvErrorIsConnectionLost(self) -> None:
+        """
+        A C{recv} that fails with anything but C{EWOULDBLOCK} (here
+        C{EBADF}, as for a reset the error is C{ECONNRESET}) is
+        C{CONNECTION_LOST}.
+        """
+        self.source.socket.close()
+        self.assertIs(self.source.doRead(), main.CONNECTION_LOST)
+
+    def test_piecesGoOutInOrderWithoutBeingJoined(self) -> None:
+        """
+        Several writes in one read go to the socket as separate buffers of
+        one C{sendmsg}, in order.
+        """
+        calls: List[Tuple[str, int]] = []
+
+        class Recording:
+            def __init__(self, sock: socket.socket) -> None:
+                self.sock = sock
+
+            def send(self, data: bytes) -> int:
+                calls.append(("send", 1))
+                return self.sock.send(data)
+
+            def sendmsg(self, pieces: List[bytes]) -> int:
+                calls.append(("sendmsg", len(pieces)))
+                return self.sock.sendmsg(pieces)
+
+            def __getattr__(self, name: str) -> Any:
+                return getattr(self.sock, name)
+
+        self.target.socket = Recording(self.target.socket)  # type: ignore[assignment]
+        self.relay.targets += [self.target, self.target, self.target]
+        self.sourcePeer.sendall(b"ab")
+        self.source.doRead()
+        self.assertEqual(received(self.targetPeer), b"ABABAB")
+        self.assertEqual(calls, [("sendmsg", 3)])
+
+    def test_writeOutsideAReadThenInOneIsSentInOrder(self) -> None:
+        """
+        Bytes written outside a read (the reactor armed for them) and more
+        written during a read go out together, oldest first, and the
+        reactor stops watching for writability once all are sent.
+        """
+        self.target.write(b"first ")
+        self.assertEqual(self.reactor.writers, [self.target])
+        self.relay.targets.append(self.target)
+        self.sourcePeer.sendall(b"second")
+        self.source.doRead()
+        self.assertEqual(received(self.targetPeer), b"first SECOND")
+        self.assertEqual(self.reactor.writers, [])
+
+    def test_bytesAShortSendLeftGoFirst(self) -> None:
+        """
+        When an earlier short send left bytes behind, a write during a read
+        goes after them, through Twisted's own C{doWrite}.
+        """
+        self.target.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        self.target.bufferSize = 1 << 30  # no producer pausing in this test
+        big = b"b" * (4 << 20)
+        self.relay.targets.append(self.target)
+        self.target.write(big)
+        self.target.doWrite()  # a short send: most of it is left
+        self.assertTrue(self.target.offset < len(self.target.dataBuffer))
+        self.sourcePeer.sendall(b"tail")
+        self.source.doRead()
+        got = received(self.targetPeer)
+        while self.reactor.writers:
+            self.target.doWrite()
+            got += received(self.targetPeer)
+        self.assertEqual(got, big + b"TAIL")
+
+    def test_pullProducerIsAskedForMoreOnceSent(self) -> None:
+        """
+        A pull producer is asked for more when a flush empties the buffer,
+        as Twisted's C{doWrite} asks it.
+        """
+        producer = RecordingProducer()
+        self.target.registerProducer(producer, False)
+        self.assertEqual(producer.events, ["resume"])  # Twisted asks at once
+        self.relay.targets.append(self.target)
+        self.sourcePeer.sendall(b"x")
+        self.source.doRead()
+        self.assertEqual(received(self.targetPeer), b"X")
+        self.assertEqual(producer.events, ["resume", "resume"])
+
+    def test_pausedStreamingProducerIsResumedOnceSent(self) -> None:
+        """
+        A streaming producer paused because the buffer passed
+        C{bufferSize} during the read is resumed when the flush sends it
+        all; one that was never paused is left alone.
+        """
+        producer = RecordingProducer()
+        self.target.registerProducer(producer, True)
+        self.target.bufferSize = 2
+        self.relay.targets.append(self.target)
+        self.sourcePeer.sendall(b"xyz")
+        self.source.doRead()
+        self.assertEqual(received(self.targetPeer), b"XYZ")
+        self.assertEqual(producer.events, ["pause", "resume"])
+        self.target.bufferSize = 1 << 16
+        self.sourcePeer.sendall(b"q")
+        self.source.doRead()
+        self.assertEqual(producer.events, ["pause", "resume"])
+
+
+class RecordingProducer:
+    """A producer that records what it is told."""
+
+    def __init__(self) -> None:
+        self.events: List[str] = []
+
+    def pauseProducing(self) -> None:
+        self.events.append("pause")
+
+    def resumeProducing(self) -> None:
+        self.events.append("resume")
+
+    def stopProducing(self) -> None:
+        self.events.append("stop")
 
 
 class LazyNamesTests(SynchronousTestCase):
