@@ -16,6 +16,7 @@ from typing import Any, List, Optional
 from ._version import __version__
 from .config.errors import ConfigError
 from .plugins import PluginError
+from .reactor import installIfUnset
 
 SIGNALS = {
     "stop": signal.SIGTERM,
@@ -148,6 +149,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             _say("configure arguments: none (configured at run time by plugins)")
         return 0
     prefix = os.path.abspath(options.prefix or os.getcwd())
+    # Before anything imports the global reactor (loading a config does).
+    installIfUnset()
     try:
         config, path = _load(options, prefix)
     except (ConfigError, PluginError, OSError) as e:
