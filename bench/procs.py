@@ -107,6 +107,40 @@ class HAProxyRunner(ServerRunner):
         return _pinned(self.cpu, [self.binary, "-db", "-f", str(self.configPath)])
 
 
+class BareRelayRunner(ServerRunner):
+    """
+    The bare Twisted byte relay (bench/bareproxy.py), pinned to a CPU: the
+    ceiling the reactor leaves, measured in the same run.
+    """
+
+    label = "bare"
+
+    def __init__(self, port: int, backendPort: int, cpu: Optional[str],
+                 python: Optional[str] = None, **kwargs: object) -> None:
+        """
+        @param port: where it listens on 127.0.0.1.
+        @param backendPort: the backend nginx it relays to.
+        @param cpu: the CPU list for taskset, or None for no pinning.
+        @param python: the interpreter to run it with (this one by default).
+        """
+        super().__init__("", addresses=[("127.0.0.1", port)], **kwargs)  # type: ignore[arg-type]
+        self.listenPort = port
+        self.backendPort = backendPort
+        self.cpu = cpu
+        self.python = python or sys.executable
+
+    @property
+    def errorLogPath(self) -> Path:
+        """No log file: tracebacks, if any, go to stderr."""
+        return self.prefix / "error.log"
+
+    def command(self) -> List[str]:
+        """python bench/bareproxy.py PORT BACKEND under taskset."""
+        script = str(REPO_ROOT / "bench" / "bareproxy.py")
+        return _pinned(self.cpu, [self.python, script, str(self.listenPort),
+                                  str(self.backendPort)])
+
+
 class StreamBackendRunner(ServerRunner):
     """The SSE backend (bench/sse_backend.py), pinned to a CPU."""
 
@@ -187,6 +221,8 @@ class ProxySpec:
             return PinnedNginx(text, self.cpu)
         if self.name == "rproxy":
             return PinnedRproxy(text, self.cpu, python=self.python)
+        if self.name == "bare":
+            return BareRelayRunner(self.port, self.backendPort, self.cpu, python=self.python)
         raise ValueError(f"unknown proxy {self.name!r}")
 
 

@@ -57,8 +57,20 @@ from tests.integration.harness import (  # noqa: E402
     freePort,
 )
 
-PROXIES = ("nginx", "rproxy", "haproxy")
-"""Every proxy the harness knows, in the order they run."""
+PROXIES = ("nginx", "rproxy", "haproxy", "bare")
+"""
+Every proxy the harness knows, in the order they run.  C{bare} is
+bench/bareproxy.py, a Twisted byte relay with no HTTP: the reactor's
+ceiling, not a proxy (asked for by name, never by default).
+"""
+
+BARE_SCENARIOS = ("get1k", "get1k_close", "get64k", "get1m", "post16k", "idle1k", "idle10k")
+"""What the bare relay can run: plain HTTP/1.1 to the backend nginx, one process."""
+
+PYPY_WARMUP = 20
+"""Seconds of unrecorded load before each measurement of twisted_rproxy on
+PyPy: its JIT is still compiling after 1 s (get1k measured 4,600 req/s
+after 1 s and 7,000 to 8,500 after 20 s here)."""
 
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
 """Where JSON and charts go by default (git-ignored)."""
@@ -364,6 +376,17 @@ class Bench:
     certificate: Optional[Tuple[str, str]] = None
     """The server certificate and key the HTTPS listener uses."""
 
+    pypy: bool = False
+    """Whether twisted_rproxy (and the bare relay) run on PyPy."""
+
+    def warmup(self) -> int:
+        """Seconds of unrecorded load before measuring the current proxy."""
+        if self.quick:
+            return 0
+        if self.pypy and self.proxyName in ("rproxy", "bare"):
+            return PYPY_WARMUP
+        return 1
+
     @property
     def maxIdle(self) -> int:
         """The most idle connections the fd limit lets a proxy hold."""
@@ -398,6 +421,8 @@ class Bench:
         if scenario.params.get("tls") and (self.certificate is None or proxy == "haproxy"):
             return {"error": "skipped: no HTTPS listener" if self.certificate is None
                     else "skipped: the haproxy config here has no TLS listener"}
+        if proxy == "bare" and scenario.name not in BARE_SCENARIOS:
+            return {"error": "skipped: the bare relay runs plain HTTP/1.1 to the backend nginx only"}
         if proxy in self.broken:
             return {"error": f"not started (it failed to start before: {self.broken[proxy]})"}
         runner = self.spec(proxy, scenario.params.get("workers", 1)).runner()
@@ -445,8 +470,8 @@ class Bench:
             url = f"http://127.0.0.1:{self.port}{params['path']}"
         arguments = dict(headers=params.get("headers", ()),
                          postBytes=params.get("postBytes", 0), cpu=self.loadCpu)
-        if not self.quick:
-            runWrk(url, CLIENTS, 1, **arguments)  # warm-up, not recorded
+        if self.warmup():
+            runWrk(url, CLIENTS, self.warmup(), **arguments)  # not recorded
         sampler.start()
         figures = runWrk(url, CLIENTS, self.duration, **arguments)
         sampler.stop()
@@ -459,8 +484,8 @@ class Bench:
         params = scenario.params
         url = f"https://127.0.0.1:{self.tlsPort}{params['path']}"
         connections, streams = params["connections"], params["streams"]
-        if not self.quick:
-            runH2load(url, connections, streams, 1, cpu=self.loadCpu)  # warm-up
+        if self.warmup():
+            runH2load(url, connections, streams, self.warmup(), cpu=self.loadCpu)  # not recorded
         sampler.start()
         figures = runH2load(url, connections, streams, self.duration, cpu=self.loadCpu)
         sampler.stop()
@@ -489,8 +514,8 @@ class Bench:
         if self.proxyName == "rproxy":
             path = params.get("rproxyPath", path)
         seconds = 1 if self.quick else self.duration
-        if not self.quick:
-            measureWebSocketEcho(self.port, path, seconds=1)  # warm-up, not recorded
+        if self.warmup():
+            measureWebSocketEcho(self.port, path, seconds=self.warmup())  # not recorded
         sampler.start()
         figures = measureWebSocketEcho(self.port, path, seconds=seconds)
         sampler.stop()
@@ -552,8 +577,9 @@ def parseArguments(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser.add_argument("--scenarios", default=",".join(SCENARIOS),
                         help=f"comma-separated, from: {','.join(SCENARIOS)}")
     parser.add_argument("--proxies", default="nginx,rproxy,haproxy",
-                        help="comma-separated, from: nginx,rproxy,haproxy "
-                             "(haproxy only runs when installed)")
+                        help="comma-separated, from: nginx,rproxy,haproxy,bare "
+                             "(haproxy only runs when installed; bare is the "
+                             "Twisted byte relay, the reactor's ceiling)")
     parser.add_argument("--duration", type=int, default=None,
                         help="seconds per wrk measurement (default 8, --quick 2)")
     parser.add_argument("--install-haproxy", action="store_true",
@@ -664,6 +690,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                       proxyCpu, loadCpu, options.duration, options.quick, limit,
                       options.python, tlsPort=freePort(),
                       certificate=makeCertificate(Path(tempfile.mkdtemp(prefix="bench-tls-"))))
+        bench.pypy = "PyPy" in _pythonVersion(options.python or sys.executable)
         if options.serve:
             serve(bench, options.serve)
             return 0
@@ -671,7 +698,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                 "scenarios": {}}
         if "rproxy" in proxies:
             say(f"twisted_rproxy runs on {data['meta']['versions']['rproxy_python']} "
-                f"({data['meta']['rproxy_python']})")
+                f"({data['meta']['rproxy_python']})"
+                + (f"; {PYPY_WARMUP} s of warm-up for its JIT before each measurement"
+                   if bench.pypy and not options.quick else ""))
+        data["meta"]["warmup_s"] = {proxy: 0 if options.quick else
+                                    PYPY_WARMUP if bench.pypy and proxy in ("rproxy", "bare")
+                                    else 1 for proxy in proxies}
         say(f"proxies: {', '.join(proxies)}; {options.duration} s per measurement; "
             f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())} "
             "(other work on this machine skews the figures)")

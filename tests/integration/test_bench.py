@@ -206,7 +206,7 @@ def testQuickRun(tmp_path: Path) -> None:
         pytest.skip("wrk is not installed (apt-get install wrk)")
     result = subprocess.run(
         [sys.executable, str(REPO_ROOT / "bench" / "run.py"), "--quick", "--duration", "1",
-         "--scenarios", "get1k", "--proxies", "rproxy", "--no-chart",
+         "--scenarios", "get1k", "--proxies", "rproxy,bare", "--no-chart",
          "--python", sys.executable, "--output", str(tmp_path)],
         cwd=str(REPO_ROOT), capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -221,6 +221,34 @@ def testQuickRun(tmp_path: Path) -> None:
     assert "error" not in figures, figures
     assert WRK_FIGURES <= set(figures)
     assert all(isinstance(figures[k], (int, float)) for k in WRK_FIGURES - {"errors"})
+    bare = scenario["results"]["bare"]
+    assert "error" not in bare, bare
+    assert bare["requests"] > 0 and bare["error_total"] == 0, bare
+    assert data["meta"]["warmup_s"] == {"rproxy": 0, "bare": 0}
+
+
+def testWarmupAndBareRelayScope() -> None:
+    """
+    Outside C{--quick}, twisted_rproxy and the bare relay get
+    C{PYPY_WARMUP} seconds of warm-up on PyPy and 1 s otherwise, nginx
+    always 1 s; the bare relay is skipped where it cannot run (HTTPS, HTTP/2,
+    workers, the stream backend's paths).
+    """
+    from bench import run
+
+    bench = run.Bench(1, 2, 3, 100, None, None, 1, False, 1 << 20)
+    for proxy, onCPython, onPyPy in [("rproxy", 1, run.PYPY_WARMUP), ("nginx", 1, 1),
+                                     ("bare", 1, run.PYPY_WARMUP)]:
+        bench.proxyName = proxy
+        bench.pypy = False
+        assert bench.warmup() == onCPython, proxy
+        bench.pypy = True
+        assert bench.warmup() == onPyPy, proxy
+    bench.quick = True
+    assert bench.warmup() == 0
+    for name in ("get1k_tls", "get1k_h2", "get1k_2w", "sse", "ws_echo"):
+        figures = bench.runOne(run.SCENARIOS[name], "bare")
+        assert figures["error"].startswith("skipped"), (name, figures)
 
 
 def testQuickWebSocketRun(tmp_path: Path) -> None:
