@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import pytest
 
@@ -623,14 +623,16 @@ class TwistdRunner(RproxyRunner):
 
     label = "twistd"
 
-    def __init__(self, confText: str, twistdArgs: List[str], **kwargs: Any) -> None:
-        """Remember the rproxy subcommand's arguments."""
+    def __init__(self, confText: str, twistdArgs: List[str], twistdOptions: Sequence[str] = (),
+                 **kwargs: Any) -> None:
+        """Remember the rproxy subcommand's arguments, and twistd's own."""
         super().__init__(confText, **kwargs)
         self.twistdArgs = twistdArgs
+        self.twistdOptions = list(twistdOptions)
 
     def command(self) -> List[str]:
-        """twistd -n --pidfile= rproxy ARGS."""
-        return twistd("-n", "--pidfile=", "rproxy", *self.twistdArgs)
+        """twistd [OPTIONS] -n --pidfile= rproxy ARGS."""
+        return twistd(*self.twistdOptions, "-n", "--pidfile=", "rproxy", *self.twistdArgs)
 
 
 def testTwistdServesConfig(backend: Any) -> None:
@@ -644,6 +646,23 @@ def testTwistdServesConfig(backend: Any) -> None:
         runner.start()
         assert configVersion(port) == "tw"
         assert backendSawVersion(port) == "tw"
+    finally:
+        runner.cleanup()
+
+
+def testTwistdOnTheProxyReactor(backend: Any) -> None:
+    """
+    C{twistd -r rproxy-epoll rproxy --config FILE} serves on the reactor
+    the C{rproxy} command uses, found through Twisted's reactor plugins.
+    """
+    port = freePort()
+    runner = TwistdRunner(versionConfig(port, "tr", backend), [], ["-r", "rproxy-epoll"])
+    runner.twistdArgs = ["--config", str(runner.confPath)]
+    try:
+        runner.start()
+        assert configVersion(port) == "tr"
+        assert backendSawVersion(port) == "tr"
+        assert "twisted_rproxy.reactor.ProxyEPollReactor" in runner.stdout + runner.stderr
     finally:
         runner.cleanup()
 
