@@ -119,6 +119,15 @@ class DispatchTests(SynchronousTestCase):
         self.assertEqual(plain.systems, ["plain"])
 
 
+def pythonOutput(code: str) -> List[str]:
+    """
+    @return: the words a fresh interpreter prints running C{code}.
+    """
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    ).stdout.split()
+
+
 class InstallTests(SynchronousTestCase):
     """
     L{twisted_rproxy.reactor.installIfUnset}, in fresh interpreters.
@@ -126,28 +135,22 @@ class InstallTests(SynchronousTestCase):
 
     def test_installsWhenNoReactorIs(self) -> None:
         """The global reactor becomes a L{ProxyEPollReactor}."""
-        out = subprocess.run(
-            [sys.executable, "-c",
-             "from twisted_rproxy.reactor import installIfUnset\n"
-             "print(installIfUnset())\n"
-             "from twisted.internet import reactor\n"
-             "print(type(reactor).__name__)\n"],
-            capture_output=True, text=True, check=True, timeout=60,
-        ).stdout.split()
+        out = pythonOutput(
+            "from twisted_rproxy.reactor import installIfUnset\n"
+            "print(installIfUnset())\n"
+            "from twisted.internet import reactor\n"
+            "print(type(reactor).__name__)\n")
         self.assertEqual(out, ["True", "ProxyEPollReactor"])
 
     def test_keepsAnInstalledReactor(self) -> None:
         """An application's own reactor stays."""
-        out = subprocess.run(
-            [sys.executable, "-c",
-             "from twisted.internet import pollreactor\n"
-             "pollreactor.install()\n"
-             "from twisted_rproxy.reactor import installIfUnset\n"
-             "print(installIfUnset())\n"
-             "from twisted.internet import reactor\n"
-             "print(type(reactor).__name__)\n"],
-            capture_output=True, text=True, check=True, timeout=60,
-        ).stdout.split()
+        out = pythonOutput(
+            "from twisted.internet import pollreactor\n"
+            "pollreactor.install()\n"
+            "from twisted_rproxy.reactor import installIfUnset\n"
+            "print(installIfUnset())\n"
+            "from twisted.internet import reactor\n"
+            "print(type(reactor).__name__)\n")
         self.assertEqual(out, ["False", "PollReactor"])
 
     def test_commandInstallsItBeforeLoadingTheConfig(self) -> None:
@@ -155,14 +158,11 @@ class InstallTests(SynchronousTestCase):
         C{rproxy} installs it before loading a config, which imports the
         global reactor.
         """
-        out = subprocess.run(
-            [sys.executable, "-c",
-             "import sys\n"
-             "from twisted_rproxy import cli\n"
-             "cli._load = lambda *a: (_ for _ in ()).throw(OSError('stop here'))\n"
-             "cli.main(['-t', '-c', '/nonexistent'])\n"
-             "from twisted.internet import reactor\n"
-             "print(type(reactor).__name__)\n"],
-            capture_output=True, text=True, check=True, timeout=60,
-        ).stdout.split()
+        out = pythonOutput(
+            "import sys\n"
+            "from twisted_rproxy import cli\n"
+            "cli._load = lambda *a: (_ for _ in ()).throw(OSError('stop here'))\n"
+            "cli.main(['-t', '-c', '/nonexistent'])\n"
+            "from twisted.internet import reactor\n"
+            "print(type(reactor).__name__)\n")
         self.assertEqual(out, ["ProxyEPollReactor"])

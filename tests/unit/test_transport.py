@@ -115,9 +115,9 @@ def received(sock: socket.socket) -> bytes:
     return b"".join(chunks)
 
 
-class FlushAfterReadTests(SynchronousTestCase):
+class TwoConnections(SynchronousTestCase):
     """
-    L{FlushingServer} (and so L{FlushingClient}, which shares the mixin).
+    A source connection whose reads a L{Relay} writes onto a target.
     """
 
     def setUp(self) -> None:
@@ -128,6 +128,13 @@ class FlushAfterReadTests(SynchronousTestCase):
         self.addCleanup(self.targetPeer.close)
         self.addCleanup(self.source.socket.close)
         self.addCleanup(self.target.socket.close)
+
+
+
+class FlushAfterReadTests(TwoConnections):
+    """
+    L{FlushingServer} (and so L{FlushingClient}, which shares the mixin).
+    """
 
     def test_writeDuringReadIsSentWhenTheReadReturns(self) -> None:
         """
@@ -271,21 +278,12 @@ class FlushAfterReadTests(SynchronousTestCase):
         self.assertIsInstance(self.target.doWrite(), ConnectionLost)
 
 
-class DirectPathTests(SynchronousTestCase):
+class DirectPathTests(TwoConnections):
     """
     The read and the flush made here rather than through Twisted's layers
     keep Twisted's results: end of file and errors, the order of bytes an
     earlier write left, and what producers are told.
     """
-
-    def setUp(self) -> None:
-        self.reactor = RecordingReactor()
-        self.source, self.relay, self.sourcePeer = connected(self.reactor, 1)
-        self.target, _, self.targetPeer = connected(self.reactor, 2)
-        self.addCleanup(self.sourcePeer.close)
-        self.addCleanup(self.targetPeer.close)
-        self.addCleanup(self.source.socket.close)
-        self.addCleanup(self.target.socket.close)
 
     def test_endOfFileIsConnectionDone(self) -> None:
         """An orderly close by the peer is C{CONNECTION_DONE}."""
