@@ -1120,6 +1120,10 @@ def _asciiLower(text: str) -> str:
     """
     Lowercase ASCII letters only, as C{ngx_strlow} does.
     """
+    if text.isascii():
+        # The same for ASCII text, and without translate()'s KeyError
+        # raised and dropped for each distinct character not in the table.
+        return text.lower()
     return text.translate(_ASCII_LOWER)
 
 
