@@ -41,6 +41,9 @@ _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _SERVER_FULL = SERVER_SOFTWARE.encode("ascii")
 _OWN_HEADERS = frozenset({b"server", b"date"})
 _SERVER_SHORT = b"twisted_rproxy"
+#: The whole C{Server} header lines, for C{server_tokens on} and C{off}.
+_SERVER_FULL_LINE = b"Server: %s\r\n" % _SERVER_FULL
+_SERVER_SHORT_LINE = b"Server: %s\r\n" % _SERVER_SHORT
 #: Joins one C{(name, value)} pair into a header line without its CRLF.
 _FIELD_JOIN = b": ".join
 
@@ -365,7 +368,7 @@ class HTTPChannel(Protocol):
     def _startRequest(self, head: bytes) -> None:
         try:
             request = parseRequestHead(head, self._limits)
-            framing = requestFraming(request)
+            framing = request.framing or requestFraming(request)
         except HTTPError as e:
             if self._timerWhy == "keepalive_timeout":
                 self._startHeaderTimer()
@@ -627,7 +630,7 @@ class HTTPChannel(Protocol):
         parts = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
         if own is not None:
             if b"server" in own:
-                parts.append(b"Server: %s\r\n" % self._serverHeader(exchange))
+                parts.append(_SERVER_FULL_LINE if conf.get("server_tokens") else _SERVER_SHORT_LINE)
             if b"date" in own:
                 parts.append(b"Date: %s\r\n" % httpDate(self._reactor.seconds()))
         if headers:

@@ -269,7 +269,8 @@ def parseRequestHead(head: bytes, limits: Limits) -> RequestHead:
     if head[:1] in _LINE_END_BYTES:
         head = head[_skipEmptyLines(head) :]
     lines = head.split(b"\n")
-    _checkHeadEnding(lines, 400)
+    if len(lines) < 3 or lines[-1] or (lines[-2] and lines[-2] != b"\r"):
+        _checkHeadEnding(lines, 400)
     requestLine = lines[0]
     if len(requestLine) > limits.maxRequestLine:
         if _textLength(requestLine, 0, len(requestLine)) > limits.maxRequestLine:
@@ -301,7 +302,8 @@ def parseResponseHead(head: bytes, limits: Limits) -> ResponseHead:
     if len(head) > limits.maxRequestLine + limits.maxHeadersSize:
         raise HTTPError(502, "upstream sent too big header")
     lines = head.split(b"\n")
-    _checkHeadEnding(lines, 502)
+    if len(lines) < 3 or lines[-1] or (lines[-2] and lines[-2] != b"\r"):
+        _checkHeadEnding(lines, 502)
     statusLine = lines[0]
     if len(statusLine) > limits.maxRequestLine:
         if _textLength(statusLine, 0, len(statusLine)) > limits.maxRequestLine:
@@ -653,7 +655,8 @@ def _parseFields(
         backend's (502).
     """
     start = len(lines[0]) + 1
-    sectionSize = len(head) - _textLength(lines[0], 0, len(lines[0]))
+    startLine = lines[0]  # matched by the start-line regex: not empty
+    sectionSize = len(head) - len(startLine) + (startLine[-1] == _CR)
     if sectionSize > limits.maxHeadersSize:
         raise _headTooLarge(isRequest, "header section too large")
     fieldLines = lines[1:-2]

@@ -293,7 +293,7 @@ class UpstreamHTTPProtocol(Protocol):
             return False
         if 100 <= head.status < 200 and head.status != 101:
             return True  # interim response: wait for the final one
-        values = fieldValues(head.headers, headerLowers(head), b"connection")
+        values = fieldValues(head.headers, head.lowers if head.lowers is not None else headerLowers(head), b"connection")
         connection = b",".join(values).lower() if values else b""
         # find(), not "in": bytes.__contains__ tries its operand as an int
         # first and builds (then drops) a TypeError for a bytes one.

@@ -275,7 +275,7 @@ class ProxyRequest:
         self.peer = peer
         self.tried.append(peer)
         self.requestSent = False
-        peer.conns += 1
+        peer.state.conns += 1  # the state itself: Peer.conns is a property
         self.attempt = Attempt(peer.name, self.reactor.seconds())
         self.exchange.upstreamAttempts.append(self.attempt)
         pool = self.handler.pool
@@ -294,7 +294,12 @@ class ProxyRequest:
             return
         self.protocol = protocol
         self.reused = reused
-        self.attempt.connectTime = self.reactor.seconds() - self.attempt.start  # type: ignore[union-attr]
+        # A pooled connection is handed over within connect(), in the
+        # same event: no time has passed on the reactor's clock (nginx's
+        # cached time says 0.000 too).
+        self.attempt.connectTime = (  # type: ignore[union-attr]
+            0.0 if reused else self.reactor.seconds() - self.attempt.start  # type: ignore[union-attr]
+        )
         self._chunkedUp = False
         head = self._requestHead()
         self.requestSent = True
@@ -392,7 +397,7 @@ class ProxyRequest:
             return
         # The parser lowered every name once, for this, _responseHeaders
         # and the codec's sendHead.
-        lowers = headerLowers(head)
+        lowers = head.lowers if head.lowers is not None else headerLowers(head)
         if b"x-accel-buffering" in lowers:
             for lower, (_name, value) in zip(lowers, head.headers):
                 if lower == b"x-accel-buffering":
@@ -639,7 +644,7 @@ class ProxyRequest:
         protocol, self.protocol = self.protocol, None
         peer = self.peer
         if peer is not None:
-            peer.conns -= 1
+            peer.state.conns -= 1
             self.upstream.balancer.release(peer, failed)
             self.peer = None
         if protocol is not None:
