@@ -1005,3 +1005,31 @@ def test_normalizePathRoundTrips() -> None:
     path = normalizePath(raw)
     assert path is not None
     assert path.encode("utf-8", "surrogateescape") == b"/caf\xc3\xa9/\xff\xfe/\xe2\x82\xac"
+
+
+def test_findRemembersOnlyWhatThePathDecides() -> None:
+    """
+    L{LocationTree.find} keeps answers for recent paths: asked again, for
+    more paths than it keeps, for paths too long to keep, or with another
+    redirect predicate, it answers as a fresh tree does; a regex-decided
+    answer carries that path's own captures.
+    """
+    specs = [loc("", "/p/", name="proxy-p"), loc("", "/", name="root"),
+             loc("~", "^/r/(?<n>[a-z]+)$", name="regex")]
+    tree = LocationTree(specs)
+    paths = ["/p", "/p/x", "/", "/r/abc", "/r/de", "/" + "x" * 200] + [f"/n{i}" for i in range(300)]
+
+    def answer(found: object) -> object:
+        redirect, match = found  # type: ignore[misc]
+        if match is None:
+            return redirect, None
+        return redirect, (match.payload, match.captures, dict(match.named))
+
+    for predicate in (proxied, lambda payload: False, proxied):
+        for _round in range(2):
+            for path in paths:
+                fresh = LocationTree(specs).find(path, predicate)
+                assert answer(tree.find(path, predicate)) == answer(fresh), path
+    assert answer(tree.find("/r/abc", proxied)) == (None, ("regex", ("abc",), {"n": "abc"}))
+    assert answer(tree.find("/p", proxied)) == ("proxy-p", None)
+    assert answer(tree.find("/p", lambda payload: False)) == (None, ("root", (), {}))
