@@ -1033,3 +1033,21 @@ def test_findRemembersOnlyWhatThePathDecides() -> None:
     assert answer(tree.find("/r/abc", proxied)) == (None, ("regex", ("abc",), {"n": "abc"}))
     assert answer(tree.find("/p", proxied)) == ("proxy-p", None)
     assert answer(tree.find("/p", lambda payload: False)) == (None, ("root", (), {}))
+
+
+def test_normalizePathRemembersEachAnswer() -> None:
+    """
+    L{normalizePath} keeps what it answered for recent paths (refusals
+    too): asked again, and after more paths than it keeps, or for a path
+    too long to keep, it answers as its own state machine does.
+    """
+    from twisted_rproxy.http import routing
+
+    paths = [b"/a/b", b"/a//b/../c", b"/%41", b"/..", b"x", b"/ok?q", b"/" + b"y" * 300]
+    paths += [b"/n%d" % i for i in range(1100)]
+    for _round in range(2):
+        for path in paths:
+            assert normalizePath(path) == routing._normalizePath(path), path
+    assert normalizePath(b"/a//b/../c") == "/a/c"
+    assert normalizePath(b"/..") is None
+    assert len(routing._PATHS) <= routing._PATH_CACHE_SIZE

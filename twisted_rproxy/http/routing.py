@@ -1419,6 +1419,29 @@ def normalizePath(rawPath: bytes) -> Optional[str]:
     """
     if isinstance(rawPath, str):
         rawPath = rawPath.encode("utf-8", "surrogateescape")
+    path = _PATHS.get(rawPath, _MISSING)
+    if path is not _MISSING:
+        return path  # type: ignore[return-value]
+    path = _normalizePath(rawPath)
+    if len(rawPath) <= _PATH_CACHE_KEY:
+        if len(_PATHS) >= _PATH_CACHE_SIZE:
+            _PATHS.clear()
+        _PATHS[rawPath] = path
+    return path
+
+
+_PATHS: Dict[bytes, Optional[str]] = {}
+"""Paths already normalised: as for L{_HOSTS}, clients ask for the same
+few again and again."""
+
+#: Longest path remembered, and how many are (then it starts over).
+_PATH_CACHE_KEY, _PATH_CACHE_SIZE = 255, 1024
+
+
+def _normalizePath(rawPath: bytes) -> Optional[str]:
+    """
+    L{normalizePath}'s work.
+    """
     for stop in (_QUESTION, _HASH):
         cut = rawPath.find(stop)
         if cut >= 0:
