@@ -832,6 +832,44 @@ class ResponseFramingTests(ChannelTestCase):
         self.assertEqual(response.body, b"abcdefg")
         self.assertFalse(conn.closed)
 
+    def test_lowersFromTheHandler(self) -> None:
+        """
+        The lowercased names a content handler passes with its headers
+        (as the proxy does with the parser's) frame the head as the names
+        themselves would: a Content-Length means no chunked framing, and a
+        Server of its own replaces ours.
+        """
+        conn = Connection()
+        conn.send(get("/hold"))
+        [exchange] = HOLD.exchanges
+        exchange.startResponse(
+            200, [(b"Content-LENGTH", b"3"), (b"SERVER", b"backend")], None,
+            [b"content-length", b"server"],
+        )
+        exchange.write(b"abc")
+        exchange.finish()
+        [response] = conn.responses()
+        self.assertFalse(response.chunked)
+        self.assertEqual(response.body, b"abc")
+        self.assertEqual(conn.output.lower().count(b"\r\nserver:"), 1)
+        self.assertIn(b"\r\nSERVER: backend\r\n", conn.output)
+        self.assertEqual(conn.output.lower().count(b"\r\ndate:"), 1)
+
+    def test_lowersNotUsedAfterAResponseFilter(self) -> None:
+        """
+        Once a response filter has run, the handler's names may no longer
+        match the headers: the codec lowers the headers it is given, so a
+        Date that C{add_header} adds replaces ours.
+        """
+        text = configText(extra='location /hold-date { add_header Date "then"; test_content hold; }')
+        conn = Connection(text)
+        conn.send(get("/hold-date"))
+        [exchange] = HOLD.exchanges
+        exchange.startResponse(200, [(b"Content-Length", b"0")], None, [b"content-length"])
+        exchange.finish()
+        self.assertEqual(conn.output.lower().count(b"\r\ndate:"), 1)
+        self.assertIn(b"\r\nDate: then\r\n", conn.output)
+
     def test_http10WithoutLengthCloses(self) -> None:
         """
         An HTTP/1.0 client cannot take chunked, so a body of unknown length

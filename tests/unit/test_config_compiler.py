@@ -1114,3 +1114,32 @@ class ReactorTests(SynchronousTestCase):
         from twisted.internet import reactor
 
         self.assertIs(Compiler(builtinModules()).reactor, reactor)
+
+
+class ConfLookupTests(SynchronousTestCase):
+    """
+    L{Conf.get} is a dict lookup that fetches a default once: what it
+    answers, and that the block's own values stay what it sets.
+    """
+
+    def test_valuesDefaultsAndUnknownNames(self) -> None:
+        """
+        A set value wins; an unset directive gives its declared default
+        (asked again, the same); a name no module declares gives C{None};
+        none of that makes the directive count as set, or adds to the
+        values an inner block inherits.
+        """
+        from twisted_rproxy.config.model import Conf
+
+        registry = DirectiveRegistry()
+        registry.add("m", spec("set_here", [LOCATION], 1, default=1))
+        registry.add("m", spec("left_unset", [LOCATION], 1, default=[2]))
+        conf = Conf({"set_here": 5}, registry, {})
+        self.assertEqual(conf.get("set_here"), 5)
+        self.assertEqual(conf.get("left_unset"), [2])
+        self.assertIs(conf.get("left_unset"), conf.get("left_unset"))
+        self.assertIsNone(conf.get("nobody_declares"))
+        self.assertTrue(conf.isSet("set_here"))
+        self.assertFalse(conf.isSet("left_unset"))
+        self.assertFalse(conf.isSet("nobody_declares"))
+        self.assertEqual(conf._values, {"set_here": 5})

@@ -24,7 +24,9 @@ from twisted_rproxy.http.parser import (
     RequestHead,
     ResponseHead,
     checkIncompleteHead,
+    fieldValues,
     findHeadEnd,
+    headerLowers,
     headerValue,
     parseRequestHead,
     parseResponseHead,
@@ -1959,3 +1961,32 @@ def test_greedyRegexesMatchPossessiveSpellings(
             assert (mine and (mine.span(), mine.groups())) == (
                 theirs and (theirs.span(), theirs.groups())
             ), (method, text)
+
+
+def test_headsCarryTheirLoweredNames() -> None:
+    """
+    A parsed head keeps its header names lowercased, in order, one per
+    field line (repeats included), for later passes to look up in C;
+    L{headerLowers} lowers a head built without them.
+    """
+    request = parseRequestHead(
+        b"GET / HTTP/1.1\r\nHost: a\r\nX-A: 1\r\nx-a: 2\r\n\r\n", Limits()
+    )
+    assert request.lowers == [b"host", b"x-a", b"x-a"]
+    response = parseResponseHead(
+        b"HTTP/1.1 200 OK\r\nContent-LENGTH: 0\r\nConnection: close\r\n\r\n", Limits()
+    )
+    assert response.lowers == [b"content-length", b"connection"]
+    assert headerLowers(ResponseHead(b"HTTP/1.1", 200, b"", [(b"ETag", b"x")])) == [b"etag"]
+
+
+def test_fieldValuesInOrder() -> None:
+    """
+    L{fieldValues} gives every value of a name, in order, whether the
+    name is absent, present once or repeated.
+    """
+    headers = [(b"A", b"1"), (b"B", b"2"), (b"a", b"3")]
+    lowers = [b"a", b"b", b"a"]
+    assert fieldValues(headers, lowers, b"a") == [b"1", b"3"]
+    assert fieldValues(headers, lowers, b"b") == [b"2"]
+    assert fieldValues(headers, lowers, b"c") == []

@@ -1005,3 +1005,49 @@ def test_normalizePathRoundTrips() -> None:
     path = normalizePath(raw)
     assert path is not None
     assert path.encode("utf-8", "surrogateescape") == b"/caf\xc3\xa9/\xff\xfe/\xe2\x82\xac"
+
+
+def test_findRemembersOnlyWhatThePathDecides() -> None:
+    """
+    L{LocationTree.find} keeps answers for recent paths: asked again, for
+    more paths than it keeps, for paths too long to keep, or with another
+    redirect predicate, it answers as a fresh tree does; a regex-decided
+    answer carries that path's own captures.
+    """
+    specs = [loc("", "/p/", name="proxy-p"), loc("", "/", name="root"),
+             loc("~", "^/r/(?<n>[a-z]+)$", name="regex")]
+    tree = LocationTree(specs)
+    paths = ["/p", "/p/x", "/", "/r/abc", "/r/de", "/" + "x" * 200] + [f"/n{i}" for i in range(300)]
+
+    def answer(found: object) -> object:
+        redirect, match = found  # type: ignore[misc]
+        if match is None:
+            return redirect, None
+        return redirect, (match.payload, match.captures, dict(match.named))
+
+    for predicate in (proxied, lambda payload: False, proxied):
+        for _round in range(2):
+            for path in paths:
+                fresh = LocationTree(specs).find(path, predicate)
+                assert answer(tree.find(path, predicate)) == answer(fresh), path
+    assert answer(tree.find("/r/abc", proxied)) == (None, ("regex", ("abc",), {"n": "abc"}))
+    assert answer(tree.find("/p", proxied)) == ("proxy-p", None)
+    assert answer(tree.find("/p", lambda payload: False)) == (None, ("root", (), {}))
+
+
+def test_normalizePathRemembersEachAnswer() -> None:
+    """
+    L{normalizePath} keeps what it answered for recent paths (refusals
+    too): asked again, and after more paths than it keeps, or for a path
+    too long to keep, it answers as its own state machine does.
+    """
+    from twisted_rproxy.http import routing
+
+    paths = [b"/a/b", b"/a//b/../c", b"/%41", b"/..", b"x", b"/ok?q", b"/" + b"y" * 300]
+    paths += [b"/n%d" % i for i in range(1100)]
+    for _round in range(2):
+        for path in paths:
+            assert normalizePath(path) == routing._normalizePath(path), path
+    assert normalizePath(b"/a//b/../c") == "/a/c"
+    assert normalizePath(b"/..") is None
+    assert len(routing._PATHS) <= routing._PATH_CACHE_SIZE

@@ -7,7 +7,7 @@ with when a reload swaps in a new one.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 import attr
 
@@ -21,7 +21,7 @@ class Conf:
     over those inherited from outer blocks, with declared defaults beneath.
     """
 
-    __slots__ = ("_values", "_registry", "_defaults", "sources")
+    __slots__ = ("_values", "_registry", "sources", "get")
 
     def __init__(
         self,
@@ -36,24 +36,12 @@ class Conf:
         """
         self._values = dict(values)
         self._registry = registry
-        # The registry's own cache of defaults, read here without a call
-        # (a request looks up several directives left at their defaults).
-        self._defaults: Mapping[str, Any] = getattr(registry, "_defaults", {})
         self.sources = dict(sources)
-
-    def get(self, name: str) -> Any:
-        """
-        @return: the value of directive C{name} here, or its default.
-        """
-        value = self._values.get(name, _UNSET)
-        if value is _UNSET:
-            # Per request, most lookups are of directives left at their
-            # defaults: keep those in one dict rather than raising and
-            # searching the registry each time.
-            value = self._defaults.get(name, _UNSET)
-            if value is _UNSET:
-                value = self._registry.defaultOf(name)
-        return value
+        #: C{get(name)}: the value of directive C{name} here, or its
+        #: default.  A dict's own lookup, so a request's several lookups
+        #: are C calls, not Python ones; a default is fetched from the
+        #: registry on first use and kept (L{_Lookup}).
+        self.get: Callable[[str], Any] = _Lookup(self._values, registry).__getitem__
 
     def isSet(self, name: str) -> bool:
         """
@@ -68,8 +56,22 @@ class Conf:
         return self.sources.get(name)
 
 
-_UNSET = object()
-"""Marks a directive this block does not set."""
+class _Lookup(dict):  # type: ignore[type-arg]
+    """
+    A block's directive values and, once asked for, the defaults of those
+    it leaves unset (C{None} for a name no module declares, as
+    L{DirectiveRegistry.defaultOf} says).
+    """
+
+    __slots__ = ("_registry",)
+
+    def __init__(self, values: Mapping[str, Any], registry: DirectiveRegistry) -> None:
+        super().__init__(values)
+        self._registry = registry
+
+    def __missing__(self, name: str) -> Any:
+        value = self[name] = self._registry.defaultOf(name)
+        return value
 
 
 @attr.s(slots=True, auto_attribs=True)

@@ -41,6 +41,11 @@ _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _SERVER_FULL = SERVER_SOFTWARE.encode("ascii")
 _OWN_HEADERS = frozenset({b"server", b"date"})
 _SERVER_SHORT = b"twisted_rproxy"
+#: The whole C{Server} header lines, for C{server_tokens on} and C{off}.
+_SERVER_FULL_LINE = b"Server: %s\r\n" % _SERVER_FULL
+_SERVER_SHORT_LINE = b"Server: %s\r\n" % _SERVER_SHORT
+#: Joins one C{(name, value)} pair into a header line without its CRLF.
+_FIELD_JOIN = b": ".join
 
 
 def _withoutOwn(own: frozenset, name: bytes) -> Optional[frozenset]:
@@ -363,7 +368,7 @@ class HTTPChannel(Protocol):
     def _startRequest(self, head: bytes) -> None:
         try:
             request = parseRequestHead(head, self._limits)
-            framing = requestFraming(request)
+            framing = request.framing or requestFraming(request)
         except HTTPError as e:
             if self._timerWhy == "keepalive_timeout":
                 self._startHeaderTimer()
@@ -399,10 +404,14 @@ class HTTPChannel(Protocol):
 
     def _clientKeepAlive(self, version: bytes, exchange: Exchange) -> bool:
         connection = exchange.header(b"connection")
-        tokens = connection.lower() if connection is not None else b""
+        if connection is None:
+            return version == b"HTTP/1.1"
+        # find(), not "in": bytes.__contains__ tries its operand as an int
+        # first and builds (then drops) a TypeError for a bytes one.
+        tokens = connection.lower()
         if version == b"HTTP/1.1":
-            return b"close" not in tokens
-        return b"keep-alive" in tokens
+            return tokens.find(b"close") < 0
+        return tokens.find(b"keep-alive") >= 0
 
     def declaredBodyLength(self, exchange: Exchange) -> int:
         """
@@ -587,19 +596,19 @@ class HTTPChannel(Protocol):
             self._sendSwitchingHead(exchange, reason, headers)
             return
         noBody = exchange.method == b"HEAD" or status < 200 or status in (204, 304)
-        hasLength = False
-        own: Optional[frozenset] = _OWN_HEADERS  # Server and Date, unless the response has them
-        for name, _value in headers:
-            size = len(name)
-            if size == 14:
-                if name.lower() == b"content-length":
-                    hasLength = True
-            elif (size == 4 or size == 6) and own is not None:
-                lower = name.lower()
-                if lower == b"server" or lower == b"date":
-                    # proxy_pass_header Server/Date: the backend's is sent
-                    # instead of ours, as nginx does.
-                    own = _withoutOwn(own, lower)
+        # The names lowered once upstream (by the parser, for a proxied
+        # response no filter changed), else lowered here: a few scans in C.
+        lowers = exchange.responseLowers
+        if lowers is None:
+            lowers = [name.lower() for name, _value in headers]
+        hasLength = b"content-length" in lowers
+        # Server and Date, unless the response has them (proxy_pass_header
+        # Server/Date: the backend's is sent instead of ours, as nginx does).
+        own: Optional[frozenset] = _OWN_HEADERS
+        if b"server" in lowers:
+            own = _withoutOwn(_OWN_HEADERS, b"server")
+        if b"date" in lowers and own is not None:
+            own = _withoutOwn(own, b"date")
         self._chunkedOut = False
         if not noBody and not hasLength:
             if exchange.version == b"HTTP/1.1":
@@ -621,11 +630,13 @@ class HTTPChannel(Protocol):
         parts = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
         if own is not None:
             if b"server" in own:
-                parts.append(b"Server: %s\r\n" % self._serverHeader(exchange))
+                parts.append(_SERVER_FULL_LINE if conf.get("server_tokens") else _SERVER_SHORT_LINE)
             if b"date" in own:
                 parts.append(b"Date: %s\r\n" % httpDate(self._reactor.seconds()))
-        for name, value in headers:
-            parts += (name, b": ", value, b"\r\n")
+        if headers:
+            # Each "name: value" joined in C, not a Python pass per line.
+            parts.append(b"\r\n".join(map(_FIELD_JOIN, headers)))
+            parts.append(b"\r\n")
         if self._chunkedOut:
             parts.append(b"Transfer-Encoding: chunked\r\n")
         parts.append(

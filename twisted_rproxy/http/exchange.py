@@ -65,7 +65,8 @@ class Exchange:
         "bytesSent", "requestLength", "upstreamAttempts", "finished", "aborted",
         "headSent", "keepAlive", "hasBody", "originTarget", "statusOverride",
         "variableCache", "_bodyConsumer", "_bodyQueue", "_bodyDone", "_bodyError",
-        "_responseProducer", "_closeCallbacks", "endTime", "__dict__", "__weakref__",
+        "_responseProducer", "_closeCallbacks", "endTime", "responseLowers",
+        "__dict__", "__weakref__",
     )
 
     def __init__(
@@ -112,6 +113,9 @@ class Exchange:
         self._responseProducer: Any = None
         self._closeCallbacks: List[Callable[[], None]] = []
         self.endTime: Optional[float] = None
+        #: The lowercased names of C{responseHeaders} when the content
+        #: handler gave them and no response filter ran, for the codec.
+        self.responseLowers: Optional[List[bytes]] = None
 
     # -- request helpers --------------------------------------------------
 
@@ -280,7 +284,9 @@ class Exchange:
         except Exception:
             self._contentFailed(Failure())
             return
-        if isinstance(result, Deferred):
+        # Deferred's metaclass is ABCMeta: test for None (what most
+        # handlers return) before its slower isinstance.
+        if result is not None and isinstance(result, Deferred):
             result.addErrback(self._contentFailed)
 
     def _contentFailed(self, failure: Failure) -> None:
@@ -359,10 +365,17 @@ class Exchange:
     # -- response -------------------------------------------------------
 
     def startResponse(
-        self, status: int, headers: Headers, reason: Optional[bytes] = None
+        self,
+        status: int,
+        headers: Headers,
+        reason: Optional[bytes] = None,
+        lowers: Optional[List[bytes]] = None,
     ) -> None:
         """
         Run the response filters over the head and hand it to the codec.
+
+        @param lowers: the lowercased names of C{headers}, in order, when
+            the caller has them, so the codec need not lower them again.
         """
         if self.headSent or self.aborted:
             raise RuntimeError("response already started")
@@ -370,9 +383,13 @@ class Exchange:
             status, reason = self.statusOverride, None
         self.status = status
         location = self.location or self._fallback()
-        for f in location.responseFilters:
-            headers = f.responseHeaders(self, status, headers)
+        filters = location.responseFilters
+        if filters:
+            lowers = None  # a filter may change the headers
+            for f in filters:
+                headers = f.responseHeaders(self, status, headers)
         self.responseHeaders = headers
+        self.responseLowers = lowers
         self.headSent = True
         self.channel.sendHead(self, status, reason or reasonPhrase(status), headers)
 

@@ -150,6 +150,9 @@ class RequestHead:
     headers: Headers
     framing: Optional["Framing"] = attr.ib(default=None, eq=False, repr=False)
     """How the body is delimited, found while parsing (L{requestFraming})."""
+    lowers: Optional[List[bytes]] = attr.ib(default=None, eq=False, repr=False)
+    """The lowercased names of C{headers}, in order, lowered once by the
+    parser so later passes look names up in C (L{headerLowers})."""
 
 
 @attr.s(slots=True, auto_attribs=True)
@@ -170,6 +173,8 @@ class ResponseHead:
     framing: Optional["Framing"] = attr.ib(default=None, eq=False, repr=False)
     """How the body is delimited by the headers alone, found while parsing
     (L{responseFraming} then applies the method and status)."""
+    lowers: Optional[List[bytes]] = attr.ib(default=None, eq=False, repr=False)
+    """As for L{RequestHead.lowers}."""
 
 
 @attr.s(frozen=True, slots=True, auto_attribs=True)
@@ -264,7 +269,8 @@ def parseRequestHead(head: bytes, limits: Limits) -> RequestHead:
     if head[:1] in _LINE_END_BYTES:
         head = head[_skipEmptyLines(head) :]
     lines = head.split(b"\n")
-    _checkHeadEnding(lines, 400)
+    if len(lines) < 3 or lines[-1] or (lines[-2] and lines[-2] != b"\r"):
+        _checkHeadEnding(lines, 400)
     requestLine = lines[0]
     if len(requestLine) > limits.maxRequestLine:
         if _textLength(requestLine, 0, len(requestLine)) > limits.maxRequestLine:
@@ -275,11 +281,11 @@ def parseRequestHead(head: bytes, limits: Limits) -> RequestHead:
     method, target, version = match.groups()
     if target[0] != _SLASH:
         _checkTargetForm(method, target)
-    headers = _parseFields(head, lines, limits, True)
-    hosts, lengths, codings = _framingFields(headers)
+    headers, lowers = _parseFields(head, lines, limits, True)
+    hosts, lengths, codings = _framingFields(headers, lowers)
     _checkHost(version, hosts)
     framing = _requestFraming(version, lengths, codings) if lengths or codings else _NO_BODY
-    return RequestHead(method, target, version, headers, framing)
+    return RequestHead(method, target, version, headers, framing, lowers)
 
 
 def parseResponseHead(head: bytes, limits: Limits) -> ResponseHead:
@@ -296,7 +302,8 @@ def parseResponseHead(head: bytes, limits: Limits) -> ResponseHead:
     if len(head) > limits.maxRequestLine + limits.maxHeadersSize:
         raise HTTPError(502, "upstream sent too big header")
     lines = head.split(b"\n")
-    _checkHeadEnding(lines, 502)
+    if len(lines) < 3 or lines[-1] or (lines[-2] and lines[-2] != b"\r"):
+        _checkHeadEnding(lines, 502)
     statusLine = lines[0]
     if len(statusLine) > limits.maxRequestLine:
         if _textLength(statusLine, 0, len(statusLine)) > limits.maxRequestLine:
@@ -308,10 +315,10 @@ def parseResponseHead(head: bytes, limits: Limits) -> ResponseHead:
     status = int(code)
     if status < 100 or status > 599:
         raise HTTPError(502, "upstream sent invalid status code")
-    headers = _parseFields(head, lines, limits, False)
-    _, lengths, codings = _framingFields(headers)
+    headers, lowers = _parseFields(head, lines, limits, False)
+    _, lengths, codings = _framingFields(headers, lowers)
     framing = _responseBodyFraming(version, lengths, codings) if lengths or codings else _TO_EOF
-    return ResponseHead(version, status, reason or b"", headers, framing)
+    return ResponseHead(version, status, reason or b"", headers, framing, lowers)
 
 
 def requestFraming(head: RequestHead) -> Framing:
@@ -323,7 +330,7 @@ def requestFraming(head: RequestHead) -> Framing:
     """
     if head.framing is not None:
         return head.framing
-    _, lengths, codings = _framingFields(head.headers)
+    _, lengths, codings = _framingFields(head.headers, headerLowers(head))
     return _requestFraming(head.version, lengths, codings)
 
 
@@ -340,7 +347,7 @@ def responseFraming(requestMethod: bytes, head: ResponseHead) -> Framing:
     """
     framing = head.framing
     if framing is None:
-        _, lengths, codings = _framingFields(head.headers)
+        _, lengths, codings = _framingFields(head.headers, headerLowers(head))
         framing = _responseBodyFraming(head.version, lengths, codings)
     status = head.status
     if (
@@ -635,10 +642,12 @@ def _checkHeadEnding(lines: List[bytes], status: int) -> None:
 
 def _parseFields(
     head: bytes, lines: List[bytes], limits: Limits, isRequest: bool
-) -> Headers:
+) -> Tuple[Headers, List[bytes]]:
     """
     Validate the header section in one regex pass, then split each line
     into name and OWS-stripped value.
+
+    @return: the C{(name, value)} pairs and their lowercased names.
 
     @param lines: C{head} split on LF: the start line, the field lines,
         the empty line and the empty string after it.
@@ -646,7 +655,8 @@ def _parseFields(
         backend's (502).
     """
     start = len(lines[0]) + 1
-    sectionSize = len(head) - _textLength(lines[0], 0, len(lines[0]))
+    startLine = lines[0]  # matched by the start-line regex: not empty
+    sectionSize = len(head) - len(startLine) + (startLine[-1] == _CR)
     if sectionSize > limits.maxHeadersSize:
         raise _headTooLarge(isRequest, "header section too large")
     fieldLines = lines[1:-2]
@@ -657,12 +667,15 @@ def _parseFields(
     if _FIELDS_RE.fullmatch(head, start) is None:
         raise _fieldsError(fieldLines, 400 if isRequest else 502)
     headers: Headers = []
+    lowers: List[bytes] = []
     append = headers.append
+    appendLower = lowers.append
     for line in fieldLines:
         name, _, value = line.partition(b":")
         # The only CR a valid line holds is its terminator's.
         append((name, value.strip(b" \t\r")))
-    return headers
+        appendLower(name.lower())
+    return headers, lowers
 
 
 def _fieldsError(fieldLines: Sequence[bytes], status: int) -> HTTPError:
@@ -762,27 +775,47 @@ def _checkTargetForm(method: bytes, target: bytes) -> None:
 
 
 def _framingFields(
-    headers: Sequence[Tuple[bytes, bytes]],
+    headers: Sequence[Tuple[bytes, bytes]], lowers: List[bytes]
 ) -> Tuple[List[bytes], List[bytes], List[bytes]]:
     """
-    Collect the Host, Content-Length and Transfer-Encoding values in one
-    pass, comparing lengths first so most names are never lowercased.
+    Collect the Host, Content-Length and Transfer-Encoding values: three
+    scans of the lowered names in C rather than a Python loop over the
+    headers.
     """
-    hosts: List[bytes] = []
-    lengths: List[bytes] = []
-    codings: List[bytes] = []
-    for name, value in headers:
-        size = len(name)
-        if size == 4:
-            if name.lower() == b"host":
-                hosts.append(value)
-        elif size == 14:
-            if name.lower() == b"content-length":
-                lengths.append(value)
-        elif size == 17:
-            if name.lower() == b"transfer-encoding":
-                codings.append(value)
-    return hosts, lengths, codings
+    return (
+        fieldValues(headers, lowers, b"host") if b"host" in lowers else [],
+        fieldValues(headers, lowers, b"content-length") if b"content-length" in lowers else [],
+        fieldValues(headers, lowers, b"transfer-encoding")
+        if b"transfer-encoding" in lowers
+        else [],
+    )
+
+
+def fieldValues(
+    headers: Sequence[Tuple[bytes, bytes]], lowers: List[bytes], lowerName: bytes
+) -> List[bytes]:
+    """
+    @param lowers: the lowercased names of C{headers}, in order.
+    @return: every value of header C{lowerName}, in order: a field that is
+        absent or present once (the usual cases) costs one or two scans
+        of C{lowers} in C.
+    """
+    count = lowers.count(lowerName)
+    if not count:
+        return []
+    if count == 1:
+        return [headers[lowers.index(lowerName)][1]]
+    return [pair[1] for lower, pair in zip(lowers, headers) if lower == lowerName]
+
+
+def headerLowers(head: Union[RequestHead, ResponseHead]) -> List[bytes]:
+    """
+    @return: the lowercased header names of C{head}: the parser's, or
+        lowered now for a head built some other way.
+    """
+    if head.lowers is not None:
+        return head.lowers
+    return [name.lower() for name, _value in head.headers]
 
 
 def _checkHost(version: bytes, hosts: List[bytes]) -> None:
@@ -862,7 +895,9 @@ def _contentLength(values: List[bytes], status: int) -> int:
     """
     length = -1
     for value in values:
-        for item in value.split(b",") if b"," in value else (value,):
+        # find(), not "in", which would build and drop a TypeError (it
+        # tries a bytes operand as an int first).
+        for item in value.split(b",") if value.find(b",") >= 0 else (value,):
             item = item.strip(b" \t")
             if not item.isdigit():
                 raise _framingError(status, "invalid Content-Length")

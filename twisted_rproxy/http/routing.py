@@ -25,6 +25,7 @@ from __future__ import annotations
 import re
 import socket
 import sys
+from types import MappingProxyType
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import attr
@@ -665,6 +666,14 @@ class LocationMatch:
     named: Mapping[str, str]
 
 
+#: How many paths, of at most how many characters, L{LocationTree.find}
+#: remembers per server.
+_FOUND_MAX = 256
+_FOUND_PATH_MAX = 128
+
+#: The named captures of a match no regex decided: shared, never changed.
+_NO_CAPTURES: Mapping[str, str] = MappingProxyType({})
+
 # find results, named after nginx's return codes
 _DECLINED, _AGAIN, _OK, _DONE = range(4)
 
@@ -782,6 +791,10 @@ class LocationTree:
         self._named: Dict[str, object] = {}
         locations = [self._compile(spec, None) for spec in specs]
         self._root = _buildLevel(locations, withStatic=True)
+        #: L{find}'s answers for recent paths that no regex decided (see
+        #: L{_FOUND_MAX}), and the predicate they were found with.
+        self._found: Dict[str, Tuple[Optional[object], Optional[LocationMatch]]] = {}
+        self._foundWith: Optional[RedirectPredicate] = None
 
     def _compile(self, spec: LocationSpec, parent: Optional[_Location]) -> _Location:
         """
@@ -907,18 +920,35 @@ class LocationTree:
         later match overrides the candidate exactly as it would have
         overridden what came before it), so its result is also the match.
 
+        The tree never changes, so the answer for a path is always the
+        same: those no regex decided (no captures to share) are kept for
+        recent paths (at most L{_FOUND_MAX} of up to L{_FOUND_PATH_MAX}
+        characters, forgotten all at once when full), and a server's
+        usual few paths skip the search.
+
         @return: C{(payload, None)} when nginx redirects C{path} to
             C{path + "/"}, else C{(None, match)} as L{match} returns it.
         """
+        if wantsRedirect is self._foundWith:
+            found = self._found.get(path)
+            if found is not None:
+                return found
         rc, search = self._search(path, wantsRedirect)
         location = search.location
         if rc == _DONE and location is not None:
-            return location.payload, None
-        if location is None:
-            return None, None
-        if search.match is None:
-            return None, LocationMatch(location.payload, (), {})
-        return None, LocationMatch(location.payload, search.match.captures, search.match.named)
+            result: Tuple[Optional[object], Optional[LocationMatch]] = (location.payload, None)
+        elif location is None:
+            result = (None, None)
+        elif search.match is None:
+            result = (None, LocationMatch(location.payload, (), _NO_CAPTURES))
+        else:
+            return None, LocationMatch(location.payload, search.match.captures, search.match.named)
+        if len(path) <= _FOUND_PATH_MAX:
+            if wantsRedirect is not self._foundWith or len(self._found) >= _FOUND_MAX:
+                self._found = {}
+                self._foundWith = wantsRedirect
+            self._found[path] = result
+        return result
 
     def named(self, name: str) -> Optional[object]:
         """
@@ -1120,6 +1150,10 @@ def _asciiLower(text: str) -> str:
     """
     Lowercase ASCII letters only, as C{ngx_strlow} does.
     """
+    if text.isascii():
+        # The same for ASCII text, and without translate()'s KeyError
+        # raised and dropped for each distinct character not in the table.
+        return text.lower()
     return text.translate(_ASCII_LOWER)
 
 
@@ -1385,6 +1419,29 @@ def normalizePath(rawPath: bytes) -> Optional[str]:
     """
     if isinstance(rawPath, str):
         rawPath = rawPath.encode("utf-8", "surrogateescape")
+    path = _PATHS.get(rawPath, _MISSING)
+    if path is not _MISSING:
+        return path  # type: ignore[return-value]
+    path = _normalizePath(rawPath)
+    if len(rawPath) <= _PATH_CACHE_KEY:
+        if len(_PATHS) >= _PATH_CACHE_SIZE:
+            _PATHS.clear()
+        _PATHS[rawPath] = path
+    return path
+
+
+_PATHS: Dict[bytes, Optional[str]] = {}
+"""Paths already normalised: as for L{_HOSTS}, clients ask for the same
+few again and again."""
+
+#: Longest path remembered, and how many are (then it starts over).
+_PATH_CACHE_KEY, _PATH_CACHE_SIZE = 255, 1024
+
+
+def _normalizePath(rawPath: bytes) -> Optional[str]:
+    """
+    L{normalizePath}'s work.
+    """
     for stop in (_QUESTION, _HASH):
         cut = rawPath.find(stop)
         if cut >= 0:

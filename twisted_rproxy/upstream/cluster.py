@@ -318,8 +318,8 @@ class RoundRobinBalancer:
         Record the outcome for passive health, as nginx's
         C{ngx_http_upstream_free_round_robin_peer}.
         """
-        now = self._reactor.seconds()
         if failed:
+            now = self._reactor.seconds()
             peer.fails += 1
             peer.accessed = now
             peer.checked = now
@@ -327,8 +327,12 @@ class RoundRobinBalancer:
                 peer.effectiveWeight -= peer.weight // peer.maxFails
             if peer.effectiveWeight < 0:
                 peer.effectiveWeight = 0
-        elif peer.accessed < peer.checked:
-            peer.fails = 0
+        else:
+            # The shared state read once, not through three properties:
+            # this runs after every response.
+            state = peer.state
+            if state.accessed < state.checked:
+                state.fails = 0
 
 
 class Upstream:

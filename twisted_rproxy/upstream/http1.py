@@ -19,6 +19,8 @@ from ..http.parser import (
     Limits,
     checkIncompleteHead,
     findHeadEnd,
+    fieldValues,
+    headerLowers,
     parseResponseHead,
     responseFraming,
 )
@@ -291,12 +293,12 @@ class UpstreamHTTPProtocol(Protocol):
             return False
         if 100 <= head.status < 200 and head.status != 101:
             return True  # interim response: wait for the final one
-        connection = b""
-        for name, value in head.headers:
-            if len(name) == 10 and name.lower() == b"connection":
-                connection += value.lower() + b","
-        self._connectionClose = b"close" in connection or (
-            head.version == b"HTTP/1.0" and b"keep-alive" not in connection
+        values = fieldValues(head.headers, head.lowers if head.lowers is not None else headerLowers(head), b"connection")
+        connection = b",".join(values).lower() if values else b""
+        # find(), not "in": bytes.__contains__ tries its operand as an int
+        # first and builds (then drops) a TypeError for a bytes one.
+        self._connectionClose = connection.find(b"close") >= 0 or (
+            head.version == b"HTTP/1.0" and connection.find(b"keep-alive") < 0
         )
         self._framing = framing
         if head.status == 101:

@@ -128,12 +128,13 @@ class ConnectionPool:
         Return a connection after a response: keep it idle when the upstream
         has C{keepalive} room and the exchange left it clean, else close it.
         """
+        now = self._reactor.seconds()
         if (
             not reusable
             or not protocol.connected
             or not upstream.keepalive
             or protocol.requests >= upstream.keepaliveRequests
-            or self._reactor.seconds() - protocol.connectedAt >= upstream.keepaliveTime
+            or now - protocol.connectedAt >= upstream.keepaliveTime
         ):
             protocol.onLost = None
             _dropIdleTimer(protocol)
@@ -157,7 +158,7 @@ class ConnectionPool:
         # the timer, when it fires early, waits again for the rest (no
         # DelayedCall.reset per request).
         timeout = upstream.keepaliveTimeout
-        protocol.idleDeadline = self._reactor.seconds() + timeout
+        protocol.idleDeadline = now + timeout
         timer = protocol.idleTimer
         if timer is None or not timer.active():
             protocol.idleTimer = self._reactor.callLater(timeout, self._expire, key, protocol)

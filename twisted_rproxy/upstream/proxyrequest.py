@@ -9,7 +9,7 @@ small).
 from __future__ import annotations
 
 import ipaddress
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 from urllib.parse import quote
 
 from twisted.internet.interfaces import IPushProducer
@@ -18,6 +18,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from ..http.exchange import absoluteURL
+from ..http.parser import fieldValues, headerLowers
 from .body import RequestBody
 from .cluster import Peer, RoundRobinBalancer, Upstream, splitHostPort
 from .http1 import UpstreamError
@@ -274,7 +275,7 @@ class ProxyRequest:
         self.peer = peer
         self.tried.append(peer)
         self.requestSent = False
-        peer.conns += 1
+        peer.state.conns += 1  # the state itself: Peer.conns is a property
         self.attempt = Attempt(peer.name, self.reactor.seconds())
         self.exchange.upstreamAttempts.append(self.attempt)
         pool = self.handler.pool
@@ -293,7 +294,12 @@ class ProxyRequest:
             return
         self.protocol = protocol
         self.reused = reused
-        self.attempt.connectTime = self.reactor.seconds() - self.attempt.start  # type: ignore[union-attr]
+        # A pooled connection is handed over within connect(), in the
+        # same event: no time has passed on the reactor's clock (nginx's
+        # cached time says 0.000 too).
+        self.attempt.connectTime = (  # type: ignore[union-attr]
+            0.0 if reused else self.reactor.seconds() - self.attempt.start  # type: ignore[union-attr]
+        )
         self._chunkedUp = False
         head = self._requestHead()
         self.requestSent = True
@@ -389,58 +395,63 @@ class ProxyRequest:
             self._releaseConnection(False, failed=False)
             self._finishWithError(status)
             return
-        # Every name is lowered once, for this and for _responseHeaders.
-        lowers = [name.lower() for name, _value in head.headers]
+        # The parser lowered every name once, for this, _responseHeaders
+        # and the codec's sendHead.
+        lowers = head.lowers if head.lowers is not None else headerLowers(head)
         if b"x-accel-buffering" in lowers:
             for lower, (_name, value) in zip(lowers, head.headers):
                 if lower == b"x-accel-buffering":
                     # The backend's own say, as nginx honours it per
                     # response (SSE and long polls set "no").
                     self.buffering = value.strip().lower() != b"no"
-        headers = self._responseHeaders(head, lowers)
+        headers, outLowers = self._responseHeaders(head, lowers)
         if status == 101:
             self._upgrade(head, headers)
             return
         exchange.setResponseProducer(self)
-        exchange.startResponse(status, headers, head.reason or None)
+        exchange.startResponse(status, headers, head.reason or None, outLowers)
 
     def _hasErrorPage(self, status: int) -> bool:
         location = self.exchange.location
         pages = location.errorPages if location is not None else None
         return pages is not None and pages.handles(status)
 
-    def _responseHeaders(self, head: Any, lowers: List[bytes]) -> list:
+    def _responseHeaders(
+        self, head: Any, lowers: List[bytes]
+    ) -> Tuple[List[Tuple[bytes, bytes]], List[bytes]]:
         """
         @param lowers: the lowercased names of C{head.headers}, in order.
         @return: the backend's headers as the client gets them: hidden and
             hop-by-hop ones (and those its Connection names) dropped, but
-            a 101's Upgrade and Connection kept, and redirects rewritten.
+            a 101's Upgrade and Connection kept, and redirects rewritten;
+            and their lowercased names.
         """
         settings = self.settings
         upgrade = head.status == 101
         headers = head.headers
         drop = settings.hidden if upgrade else settings.responseDrop
         if b"connection" in lowers:
-            named = _headerTokens(
-                [v for l, (_n, v) in zip(lowers, headers) if l == b"connection"]
-            )
+            named = _headerTokens(fieldValues(headers, lowers, b"connection"))
             if upgrade:
                 # "Connection: Upgrade" names the Upgrade header the client
                 # needs to see in a 101.
                 named -= {b"upgrade"}
-            drop = drop | named
+            if not named <= drop:  # "keep-alive" is dropped anyway: no new set
+                drop = drop | named
         if upgrade:
             drop = drop | (HOP_BY_HOP - {b"upgrade", b"connection"})
-        if not settings.redirects:
-            return [pair for lower, pair in zip(lowers, headers) if lower not in drop]
-        out = []
-        for lower, (name, value) in zip(lowers, headers):
-            if lower in drop:
-                continue
-            if lower == b"location" or lower == b"refresh":
-                value = self._rewriteRedirect(value, lower == b"refresh")
-            out.append((name, value))
-        return out
+        out: List[Tuple[bytes, bytes]] = []
+        outLowers: List[bytes] = []
+        for lower, pair in zip(lowers, headers):
+            if lower not in drop:
+                out.append(pair)
+                outLowers.append(lower)
+        if settings.redirects and (b"location" in outLowers or b"refresh" in outLowers):
+            for index, lower in enumerate(outLowers):
+                if lower == b"location" or lower == b"refresh":
+                    name, value = out[index]
+                    out[index] = (name, self._rewriteRedirect(value, lower == b"refresh"))
+        return out, outLowers
 
     def _rewriteRedirect(self, value: bytes, refresh: bool) -> bytes:
         """
@@ -633,7 +644,7 @@ class ProxyRequest:
         protocol, self.protocol = self.protocol, None
         peer = self.peer
         if peer is not None:
-            peer.conns -= 1
+            peer.state.conns -= 1
             self.upstream.balancer.release(peer, failed)
             self.peer = None
         if protocol is not None:
