@@ -1359,12 +1359,23 @@ def normalizeHost(raw: bytes) -> Optional[str]:
         return _HOSTS[raw]
     except KeyError:
         pass
-    host = _validateHost(raw)
-    if len(raw) <= _HOST_CACHE_KEY:
-        if len(_HOSTS) >= _HOST_CACHE_SIZE:
-            _HOSTS.clear()
-        _HOSTS[raw] = host
-    return host
+    return _remember(_HOSTS, raw, _validateHost(raw), _HOST_CACHE_KEY, _HOST_CACHE_SIZE)
+
+
+def _remember(
+    cache: Dict[bytes, Optional[str]], key: bytes, answer: Optional[str], longest: int, most: int
+) -> Optional[str]:
+    """
+    Keep C{answer} for C{key} in one of the bounded caches here (keys of
+    at most C{longest} bytes, C{most} of them, then it starts over).
+
+    @return: C{answer}.
+    """
+    if len(key) <= longest:
+        if len(cache) >= most:
+            cache.clear()
+        cache[key] = answer
+    return answer
 
 
 def _validateHost(raw: bytes) -> Optional[str]:
@@ -1422,12 +1433,7 @@ def normalizePath(rawPath: bytes) -> Optional[str]:
     path = _PATHS.get(rawPath, _MISSING)
     if path is not _MISSING:
         return path  # type: ignore[return-value]
-    path = _normalizePath(rawPath)
-    if len(rawPath) <= _PATH_CACHE_KEY:
-        if len(_PATHS) >= _PATH_CACHE_SIZE:
-            _PATHS.clear()
-        _PATHS[rawPath] = path
-    return path
+    return _remember(_PATHS, rawPath, _normalizePath(rawPath), _PATH_CACHE_KEY, _PATH_CACHE_SIZE)
 
 
 _PATHS: Dict[bytes, Optional[str]] = {}
