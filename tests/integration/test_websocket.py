@@ -428,6 +428,15 @@ def listenPort(text: str) -> int:
     return int(re.search(r"listen 127\.0\.0\.1:(\d+)", text).group(1))  # type: ignore[union-attr]
 
 
+def upgradeRaw(s: socket.socket) -> None:
+    """Send the seeds' upgrade request for C{/ws} on C{s}; read and check its 101 head."""
+    s.sendall(b"GET /ws HTTP/1.1\r\nHost: localhost\r\n" + HANDSHAKES["upgrade"] + b"\r\n")
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += s.recv(1)
+    assert head.startswith(b"HTTP/1.1 101 ")
+
+
 def maskedText(payload: bytes) -> bytes:
     """One masked text frame (as a client must send), payload under 126 bytes."""
     import os
@@ -459,11 +468,7 @@ def testStalledClientBoundsProxyMemory(echo: EchoServer, anyProxy: RproxyRunner)
     s.settimeout(DEADLINE)
     s.connect(("127.0.0.1", anyProxy.port))
     try:
-        s.sendall(b"GET /ws HTTP/1.1\r\nHost: localhost\r\n" + HANDSHAKES["upgrade"] + b"\r\n")
-        head = b""
-        while b"\r\n\r\n" not in head:
-            head += s.recv(1)
-        assert head.startswith(b"HTTP/1.1 101 ")
+        upgradeRaw(s)
         s.sendall(maskedText(b"flood-%d" % messages))
         # Not reading: sample the proxy's memory for a few seconds, time
         # in which an unpaused backend would have sent all 200 MiB.
@@ -743,11 +748,7 @@ def testGracefulShutdownKeepsTunnelUntilDeadline(
                                {"port": str(freePort()), "backend": str(echo.port)}))
     s = socket.create_connection(("127.0.0.1", runner.port), timeout=DEADLINE)
     try:
-        s.sendall(b"GET /ws HTTP/1.1\r\nHost: localhost\r\n" + HANDSHAKES["upgrade"] + b"\r\n")
-        head = b""
-        while b"\r\n\r\n" not in head:
-            head += s.recv(1)
-        assert head.startswith(b"HTTP/1.1 101 ")
+        upgradeRaw(s)
         runner.process.send_signal(signal.SIGQUIT)
         quitAt = time.monotonic()
         waitUntil(lambda: not portAccepts(runner.port), "the proxy to stop listening")
