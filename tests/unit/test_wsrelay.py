@@ -740,6 +740,21 @@ class DeflateTests(ProxyTestCase):
         C{proxy_websocket_max_message_size} bounds the inflated size too:
         a small compressed frame that inflates past it is refused with 1009.
         """
+        channel, client, backend = self._deflatingRelayLimitedTo1k()
+        bomb = compressedFrame(BINARY, b"\x00" * 100000, masked=True)
+        self.assertLess(len(bomb), 1024)
+        channel.dataReceived(bomb)
+        self.assertNotIn((True, BINARY), [f[:2] for f in frames(backend.received)])
+        closes = [f for f in frames(client.value()) if f[1] == CLOSE]
+        self.assertEqual(closes[0][2][:2], struct.pack("!H", 1009))
+
+    def _deflatingRelayLimitedTo1k(self) -> Any:
+        """
+        A relayed WebSocket with permessage-deflate and a 1 KiB message
+        limit, past its 101, both sides' buffers cleared.
+
+        @return: the client channel, its transport, and the backend.
+        """
         self.makeProxy(RelayTests.CONFIG.replace(
             "proxy_websocket_relay on;", "proxy_websocket_relay on; proxy_websocket_deflate on;"
             " proxy_websocket_max_message_size 1k;"), RelayTests.MAP)
@@ -749,12 +764,7 @@ class DeflateTests(ProxyTestCase):
         backend.respond(RelayTests.SWITCH + b"\r\n")
         client.clear()
         backend.transport.clear()
-        bomb = compressedFrame(BINARY, b"\x00" * 100000, masked=True)
-        self.assertLess(len(bomb), 1024)
-        channel.dataReceived(bomb)
-        self.assertNotIn((True, BINARY), [f[:2] for f in frames(backend.received)])
-        closes = [f for f in frames(client.value()) if f[1] == CLOSE]
-        self.assertEqual(closes[0][2][:2], struct.pack("!H", 1009))
+        return channel, client, backend
 
     def test_compressedAtTheLimitPassesWhole(self) -> None:
         """
@@ -762,17 +772,8 @@ class DeflateTests(ProxyTestCase):
         and one byte more is refused: never cut to size and passed on (as
         Autobahn before 25 did at its extension limit).
         """
-        config = RelayTests.CONFIG.replace(
-            "proxy_websocket_relay on;", "proxy_websocket_relay on; proxy_websocket_deflate on;"
-            " proxy_websocket_max_message_size 1k;")
         for size, passes in [(1024, True), (1025, False)]:
-            self.makeProxy(config, RelayTests.MAP)
-            channel, client = self.get("/ws", b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
-                                       + self.OFFER)
-            backend = self.backend()
-            backend.respond(RelayTests.SWITCH + b"\r\n")
-            client.clear()
-            backend.transport.clear()
+            channel, client, backend = self._deflatingRelayLimitedTo1k()
             channel.dataReceived(compressedFrame(BINARY, b"\x01" * size, masked=True))
             relayed = [f for f in frames(backend.received) if f[1] == BINARY]
             if passes:
