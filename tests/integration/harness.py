@@ -20,6 +20,7 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -926,6 +927,23 @@ def _decodeChunked(data: bytes, offset: int) -> Tuple[bytes, int, bool]:
             return b"".join(pieces), len(data), False
         pieces.append(data[offset:offset + size])
         offset += size + 2
+
+
+def readUntilClosed(conn: "ssl.SSLSocket") -> bytes:
+    """
+    @return: everything a TLS connection gives until the server closes it
+        (a TLS close or a reset ends it too).
+    """
+    chunks: List[bytes] = []
+    while True:
+        try:
+            chunk = conn.recv(65536)
+        except (ssl.SSLZeroReturnError, ConnectionResetError):
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def parseRawResponses(

@@ -63,6 +63,7 @@ from tests.integration.harness import (
     freePort,
     proxyConfig,
     rawExchange,
+    readUntilClosed,
     request,
 )
 
@@ -1369,18 +1370,10 @@ def _tlsGet(port: int, serverName: Optional[str], path: str = "/") -> Tuple[str,
             conn.sendall(
                 f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode()
             )
-            chunks = []
-            while True:
-                try:
-                    chunk = conn.recv(65536)
-                except (ssl.SSLZeroReturnError, ConnectionResetError):
-                    break
-                if not chunk:
-                    break
-                chunks.append(chunk)
+            data = readUntilClosed(conn)
     from tests.integration.harness import parseRawResponses
 
-    (response,) = parseRawResponses(b"".join(chunks))
+    (response,) = parseRawResponses(data)
     return commonNameOf(der), response
 
 
@@ -1468,16 +1461,8 @@ def _clientCertGet(proxy: Proxy, certificate: Optional[Tuple[Path, Path]]) -> An
     with socket.create_connection(("127.0.0.1", proxy.port), timeout=DEADLINE) as sock:
         with context.wrap_socket(sock, server_hostname="example.com") as conn:
             conn.sendall(b"GET / HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n")
-            chunks = []
-            while True:
-                try:
-                    chunk = conn.recv(65536)
-                except (ssl.SSLZeroReturnError, ConnectionResetError):
-                    break
-                if not chunk:
-                    break
-                chunks.append(chunk)
-    (response,) = parseRawResponses(b"".join(chunks))
+            data = readUntilClosed(conn)
+    (response,) = parseRawResponses(data)
     return response
 
 

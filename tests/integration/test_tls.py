@@ -13,12 +13,19 @@ import socket
 import ssl
 import subprocess
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, Optional, Tuple
 
 import pytest
 
 from tests.integration.certs import CertificateAuthority, commonNameOf
-from tests.integration.harness import NGINX_HTTP_HEAD, Backend, RawResponse, freePort, parseRawResponses
+from tests.integration.harness import (
+    NGINX_HTTP_HEAD,
+    Backend,
+    RawResponse,
+    freePort,
+    parseRawResponses,
+    readUntilClosed,
+)
 
 OPENSSL = shutil.which("openssl")
 
@@ -92,26 +99,10 @@ def httpsRequest(
                  "Connection: close"]
         lines += [f"{name}: {value}" for name, value in headers]
         conn.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
-        data = readAll(conn)
+        data = readUntilClosed(conn)
     responses = parseRawResponses(data)
     assert len(responses) == 1, data
     return responses[0]
-
-
-def readAll(conn: ssl.SSLSocket) -> bytes:
-    """
-    @return: everything until the server closes.
-    """
-    chunks: List[bytes] = []
-    while True:
-        try:
-            chunk = conn.recv(65536)
-        except (ssl.SSLZeroReturnError, ConnectionResetError):
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def handshakeFails(port: int, serverName: str, context: ssl.SSLContext) -> bool:
@@ -390,7 +381,7 @@ def resumed(port: int, certs: Dict[str, Any]) -> bool:
     context = clientContext(certs, ssl.TLSVersion.TLSv1_2)
     with tlsConnect(port, "a.test", context) as first:
         first.sendall(b"GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
-        readAll(first)
+        readUntilClosed(first)
         session = first.session
     with tlsConnect(port, "a.test", context, session=session) as second:
         return bool(second.session_reused)
@@ -480,7 +471,7 @@ def testRSAAndECDSAOnOneServer(rproxyRunner: Callable[..., Any], certs: Dict[str
             leaf = x509.load_der_x509_certificate(conn.getpeercert(binary_form=True))
             assert isinstance(leaf.public_key(), keyType), cipher
             conn.sendall(b"GET / HTTP/1.1\r\nHost: dual.test\r\nConnection: close\r\n\r\n")
-            (response,) = parseRawResponses(readAll(conn))
+            (response,) = parseRawResponses(readUntilClosed(conn))
         assert response.status == 200
         assert response.body.decode().strip() == cipher
 
@@ -580,7 +571,7 @@ def testUnixSocketTLS(rproxyRunner: Callable[..., Any], certs: Dict[str, Any],
         sock.connect(str(path))
         with context.wrap_socket(sock, server_hostname="a.test") as conn:
             conn.sendall(b"GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
-            (response,) = parseRawResponses(readAll(conn))
+            (response,) = parseRawResponses(readUntilClosed(conn))
     assert response.body == b"https\n"
 
 

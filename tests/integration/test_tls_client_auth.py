@@ -19,7 +19,7 @@ import pytest
 
 from tests.integration.certs import CertificateAuthority
 from tests.integration.harness import NginxRunner, RproxyRunner, findNginx, freePort
-from tests.integration.harness import parseRawResponses
+from tests.integration.harness import parseRawResponses, readUntilClosed
 
 OPENSSL = shutil.which("openssl")
 
@@ -122,17 +122,9 @@ def _get(port: int, name: str, context: ssl.SSLContext) -> Any:
     sock = socket.create_connection(("127.0.0.1", port), timeout=20)
     with context.wrap_socket(sock, server_hostname=name) as conn:
         conn.sendall(f"GET / HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n".encode("ascii"))
-        chunks: List[bytes] = []
-        while True:
-            try:
-                chunk = conn.recv(65536)
-            except (ssl.SSLZeroReturnError, ConnectionResetError):
-                break
-            if not chunk:
-                break
-            chunks.append(chunk)
-    responses = parseRawResponses(b"".join(chunks))
-    assert len(responses) == 1, chunks
+        data = readUntilClosed(conn)
+    responses = parseRawResponses(data)
+    assert len(responses) == 1, data
     return responses[0]
 
 

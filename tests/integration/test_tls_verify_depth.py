@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import socket
 import ssl
-from typing import Any, Dict, List
+from typing import Any, Dict
 
 import pytest
 
 from tests.integration.certs import CertificateAuthority
 from tests.integration.harness import NGINX_HTTP_HEAD, NginxRunner, RproxyRunner, findNginx, freePort
-from tests.integration.harness import parseRawResponses
+from tests.integration.harness import parseRawResponses, readUntilClosed
 
 #: Each port's servers: (name, ssl_verify_depth), the default first.
 _PORTS = {
@@ -87,16 +87,8 @@ def _verify(port: int, name: str, certs: Dict[str, Any], client: str) -> str:
     sock = socket.create_connection(("127.0.0.1", port), timeout=20)
     with context.wrap_socket(sock, server_hostname=name) as conn:
         conn.sendall(f"GET / HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n".encode())
-        chunks: List[bytes] = []
-        while True:
-            try:
-                chunk = conn.recv(65536)
-            except (ssl.SSLZeroReturnError, ConnectionResetError):
-                break
-            if not chunk:
-                break
-            chunks.append(chunk)
-    (response,) = parseRawResponses(b"".join(chunks))
+        data = readUntilClosed(conn)
+    (response,) = parseRawResponses(data)
     assert response.status == 200, response
     return response.body.decode().strip()
 
