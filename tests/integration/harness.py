@@ -309,11 +309,7 @@ def listenAddresses(confText: str) -> List[Tuple[str, int]]:
     return addresses
 
 
-NGINX_HTTP_HEAD = """
-events {
-}
-
-http {
+NGINX_PREFIX_PATHS = """\
     access_log logs/access.log;
     client_body_temp_path client_body_temp;
     proxy_temp_path proxy_temp;
@@ -321,6 +317,15 @@ http {
     uwsgi_temp_path uwsgi_temp;
     scgi_temp_path scgi_temp;
 """
+"""The lines at the top of C{http} that keep nginx's log and temporary files
+inside its prefix rather than in compiled-in system paths."""
+
+NGINX_HTTP_HEAD = """
+events {
+}
+
+http {
+""" + NGINX_PREFIX_PATHS
 """
 The start of a config nginx and twisted_rproxy both run, up to inside
 C{http}: its logs and temp files stay inside the C{-p} prefix, so nginx

@@ -20,6 +20,7 @@ from typing import Any, Callable, Dict, List, Optional
 import pytest
 
 from tests.integration.harness import (
+    NGINX_PREFIX_PATHS,
     Backend,
     Response,
     ServerRunner,
@@ -29,15 +30,7 @@ from tests.integration.harness import (
 from tests.issue_example import ISSUE_EXAMPLE
 
 
-NGINX_PATHS = """\
-http {
-    access_log logs/access.log;
-    client_body_temp_path client_body_temp;
-    proxy_temp_path proxy_temp;
-    fastcgi_temp_path fastcgi_temp;
-    uwsgi_temp_path uwsgi_temp;
-    scgi_temp_path scgi_temp;
-"""
+NGINX_PATHS = "http {\n" + NGINX_PREFIX_PATHS
 """For nginx only: keep its logs and temp files inside the prefix rather
 than in compiled-in system paths (twisted_rproxy runs the text as is)."""
 
