@@ -1909,11 +1909,6 @@ def _possessiveSpellings() -> List[Tuple[str, bytes, bytes]]:
             rb"(HTTP/1\.[01]) ([0-9]{3})(?: (" + value + rb"*+))?\r?",
             b"HTTP/1.1 200 O K\r",
         ),
-        (
-            "_FIELDS_RE",
-            rb"(?:" + token + rb":" + value + rb"*+\r?\n)*+\r?\n",
-            b"a: b \r\nc:\nd:e\r\n\r\n",
-        ),
         ("_FIELD_LINE_RE", token + rb":" + value + rb"*+", b"a: b c"),
         ("_ABSOLUTE_FORM_RE", rb"[A-Za-z][A-Za-z0-9+.\-]*+://", b"h+1.s://"),
         (
@@ -1961,6 +1956,46 @@ def test_greedyRegexesMatchPossessiveSpellings(
             assert (mine and (mine.span(), mine.groups())) == (
                 theirs and (theirs.span(), theirs.groups())
             ), (method, text)
+
+
+def test_headerSectionCheckMatchesTheGrammar() -> None:
+    """
+    The header section check, a few whole-section passes in C instead of a
+    regex, accepts exactly the sections the grammar does (every line
+    C{token ":" field-value} ending CRLF or LF, then an empty line), on
+    random mutations of a valid section made of the bytes that delimit
+    names, values and lines; what it accepts splits into the same fields.
+    """
+    grammar = re.compile(
+        rb"(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[\t\x20-\x7e\x80-\xff]*\r?\n)*\r?\n"
+    )
+    seed = b"a: b \r\nc:\nd:e\r\nX-Y:  z\t\r\n\r\n"
+    pieces = [bytes([byte]) for byte in b"aZ9!:; \t\r\n\x00\x01\x0b\x7f\x80\xff@(\""]
+    pieces += [b"\r\n", b"x:1\r\n", b"\r\n ", b" :", b"::"]
+    rng = random.Random("fields")
+    statusLine = b"HTTP/1.1 200 OK\r\n"
+    accepted = 0
+    for _ in range(20000):
+        text = seed
+        for _ in range(rng.randrange(4)):
+            at = rng.randrange(len(text) + 1)
+            text = text[:at] + rng.choice(pieces) + text[at + rng.randrange(2) :]
+        head = statusLine + text
+        lines = head.split(b"\n")
+        if lines[-1] or lines[-2] not in (b"", b"\r"):
+            continue  # not a head findHeadEnd delimits; checked elsewhere
+        try:
+            headers, lowers = parser._parseFields(head, lines, Limits(), False)
+        except HTTPError as error:
+            assert error.status == 502
+            assert grammar.fullmatch(text) is None, text
+            continue
+        assert grammar.fullmatch(text) is not None, text
+        accepted += 1
+        expected = [line.rstrip(b"\r").partition(b":") for line in lines[1:-2]]
+        assert headers == [(name, value.strip(b" \t")) for name, _, value in expected]
+        assert lowers == [name.lower() for name, _ in headers]
+    assert 1000 < accepted < 19000
 
 
 def test_headsCarryTheirLoweredNames() -> None:
