@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import http.client
 import os
+import platform
 import re
 import shutil
 import signal
@@ -693,6 +694,24 @@ def testTwistdDemo() -> None:
         assert (health.status, health.body) == (200, b"ok\n")
     finally:
         runner.cleanup()
+
+
+def testJITTraceLimitRaisedOnPyPy() -> None:
+    """
+    C{raiseJITTraceLimit}, which C{rproxy} calls at start-up, sets PyPy's
+    JIT trace limit to a value PyPy accepts (it raises past its ceiling)
+    and does nothing on CPython.
+    """
+    code = (
+        "import platform\n"
+        "from twisted_rproxy.cli import raiseJITTraceLimit\n"
+        "print(platform.python_implementation(), raiseJITTraceLimit())\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True, timeout=60, cwd=str(REPO_ROOT), env=_subprocessEnv())
+    assert result.stdout.split() == [
+        platform.python_implementation(), str(platform.python_implementation() == "PyPy")
+    ], result.stderr
 
 
 def testStartupObjectsFrozen() -> None:
