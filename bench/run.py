@@ -346,8 +346,21 @@ def machineMeta(pinning: str, options: argparse.Namespace, proxies: List[str]) -
         "clients": CLIENTS,
         "proxies": proxies,
         "rproxy_python": options.python or sys.executable,
+        "pypy_gc_env": pypyGCEnvironment(),
         "versions": versions,
     }
+
+
+def pypyGCEnvironment() -> Dict[str, str]:
+    """
+    The C{PYPY_GC_*} variables the proxies inherit.  PyPy sizes its
+    nursery from the CPU cache it detects, and a VM reporting a 480 MiB L3
+    gets a 240 MiB one and a heap that grows to gigabytes before a major
+    collection; C{PYPY_GC_NURSERY=32MB} keeps the speed (docs/benchmarks.md).
+    Recorded so a run says which it measured.
+    """
+    return {name: value for name, value in sorted(os.environ.items())
+            if name.startswith("PYPY_GC_")}
 
 
 # Running one scenario on one proxy.
@@ -700,7 +713,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             say(f"twisted_rproxy runs on {data['meta']['versions']['rproxy_python']} "
                 f"({data['meta']['rproxy_python']})"
                 + (f"; {PYPY_WARMUP} s of warm-up for its JIT before each measurement"
-                   if bench.pypy and not options.quick else ""))
+                   if bench.pypy and not options.quick else "")
+                + ("; garbage collector: " + (" ".join(
+                    f"{name}={value}" for name, value in data["meta"]["pypy_gc_env"].items())
+                    or "PyPy's defaults") if bench.pypy else ""))
         data["meta"]["warmup_s"] = {proxy: 0 if options.quick else
                                     PYPY_WARMUP if bench.pypy and proxy in ("rproxy", "bare")
                                     else 1 for proxy in proxies}

@@ -208,13 +208,15 @@ def testQuickRun(tmp_path: Path) -> None:
         [sys.executable, str(REPO_ROOT / "bench" / "run.py"), "--quick", "--duration", "1",
          "--scenarios", "get1k", "--proxies", "rproxy,bare", "--no-chart",
          "--python", sys.executable, "--output", str(tmp_path)],
-        cwd=str(REPO_ROOT), capture_output=True, text=True, timeout=240)
+        cwd=str(REPO_ROOT), capture_output=True, text=True, timeout=240,
+        env=dict(os.environ, PYPY_GC_NURSERY="32MB"))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "pinning:" in result.stdout
     data = json.loads((tmp_path / "latest.json").read_text())
     assert {"meta", "scenarios", "targets"} <= set(data)
     assert {"pinning", "versions", "duration_s", "proxies"} <= set(data["meta"])
     assert data["meta"]["rproxy_python"] == sys.executable
+    assert data["meta"]["pypy_gc_env"] == {"PYPY_GC_NURSERY": "32MB"}
     scenario = data["scenarios"]["get1k"]
     assert {"name", "kind", "title", "results", "ratio"} <= set(scenario)
     figures = scenario["results"]["rproxy"]
