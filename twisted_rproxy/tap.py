@@ -94,6 +94,7 @@ def makeService(options: Options) -> MultiService:
     """
     Build the proxy service (plus the demo backend when no config is given).
     """
+    from .cli import raiseJITTraceLimit
     from .master import workerCount
     from .service import loadConfig, ProxyService
 
@@ -115,6 +116,7 @@ def makeService(options: Options) -> MultiService:
         sys.stderr.write(
             f'rproxy: [notice] "worker_processes {workers}" runs one process under twistd; '
             f"the rproxy command runs that many workers\n")
+    raiseJITTraceLimit()
     top = MultiService()
     ProxyService(config).setServiceParent(top)
     if path is None:
