@@ -115,8 +115,15 @@ class _FlushAfterRead:
     def write(self, data: bytes) -> None:
         """
         During a read, buffer C{data} and queue this transport to be
-        flushed when the read returns (pausing a streaming producer when
-        the buffer is full, as Twisted does); otherwise Twisted's write.
+        flushed when the read returns; otherwise Twisted's write.
+
+        A streaming producer is paused only once the read has written
+        more than L{_READ_BUFFER_FACTOR} buffers' worth; the flush pauses
+        it if more than one buffer is left unsent.  Twisted would pause it
+        as soon as the buffer passed C{bufferSize}, which a 64 KiB read
+        passed on with its response head always does: a pause and a
+        resume per read, two C{epoll_ctl} calls, for bytes the flush then
+        sends at once.
         """
         if (
             _QUEUE.reading
@@ -128,7 +135,10 @@ class _FlushAfterRead:
             if data:
                 self._tempDataBuffer.append(data)
                 self._tempDataLen += len(data)
-                if self.producer is not None:
+                if (
+                    self.producer is not None
+                    and self._tempDataLen > _READ_BUFFER_FACTOR * self.bufferSize  # type: ignore[attr-defined]
+                ):
                     self._maybePauseProducer()  # type: ignore[attr-defined]
                 if not self._flushQueued:
                     self._flushQueued = True
@@ -195,6 +205,22 @@ class _FlushAfterRead:
         self.dataBuffer = pieces[0] if len(pieces) == 1 else b"".join(pieces)
         self.offset = sent
         self._arm()
+        self._pauseIfBehind(total - sent)
+
+    def _pauseIfBehind(self, unsent: int) -> None:
+        """
+        Pause a streaming producer when a flush left more than one buffer
+        unsent, as Twisted's C{write} would have.
+        """
+        producer = self.producer
+        if (
+            producer is not None
+            and self.streamingProducer
+            and not self.producerPaused
+            and unsent > self.bufferSize  # type: ignore[attr-defined]
+        ):
+            self.producerPaused = True
+            producer.pauseProducing()
 
     def _sendPieces(self, pieces: List[bytes]) -> int:
         """
@@ -232,7 +258,14 @@ class _FlushAfterRead:
             or self.offset < len(self.dataBuffer)
         ):
             self._arm()
+            self._pauseIfBehind(len(self.dataBuffer) - self.offset + self._tempDataLen)
 
+
+_READ_BUFFER_FACTOR = 4
+"""
+How many C{bufferSize}s a read may write to a transport before its
+streaming producer is paused there and then, rather than at the flush.
+"""
 
 _MAX_PIECES = 64
 """

@@ -19,6 +19,7 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_rproxy.transport import (
+    _READ_BUFFER_FACTOR,
     FlushingServer,
     adoptFlushingPort,
     flushingClientEndpoint,
@@ -381,22 +382,73 @@ class DirectPathTests(TwoConnections):
         self.assertEqual(received(self.targetPeer), b"X")
         self.assertEqual(producer.events, ["resume", "resume"])
 
-    def test_pausedStreamingProducerIsResumedOnceSent(self) -> None:
+    def test_streamingProducerNotPausedForWhatTheFlushSends(self) -> None:
         """
-        A streaming producer paused because the buffer passed
-        C{bufferSize} during the read is resumed when the flush sends it
-        all; one that was never paused is left alone.
+        A read that writes past C{bufferSize}, but not past
+        L{_READ_BUFFER_FACTOR} buffers' worth, does not pause a streaming
+        producer when the flush then sends it all: no pause and resume
+        (two C{epoll_ctl} calls) per 64 KiB relayed.
         """
         producer = RecordingProducer()
         self.target.registerProducer(producer, True)
         self.target.bufferSize = 2
         self.relay.targets.append(self.target)
-        self.sourcePeer.sendall(b"xyz")
+        self.sourcePeer.sendall(b"x" * (2 * _READ_BUFFER_FACTOR))
         self.source.doRead()
-        self.assertEqual(received(self.targetPeer), b"XYZ")
+        self.assertEqual(received(self.targetPeer), b"X" * (2 * _READ_BUFFER_FACTOR))
+        self.assertEqual(producer.events, [])
+
+    def test_streamingProducerPausedPastTheReadLimitThenResumed(self) -> None:
+        """
+        A read that writes more than L{_READ_BUFFER_FACTOR} buffers' worth
+        pauses a streaming producer there and then, as Twisted does past
+        one buffer, and the flush that sends it all resumes it.
+        """
+        producer = RecordingProducer()
+        self.target.registerProducer(producer, True)
+        self.target.bufferSize = 2
+        self.relay.targets.append(self.target)
+        self.sourcePeer.sendall(b"x" * (2 * _READ_BUFFER_FACTOR + 1))
+        self.source.doRead()
+        self.assertEqual(received(self.targetPeer), b"X" * (2 * _READ_BUFFER_FACTOR + 1))
         self.assertEqual(producer.events, ["pause", "resume"])
-        self.target.bufferSize = 1 << 16
-        self.sourcePeer.sendall(b"q")
+
+    def test_shortSendLeavingMoreThanABufferPausesThenResumes(self) -> None:
+        """
+        When the flush's send is short and leaves more than C{bufferSize}
+        behind, a streaming producer is paused; Twisted's C{doWrite}
+        resumes it once the rest is sent.  A short send that leaves less
+        does not pause it.
+        """
+
+        class ShortSends:
+            def __init__(self, sock: socket.socket) -> None:
+                self.sock = sock
+                self.short = True
+
+            def sendmsg(self, pieces: List[bytes]) -> int:
+                data = b"".join(pieces)
+                return self.sock.send(data[:1] if self.short else data)
+
+            def __getattr__(self, name: str) -> Any:
+                return getattr(self.sock, name)
+
+        short = ShortSends(self.target.socket)
+        self.target.socket = short  # type: ignore[assignment]
+        producer = RecordingProducer()
+        self.target.registerProducer(producer, True)
+        self.target.bufferSize = 4
+        self.relay.targets += [self.target, self.target]
+        self.sourcePeer.sendall(b"abc")  # 6 bytes written, 5 left
+        self.source.doRead()
+        self.assertEqual(producer.events, ["pause"])
+        self.assertEqual(self.reactor.writers, [self.target])
+        short.short = False
+        self.target.doWrite()
+        self.assertEqual(received(self.targetPeer), b"ABCABC")
+        self.assertEqual(producer.events, ["pause", "resume"])
+        short.short = True
+        self.sourcePeer.sendall(b"de")  # 4 bytes written, 3 left
         self.source.doRead()
         self.assertEqual(producer.events, ["pause", "resume"])
 
