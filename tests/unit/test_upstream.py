@@ -722,14 +722,36 @@ class PoolTests(SynchronousTestCase):
 
     def test_cacheSizeBound(self) -> None:
         """
-        At most C{keepalive} idle connections are kept; the oldest goes.
+        At most C{keepalive} idle connections are kept once the reactor
+        turn that released them is over; the oldest goes.
         """
         connections = [self.connect() for _ in range(3)]
         for protocol, _, _ in connections:
             self.pool.release(self.upstream, protocol, True)
+        self.assertEqual(self.pool.idleCount(), 3)
+        self.assertFalse(connections[0][2].disconnecting)
+        self.reactor.advance(0)
         self.assertEqual(self.pool.idleCount(), 2)
         self.assertTrue(connections[0][2].disconnecting)
+        self.assertFalse(connections[1][2].disconnecting)
         self.assertFalse(connections[2][2].disconnecting)
+
+    def test_requestInTheSameTurnTakesAConnectionOverTheCap(self) -> None:
+        """
+        A request made in the turn that released more than C{keepalive}
+        connections takes one of them (the most recent) and opens none;
+        the trim then has nothing over the cap to close.
+        """
+        connections = [self.connect() for _ in range(3)]
+        for protocol, _, _ in connections:
+            self.pool.release(self.upstream, protocol, True)
+        again, reused, _ = self.connect()
+        self.assertIs(again, connections[2][0])
+        self.assertTrue(reused)
+        self.assertEqual(len(self.reactor.tcpClients), 3)
+        self.reactor.advance(0)
+        self.assertEqual(self.pool.idleCount(), 2)
+        self.assertFalse(any(transport.disconnecting for _, _, transport in connections))
 
     def test_evictedLeavesNoTimer(self) -> None:
         """
@@ -739,6 +761,7 @@ class PoolTests(SynchronousTestCase):
         connections = [self.connect() for _ in range(3)]
         for protocol, _, _ in connections:
             self.pool.release(self.upstream, protocol, True)
+        self.reactor.advance(0)
         evicted = connections[0][0]
         self.assertIsNone(evicted.idleTimer)
         pending = [c for c in self.reactor.getDelayedCalls() if c.active()]

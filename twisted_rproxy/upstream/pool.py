@@ -27,7 +27,9 @@ class ConnectionPool:
     @ivar idle: per C{(upstream, peer, tls)}, idle protocols, most recent
         last; C{tls} is the L{TLSTarget <twisted_rproxy.upstream.tls.TLSTarget>}
         of a TLS connection (one per verified name) and C{None} for plain
-        ones, so the two, or two names, never share a connection.
+        ones, so the two, or two names, never share a connection.  Past
+        C{keepalive} the oldest are closed at the end of the reactor turn.
+    @ivar _trims: the pending trim call per key of C{idle}.
     """
 
     def __init__(self, reactor: Any = None) -> None:
@@ -37,6 +39,7 @@ class ConnectionPool:
             reactor = _reactor
         self._reactor = reactor
         self.idle: Dict[Tuple[int, Any, Any], Deque[UpstreamHTTPProtocol]] = {}
+        self._trims: Dict[Tuple[int, Any, Any], Any] = {}
 
     def takeIdle(self, upstream: Any, peer: Any, tls: Any = None) -> Optional[UpstreamHTTPProtocol]:
         """
@@ -145,12 +148,14 @@ class ConnectionPool:
         cached = self.idle.get(key)
         if cached is None:
             cached = self.idle[key] = deque()
-        if len(cached) >= upstream.keepalive:
-            oldest = cached.popleft()
-            oldest.pooled = False
-            oldest.onLost = None
-            _dropIdleTimer(oldest)
-            oldest.transport.loseConnection()
+        if len(cached) >= upstream.keepalive and key not in self._trims:
+            # Over the cap: trimmed once this turn of the reactor is over,
+            # so requests read in the same turn take these connections
+            # rather than open new ones.  Releases come in bursts (one
+            # epoll wake-up completes many responses), and trimming at
+            # once reconnected for 8 % of 64 KiB requests with 50 clients
+            # and keepalive 32.
+            self._trims[key] = self._reactor.callLater(0, self._trim, key, upstream.keepalive)
         cached.append(protocol)
         protocol.pooled = True
         protocol.onLost = lambda p: self._forget(key, p)
@@ -162,6 +167,19 @@ class ConnectionPool:
         timer = protocol.idleTimer
         if timer is None or not timer.active():
             protocol.idleTimer = self._reactor.callLater(timeout, self._expire, key, protocol)
+
+    def _trim(self, key: Any, keep: int) -> None:
+        """
+        Close the least recently used idle connections beyond C{keep}.
+        """
+        del self._trims[key]
+        cached = self.idle.get(key)
+        while cached is not None and len(cached) > keep:
+            oldest = cached.popleft()
+            oldest.pooled = False
+            oldest.onLost = None
+            _dropIdleTimer(oldest)
+            oldest.transport.loseConnection()
 
     def _expire(self, key: Any, protocol: UpstreamHTTPProtocol) -> None:
         protocol.idleTimer = None
