@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import signal
+import tempfile
 from typing import Any, Dict, List
 
 from twisted.internet.error import ProcessDone, ProcessTerminated
@@ -38,11 +40,15 @@ CONFIG = "events {}\nhttp {\n access_log off;\n server { listen unix:%s; return 
 
 def tempConfig(case: SynchronousTestCase) -> Any:
     """
-    @return: L{CONFIG} compiled, its socket in a fresh directory.
+    @return: L{CONFIG} compiled, its socket in a fresh directory.  The
+        directory is a short one under the system's temporary directory,
+        not C{case.mktemp()} under the checkout: a UNIX socket's path must
+        fit in 107 bytes, and the test's own name and a long checkout path
+        passed that (C{bind} failed in a clone under C{/tmp/tmp.XXXXXXXXXX}).
     """
-    directory = case.mktemp()
-    os.makedirs(directory)
-    return loadConfig(text=CONFIG % os.path.join(os.path.abspath(directory), "s.sock"))
+    directory = tempfile.mkdtemp(prefix="rproxy-master-")
+    case.addCleanup(shutil.rmtree, directory, True)
+    return loadConfig(text=CONFIG % os.path.join(directory, "s.sock"))
 
 
 class RecordingTransport:
