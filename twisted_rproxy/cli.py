@@ -154,7 +154,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     raiseJITTraceLimit()
     try:
         config, path = _load(options, prefix)
-    except (ConfigError, PluginError, OSError) as e:
+    except (ConfigError, PluginError, OSError, EOFError) as e:
         _say(f"[emerg] {e}")
         if options.test or options.dump:
             _say(f"configuration file {_configPath(options, prefix)} test failed")
@@ -383,7 +383,7 @@ def _serve(config: Any, options: argparse.Namespace, prefix: str, masterPid: Opt
         from .master import watchMaster
 
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
-        watchMaster(reactor, masterPid, lambda: fastStop())
+        watchMaster(reactor, lambda: fastStop())
     else:
         signal.signal(signal.SIGHUP, lambda *a: reactor.callFromThread(reload))
     signal.signal(signal.SIGUSR1, lambda *a: reactor.callFromThread(service.reopenLogs))

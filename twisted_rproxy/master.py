@@ -23,7 +23,9 @@ import socket
 import sys
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
+from twisted.internet.abstract import FileDescriptor
 from twisted.internet.defer import Deferred
+from twisted.internet.fdesc import readFromFD, setNonBlocking
 from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -77,10 +79,12 @@ class _Worker(ProcessProtocol):
     def connectionMade(self) -> None:
         """
         Note the pid, and hand the worker its config on standard input.
+
+        Standard input then stays open, unused, as the worker's lifeline:
+        only the kernel closes it, when this process dies, however it dies.
         """
         self.pid = self.transport.pid  # type: ignore[union-attr]
         self.transport.write(self._configData)  # type: ignore[union-attr]
-        self.transport.closeStdin()  # type: ignore[union-attr]
 
     def processEnded(self, reason: Failure) -> None:
         """
@@ -287,9 +291,11 @@ class Master:
 def configData(config: Any) -> bytes:
     """
     @return: what a worker reads on its standard input: the config's file
-        name and parsed directives, as JSON.
+        name and parsed directives, as JSON, after a line giving its length
+        (standard input stays open, so the worker cannot read to the end).
     """
-    return json.dumps({"filename": config.filename, "tree": treeToData(config.tree)}).encode("utf-8")
+    body = json.dumps({"filename": config.filename, "tree": treeToData(config.tree)}).encode("utf-8")
+    return b"%d\n%s" % (len(body), body)
 
 
 def readConfigData(stream: Any) -> Tuple[str, Tuple[Directive, ...]]:
@@ -297,8 +303,14 @@ def readConfigData(stream: Any) -> Tuple[str, Tuple[Directive, ...]]:
     In a worker: read what L{configData} wrote.
 
     @return: the config's file name and directive tree.
+    @raise EOFError: when the master went away before writing it all.
     """
-    data = json.loads(stream.read().decode("utf-8"))
+    header = stream.readline()
+    size = int(header) if header.endswith(b"\n") and header[:-1].isdigit() else -1
+    body = stream.read(size) if size >= 0 else b""
+    if len(body) != size:
+        raise EOFError("the master went away before handing over the configuration")
+    data = json.loads(body.decode("utf-8"))
     return data["filename"], treeFromData(data["tree"])
 
 
@@ -318,21 +330,44 @@ def workerCommand(options: Any, prefix: str, python: str = sys.executable) -> Li
     return argv
 
 
-def watchMaster(reactor: Any, masterPid: int, stop: Callable[[], None]) -> Any:
+class _MasterLifeline(FileDescriptor):
     """
-    In a worker: call C{stop} once the master has gone (the worker is then
-    re-parented), so no worker outlives a killed master.
-
-    @return: the running C{LoopingCall}.
+    A worker's standard input, which its master holds open and never writes
+    to once the config is read: its end of file means the master is gone.
     """
-    from twisted.internet.task import LoopingCall
 
-    def check() -> None:
-        if os.getppid() != masterPid:
-            loop.stop()
-            stop()
+    def __init__(self, reactor: Any, fileno: int, stop: Callable[[], None]) -> None:
+        super().__init__(reactor)
+        self._fileno = fileno
+        self._stop = stop
+        setNonBlocking(fileno)
 
-    loop = LoopingCall(check)
-    loop.clock = reactor
-    loop.start(1.0, now=False)
-    return loop
+    def fileno(self) -> int:
+        """The descriptor watched."""
+        return self._fileno
+
+    def doRead(self) -> Any:
+        """
+        Discard anything written; report the end of file.
+        """
+        return readFromFD(self._fileno, lambda data: None)
+
+    def connectionLost(self, reason: Failure) -> None:
+        """
+        The master has gone: stop this worker.
+        """
+        super().connectionLost(reason)
+        self._stop()
+
+
+def watchMaster(reactor: Any, stop: Callable[[], None], fileno: int = 0) -> _MasterLifeline:
+    """
+    In a worker: call C{stop} as soon as the master has gone, killed or
+    not, so no worker outlives its master.  The worker learns it from the
+    master's end of its standard input closing, not by polling.
+
+    @return: the watcher, reading.
+    """
+    lifeline = _MasterLifeline(reactor, fileno, stop)
+    lifeline.startReading()
+    return lifeline

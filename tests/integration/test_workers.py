@@ -15,7 +15,9 @@ import socket
 from pathlib import Path
 from typing import Any, Set
 
-from .harness import freePort, portAccepts, request
+from twisted_rproxy.master import WORKER_ENV
+
+from .harness import _subprocessEnv, freePort, portAccepts, request
 from .test_cli import (  # noqa: F401 (prefix is a fixture)
     listeningInode,
     prefix,
@@ -212,8 +214,41 @@ def testWorkersStopWhenTheMasterDies(backend: Any, rproxyRunner: Any) -> None:
     master = running.runner.process.pid
     workers = waitFor(lambda: len(children(master)) == 2 and children(master), "two workers")
     os.kill(master, signal.SIGKILL)
-    waitFor(lambda: not any(alive(pid) for pid in workers), "the workers to exit")
+    try:
+        # Longer than usual: a worker killed this early may still be
+        # starting, and PyPy starts slowly on a loaded machine.
+        waitFor(lambda: not any(alive(pid) for pid in workers), "the workers to exit", timeout=60)
+    except BaseException:
+        print(_describe(workers), running.runner.stderr)
+        raise
     assert not portAccepts(port)
+
+
+def _describe(pids: Set[int]) -> str:
+    """
+    @return: what /proc says of each of C{pids}, for a failure message.
+    """
+    lines = []
+    for pid in sorted(pids):
+        for name in ("stat", "wchan", "cmdline"):
+            try:
+                text = Path(f"/proc/{pid}/{name}").read_text(errors="replace")
+            except OSError as e:
+                text = str(e)
+            lines.append(f"{pid} {name}: {text.strip()}")
+    return "\n".join(lines)
+
+
+def testWorkerWithoutItsConfigSaysSo(prefix: Path) -> None:
+    """
+    A worker whose master died before handing over the config exits at
+    once with an error saying so, not a traceback.
+    """
+    env = dict(_subprocessEnv(), **{WORKER_ENV: "1"})
+    result = run(rproxyCommand(prefix), prefix, env=env)
+    assert result.returncode == 1
+    assert "[emerg] the master went away before handing over the configuration" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def testBusyPortFailsBeforeAnyWorker(prefix: Path) -> None:

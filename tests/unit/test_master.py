@@ -15,6 +15,7 @@ import signal
 import tempfile
 from typing import Any, Dict, List
 
+from twisted.internet.epollreactor import EPollReactor
 from twisted.internet.error import ProcessDone, ProcessTerminated
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
@@ -28,6 +29,7 @@ from twisted_rproxy.master import (
     RESPAWN_DELAY,
     WORKER_ENV,
     Master,
+    watchMaster,
     configData,
     readConfigData,
     workerCount,
@@ -124,7 +126,8 @@ class MasterTests(SynchronousTestCase):
         self.assertEqual(spawned["childFDs"][3], sock.fileno())
         self.assertIn(f'"{name}": [3, ', spawned["env"][INHERITED_ENV])
         self.assertIn(WORKER_ENV, spawned["env"])
-        self.assertTrue(spawned["transport"].stdinClosed)
+        # Standard input stays open: it is the worker's lifeline.
+        self.assertFalse(spawned["transport"].stdinClosed)
         filename, tree = readConfigData(io.BytesIO(spawned["transport"].stdin))
         self.assertEqual((filename, tree), ("<string>", self.config.tree))
 
@@ -236,3 +239,61 @@ class HelperTests(SynchronousTestCase):
         config = tempConfig(self)
         self.assertEqual(readConfigData(io.BytesIO(configData(config))),
                          (config.filename, config.tree))
+
+    def test_configDataCutShort(self) -> None:
+        """
+        A master that died while writing the config leaves the worker an
+        L{EOFError} saying so, at whatever point the data stops.
+        """
+        data = configData(tempConfig(self))
+        for end in (0, 1, data.index(b"\n"), data.index(b"\n") + 1, len(data) - 1):
+            with self.assertRaises(EOFError) as caught:
+                readConfigData(io.BytesIO(data[:end]))
+            self.assertIn("master went away", str(caught.exception))
+        with self.assertRaises(EOFError):
+            readConfigData(io.BytesIO(b"junk\n{}"))
+
+
+class WatchMasterTests(SynchronousTestCase):
+    """
+    L{watchMaster} on a real (not running) epoll reactor and a real pipe,
+    turned one iteration at a time.
+    """
+
+    def setUp(self) -> None:
+        self.reactor = EPollReactor()
+        self.readEnd, self.writeEnd = os.pipe()
+        self.addCleanup(self._close, self.writeEnd)
+        self.addCleanup(self._close, self.readEnd)
+        # (Cleanups run last first: out of the reactor before the close.)
+        self.addCleanup(self.reactor.removeAll)
+        self.stops: List[bool] = []
+        self.lifeline = watchMaster(self.reactor, lambda: self.stops.append(True), self.readEnd)
+
+    def _close(self, fd: int) -> None:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+    def test_masterAlive(self) -> None:
+        """
+        While the master holds its end open, the worker keeps running, even
+        if something is written there.
+        """
+        os.write(self.writeEnd, b"stray")
+        self.reactor.doIteration(0)
+        self.reactor.doIteration(0)
+        self.assertEqual(self.stops, [])
+
+    def test_masterGone(self) -> None:
+        """
+        The master's end closing (its process dying) stops the worker at
+        once, and only once.
+        """
+        os.close(self.writeEnd)
+        self.reactor.doIteration(1)
+        self.assertEqual(self.stops, [True])
+        self.reactor.doIteration(0)
+        self.assertEqual(self.stops, [True])
+        self.assertNotIn(self.lifeline, self.reactor.getReaders())
