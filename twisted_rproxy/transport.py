@@ -38,6 +38,9 @@ from twisted.logger import Logger
 
 _log = Logger()
 
+DEFAULT_READ_SIZE: int = FileDescriptor.bufferSize
+"""The most one read takes, as in Twisted (64 KiB)."""
+
 
 class _ReadFlushQueue:
     """
@@ -84,12 +87,16 @@ class _FlushAfterRead:
     streamingProducer: bool
     producerPaused: bool
 
+    readSize: int = DEFAULT_READ_SIZE
+    """The most the next read takes: a protocol may lower it for a while
+    (L{twisted_rproxy.upstream.http1} does while awaiting a head)."""
+
     def doRead(self) -> Any:
         """
         Deliver a read, then flush every transport it wrote to.
 
         The same as Twisted's C{Connection.doRead}: one C{recv} of up to
-        C{bufferSize} bytes, C{CONNECTION_DONE} on end of file and
+        L{readSize} bytes, C{CONNECTION_DONE} on end of file and
         C{CONNECTION_LOST} on an error other than C{EWOULDBLOCK}.
         """
         queue = _QUEUE
@@ -98,7 +105,7 @@ class _FlushAfterRead:
         queue.reading = True
         try:
             try:
-                data = self.socket.recv(self.bufferSize)  # type: ignore[attr-defined]
+                data = self.socket.recv(self.readSize)  # type: ignore[attr-defined]
             except OSError as e:
                 if e.args[0] == EWOULDBLOCK:
                     return None
@@ -408,3 +415,24 @@ def flushingClientEndpoint(reactor: Any, host: str, port: int, timeout: float) -
     if supportsFlushing(reactor):
         reactor = _FlushingConnectReactor(reactor)
     return endpointType(reactor, host, port, timeout=timeout)
+
+
+def setNoDelay(transport: Any) -> None:
+    """
+    Turn Nagle's algorithm off on C{transport}'s TCP socket, as nginx's
+    C{tcp_nodelay on} does: without it a response sent in two writes
+    (a head with the start of the body, then the rest) waits for the
+    client's delayed ACK, 40 ms on Linux, before its second part leaves.
+
+    A transport without a TCP socket (a UNIX socket, a memory transport in
+    a test) is left alone.  A TLS transport passes the attribute lookup on
+    to the TCP transport beneath.  (Twisted's own C{setTcpNoDelay} logs an
+    error for a UNIX socket, on every connection.)
+    """
+    sock = getattr(transport, "socket", None)
+    if getattr(sock, "family", None) not in (socket.AF_INET, socket.AF_INET6):
+        return
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # type: ignore[union-attr]
+    except OSError:
+        pass  # closed already; the connection's own error path reports it

@@ -14,6 +14,7 @@ handlers below.
 
 from __future__ import annotations
 
+import socket
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 import pytest
@@ -27,6 +28,7 @@ from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from tests.integration.harness import RawResponse, parseRawResponses
+from tests.unit.sockets import acceptedTCP
 from twisted_rproxy.config.model import CompiledConfig
 from twisted_rproxy.config.registry import LOCATION, SERVER, DirectiveSpec, spec
 from twisted_rproxy.config.slots import flagSlot, stringSlot
@@ -1271,6 +1273,41 @@ class SendTimeoutTests(ChannelTestCase):
         HOLD.exchanges[-1].write(b"67890")
         HOLD.exchanges[-1].finish()
         self.assertEqual(conn.responses()[0].body, b"1234567890")
+
+
+class NoDelayTests(SynchronousTestCase):
+    """
+    C{tcp_nodelay} (on unless turned off, as in nginx) decides whether an
+    accepted TCP connection gets C{TCP_NODELAY}, from its listener's
+    default server.
+    """
+
+    def accepted(self, extra: str) -> socket.socket:
+        """
+        Connect a channel of C{extra}'s config to a transport whose socket
+        is a real accepted TCP socket.
+
+        @return: that socket.
+        """
+        ours = acceptedTCP(self)
+        transport = StringTransport(
+            hostAddress=IPv4Address("TCP", "127.0.0.1", 8080),
+            peerAddress=IPv4Address("TCP", "127.0.0.1", 50010),
+        )
+        transport.socket = ours  # type: ignore[attr-defined]
+        factory = ProxyFactory(compiled(configText(extra=extra)).listeners[0], MemoryReactorClock())
+        factory.buildProtocol(None).makeConnection(transport)
+        return ours
+
+    def test_onByDefault(self) -> None:
+        """Without the directive, Nagle's algorithm is off."""
+        sock = self.accepted("")
+        self.assertNotEqual(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY), 0)
+
+    def test_off(self) -> None:
+        """C{tcp_nodelay off;} leaves the socket as accepted."""
+        sock = self.accepted("tcp_nodelay off;")
+        self.assertEqual(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY), 0)
 
 
 class IdleFootprintTests(SynchronousTestCase):

@@ -18,11 +18,14 @@ from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
+from tests.unit.sockets import acceptedTCP
 from twisted_rproxy.transport import (
     _READ_BUFFER_FACTOR,
+    DEFAULT_READ_SIZE,
     FlushingServer,
     adoptFlushingPort,
     flushingClientEndpoint,
+    setNoDelay,
     supportsFlushing,
 )
 
@@ -291,6 +294,20 @@ class DirectPathTests(TwoConnections):
         self.sourcePeer.shutdown(socket.SHUT_WR)
         self.assertIs(self.source.doRead(), main.CONNECTION_DONE)
 
+    def test_readSizeCapsARead(self) -> None:
+        """
+        A read takes at most C{readSize} bytes (Twisted's 64 KiB unless a
+        protocol lowers it); the rest waits for the next read.
+        """
+        self.assertEqual(self.source.readSize, DEFAULT_READ_SIZE)
+        self.assertEqual(DEFAULT_READ_SIZE, 65536)
+        self.sourcePeer.sendall(b"x" * 10)
+        self.source.readSize = 4
+        self.source.doRead()
+        self.source.readSize = DEFAULT_READ_SIZE
+        self.source.doRead()
+        self.assertEqual(self.relay.received, [b"xxxx", b"x" * 6])
+
     def test_nothingToReadIsNotAnError(self) -> None:
         """A spurious wake-up (C{EWOULDBLOCK}) reads nothing and is fine."""
         self.assertIsNone(self.source.doRead())
@@ -534,3 +551,51 @@ class ReactorSupportTests(SynchronousTestCase):
 
         # Only its type matters: no epoll descriptor is made.
         self.assertTrue(supportsFlushing(EPollReactor.__new__(EPollReactor)))
+
+
+class NoDelayTests(SynchronousTestCase):
+    """
+    L{setNoDelay} turns Nagle's algorithm off where there is a TCP socket
+    and leaves anything else alone.
+    """
+
+    def test_tcp(self) -> None:
+        """
+        A TCP connection gets C{TCP_NODELAY}.
+        """
+        ours = acceptedTCP(self)
+        transport = FlushingServer(ours, Relay(), ("127.0.0.1", 1), None, 1, RecordingReactor())
+        self.assertEqual(ours.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY), 0)
+        setNoDelay(transport)
+        self.assertNotEqual(ours.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY), 0)
+
+    def test_throughAWrapper(self) -> None:
+        """
+        Through a protocol wrapper such as Twisted's TLS transport, the TCP
+        socket beneath gets it.
+        """
+        from twisted.internet.protocol import Factory
+        from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
+
+        ours = acceptedTCP(self)
+        transport = FlushingServer(ours, Relay(), ("127.0.0.1", 1), None, 1, RecordingReactor())
+        wrapper = ProtocolWrapper(WrappingFactory(Factory.forProtocol(Protocol)), Protocol())
+        wrapper.makeConnection(transport)
+        setNoDelay(wrapper)
+        self.assertNotEqual(ours.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY), 0)
+
+    def test_unixSocket(self) -> None:
+        """
+        A socket without TCP options (here a UNIX socket pair) is no error.
+        """
+        transport, _, peer = connected(RecordingReactor(), 1)
+        self.addCleanup(peer.close)
+        self.addCleanup(transport.socket.close)
+        setNoDelay(transport)
+
+    def test_noTCPTransport(self) -> None:
+        """
+        A transport without C{setTcpNoDelay} (a memory transport) is left
+        alone.
+        """
+        setNoDelay(object())

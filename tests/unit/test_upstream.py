@@ -22,7 +22,12 @@ from zope.interface.verify import verifyObject
 
 from twisted_rproxy.interfaces import IBalancer
 from twisted_rproxy.upstream.cluster import Peer, RoundRobinBalancer, Upstream, splitHostPort
-from twisted_rproxy.upstream.http1 import UpstreamError, UpstreamHTTPProtocol
+from twisted_rproxy.upstream.http1 import (
+    BODY_READ_SIZE,
+    HEAD_READ_SIZE,
+    UpstreamError,
+    UpstreamHTTPProtocol,
+)
 from twisted_rproxy.upstream.pool import ConnectionPool
 
 
@@ -299,6 +304,34 @@ class CodecTests(SynchronousTestCase):
         self.send(b"POST")
         self.protocol.writeBody(b"abc")
         self.assertEqual(self.transport.value(), b"POST / HTTP/1.1\r\n\r\nabc")
+
+    def test_readSizeWhileAwaitingTheHead(self) -> None:
+        """
+        Until the head is in, reads are capped at C{headReadSize} (4 KiB
+        unless given), so a large body arrives in reads of its own rather
+        than being split off the head's read; then full-size reads resume,
+        on the next response too.
+        """
+        self.send()
+        self.assertEqual(self.transport.readSize, HEAD_READ_SIZE)
+        self.assertEqual(HEAD_READ_SIZE, 4096)
+        self.protocol.dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n")
+        self.assertEqual(self.transport.readSize, HEAD_READ_SIZE)
+        self.protocol.dataReceived(b"\r\nhe")
+        self.assertEqual(self.transport.readSize, BODY_READ_SIZE)
+        self.assertEqual(BODY_READ_SIZE, 65536)
+        self.protocol.dataReceived(b"llo")
+        self.protocol.startRequest(b"GET", b"GET / HTTP/1.1\r\n\r\n", self.handler, 60,
+                                   headReadSize=8192)
+        self.assertEqual(self.transport.readSize, 8192)
+
+    def test_readSizeAfterAnUpgrade(self) -> None:
+        """
+        A 101's tunnel reads at full size.
+        """
+        self.send()
+        self.protocol.dataReceived(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n")
+        self.assertEqual(self.transport.readSize, BODY_READ_SIZE)
 
     def test_contentLength(self) -> None:
         """

@@ -16,6 +16,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from ..transport import setNoDelay
 from .dates import httpDate
 from .exchange import SERVER_SOFTWARE, Exchange
 from .parser import (
@@ -196,6 +197,8 @@ class HTTPChannel(Protocol):
             conf = listener.defaultServer.conf
             self._limits = limitsFor(conf)
             self._headerTimeout = conf.get("client_header_timeout")
+        if self.listener.defaultServer.conf.get("tcp_nodelay"):
+            setNoDelay(self.transport)
         self.transport.registerProducer(self, True)
         self._setTimer(self._headerTimeout, "client_header_timeout")
 

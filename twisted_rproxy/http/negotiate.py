@@ -17,6 +17,7 @@ from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from ..transport import setNoDelay
 from .channel import HTTPChannel
 from .h2channel import H2Channel
 
@@ -52,6 +53,8 @@ class ProtocolSelector(Protocol):
         """
         Give the client C{client_header_timeout} to start.
         """
+        if self.listener.defaultServer.conf.get("tcp_nodelay"):
+            setNoDelay(self.transport)
         seconds = self.listener.defaultServer.conf.get("client_header_timeout")
         if seconds:
             self._timer = self._reactor.callLater(seconds, self._timedOut)

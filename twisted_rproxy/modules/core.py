@@ -175,7 +175,7 @@ _IGNORED_MAIN = (
 _IGNORED_EVENTS = ("worker_connections", "use", "multi_accept", "accept_mutex",
                    "accept_mutex_delay", "worker_aio_requests")
 _IGNORED_HTTP = (
-    "sendfile", "tcp_nopush", "tcp_nodelay", "types_hash_max_size",
+    "sendfile", "tcp_nopush", "types_hash_max_size",
     "types_hash_bucket_size", "server_names_hash_bucket_size",
     "server_names_hash_max_size", "variables_hash_max_size",
     "variables_hash_bucket_size", "client_body_temp_path", "proxy_temp_path",
@@ -249,6 +249,11 @@ class HTTPCoreModule(ProxyModule):
                  default=75.0),
             spec("keepalive_requests", ALL_HTTP, 1, parse=numberSlot, default=1000),
             spec("server_tokens", ALL_HTTP, 1, parse=flagSlot, default=True),
+            # Applied when a connection is accepted, from its listener's
+            # default server (nginx reads it per location, at keepalive,
+            # TLS and unbuffered responses: every case but a plain one-shot
+            # buffered one, which this proxy does not have).
+            spec("tcp_nodelay", ALL_HTTP, 1, parse=flagSlot, default=True),
             spec("default_type", ALL_HTTP, 1, parse=stringSlot, default="text/plain"),
         ]
 

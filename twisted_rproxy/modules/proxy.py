@@ -113,6 +113,10 @@ class ProxySettings:
     readTimeout: float
     buffering: bool
     bufferBudget: int
+    #: C{proxy_buffer_size}: the most read from the backend at once while
+    #: its response head is awaited, as nginx reads the head into a buffer
+    #: of that size.
+    headReadSize: int
     requestBuffering: bool
     bodyBufferSize: int
     nextUpstream: FrozenSet[str]
@@ -428,6 +432,7 @@ class HTTPProxyModule(ProxyModule):
             readTimeout=conf.get("proxy_read_timeout"),
             buffering=conf.get("proxy_buffering"),
             bufferBudget=number * size + conf.get("proxy_buffer_size"),
+            headReadSize=conf.get("proxy_buffer_size"),
             requestBuffering=conf.get("proxy_request_buffering"),
             bodyBufferSize=conf.get("client_body_buffer_size"),
             nextUpstream=conf.get("proxy_next_upstream"),

@@ -25,6 +25,7 @@ from ..http.parser import (
     responseFraming,
 )
 from ..http.timers import timersFor
+from ..transport import DEFAULT_READ_SIZE
 
 
 class UpstreamError(Exception):
@@ -54,6 +55,13 @@ class UpstreamError(Exception):
 
 
 _IDLE, _HEAD, _BODY = 0, 1, 2
+
+HEAD_READ_SIZE = 4096
+"""The most read at once while a response head is awaited, unless the
+caller says otherwise: nginx's default C{proxy_buffer_size}, one page."""
+
+BODY_READ_SIZE = DEFAULT_READ_SIZE
+"""The most read at once from then on."""
 
 
 class UpstreamHTTPProtocol(Protocol):
@@ -129,7 +137,8 @@ class UpstreamHTTPProtocol(Protocol):
     # -- sending --------------------------------------------------------
 
     def startRequest(self, method: bytes, head: bytes, handler: Any, readTimeout: float,
-                     sendTimeout: float = 0.0, bodyFollows: bool = False) -> None:
+                     sendTimeout: float = 0.0, bodyFollows: bool = False,
+                     headReadSize: int = HEAD_READ_SIZE) -> None:
         """
         Send a request head; the body (if any) follows through
         L{writeBody} and ends with L{bodySent}.
@@ -139,8 +148,14 @@ class UpstreamHTTPProtocol(Protocol):
         byte; while the request is going out, C{sendTimeout} limits how
         long the backend may leave its socket full (L{sendBlocked}), so a
         slow client streaming its body is never the backend's timeout.
+
+        Until the response head is in, reads take at most C{headReadSize}
+        bytes (nginx's C{proxy_buffer_size}), so a large body comes in
+        reads of its own: a head and most of a 64 KiB body in one read
+        would cost a copy of the body to split them.
         """
         self._handler = handler
+        self.transport.readSize = headReadSize
         self._method = method
         self._state = _HEAD
         self._buffer = bytearray()
@@ -308,10 +323,12 @@ class UpstreamHTTPProtocol(Protocol):
             # nginx's does on upgraded connections.
             self._upgrade = True
             self._state = _BODY
+            self.transport.readSize = BODY_READ_SIZE
             self._armTimer()
             self._handler.responseHead(head)
             return self._handler is not None and self._state == _BODY
         self._state = _BODY
+        self.transport.readSize = BODY_READ_SIZE
         if framing.kind == "length":
             self._remaining = framing.length
         elif framing.kind == "chunked":

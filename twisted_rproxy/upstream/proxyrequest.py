@@ -306,6 +306,7 @@ class ProxyRequest:
         protocol.startRequest(
             self.exchange.method, head, self, self.settings.readTimeout,
             self.settings.sendTimeout, bodyFollows=self.body is not None or self.streaming,
+            headReadSize=self.settings.headReadSize,
         )
         if self.body is not None:
             self._bodySender = _BodySender(protocol, self.body.pieces())
