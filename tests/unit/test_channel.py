@@ -706,6 +706,29 @@ class PipeliningTests(ChannelTestCase):
                          [b"a.test /host n=1\n", b"hello", b"a.test /host n=3\n"])
         self.assertFalse(conn.closed)
 
+    def test_bodyAndNextRequestInTheHeadsRead(self) -> None:
+        """
+        A read that starts with a whole head, then its body and the next
+        requests, is framed exactly (the path that reads the head straight
+        from the read), with a length or chunked body.
+        """
+        conn = Connection()
+        conn.send(post("/echo", b"hello") + get("/host?n=2")
+                  + b"POST /echo HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\n\r\n"
+                  + chunked(b"wor", b"ld") + get("/host?n=4"))
+        self.assertEqual([r.body for r in conn.responses()],
+                         [b"hello", b"a.test /host n=2\n", b"world", b"a.test /host n=4\n"])
+        self.assertFalse(conn.closed)
+
+    def test_bodyInLaterReads(self) -> None:
+        """
+        A head read whole with part of its body, the rest coming later.
+        """
+        conn = Connection()
+        conn.send(post("/echo", b"hello world")[:-6])
+        conn.send(b" world")
+        self.assertEqual([r.body for r in conn.responses()], [b"hello world"])
+
     def test_chunkedBodyInPipeline(self) -> None:
         """A chunked body in the middle of a pipeline is framed exactly."""
         conn = Connection()

@@ -141,7 +141,7 @@ class HTTPChannel(Protocol):
         "_reactor", "listener", "_limits", "_headerTimeout", "_buffer", "_state",
         "_exchange", "_remaining", "_decoder", "_bodyReceived", "_chunked",
         "_requests", "_readPauses", "_writePaused", "_continueSent", "_timers",
-        "_deadline", "_timerEntry", "_timerWhy", "_inReadHeads", "_chunkedOut",
+        "_deadline", "_timerEntry", "_timerWhy", "_inReadHeads", "_headRest", "_chunkedOut",
         "lost", "_sendTimer", "_tunnel", "clientAddress", "serverAddress",
         "connectionNumber",
     )
@@ -172,6 +172,9 @@ class HTTPChannel(Protocol):
         self._timerEntry: Optional[List[Any]] = None
         self._timerWhy = ""
         self._inReadHeads = False
+        # What followed a head read by _readWholeHead, while that head is
+        # acted on: as good as buffered.
+        self._headRest = b""
         self._chunkedOut = False
         self.lost = False
         self._sendTimer: Any = None
@@ -307,11 +310,44 @@ class HTTPChannel(Protocol):
                 return
         if self._state == _CLOSED:
             return
+        if self._state == _HEAD and not self._buffer and not self._inReadHeads:
+            data = self._readWholeHead(data)
+            if not data:
+                return
         self._buffer += data
         if self._state == _HEAD:
             self._readHeads()
         elif len(self._buffer) > PIPELINE_LIMIT:
             self._pauseReading("pipeline")
+
+    def _readWholeHead(self, data: bytes) -> bytes:
+        """
+        The usual read: nothing buffered, and C{data} starts with a whole
+        request head.  Act on it straight from C{data}, without the copies
+        into and out of the buffer that L{_readHeadsLoop} makes (for a
+        POST, three copies of its body).
+
+        @return: what is left for the buffer: all of C{data} if it holds
+            no whole head, else what follows the head and the body read
+            with it (a pipelined request).
+        """
+        end = findHeadEnd(data)
+        if end < 0:
+            return data
+        self._inReadHeads = True
+        try:
+            rest = data[end:] if end < len(data) else b""
+            self._headRest = rest
+            self._startRequest(data[:end] if rest else data)
+            rest, self._headRest = self._headRest, b""
+            if rest and self._state == _BODY:
+                rest = self._feedBody(rest)
+        finally:
+            self._inReadHeads = False
+            self._headRest = b""
+        if self._state == _CLOSED:
+            return b""
+        return rest
 
     def _readHeads(self) -> None:
         # Responses answered synchronously call back into _nextRequest; the
@@ -525,6 +561,7 @@ class HTTPChannel(Protocol):
             and not self._continueSent
             and self._bodyReceived == 0
             and not self._buffer
+            and not self._headRest
             and exchange.version == b"HTTP/1.1"
         ):
             return False
@@ -675,8 +712,11 @@ class HTTPChannel(Protocol):
         exchange.status = 101
         self._readPauses = _NO_PAUSES
         self.transport.resumeProducing()
+        pending, self._headRest = self._headRest, b""
         if self._buffer:
-            pending, self._buffer = bytes(self._buffer), bytearray()
+            pending += bytes(self._buffer)
+            self._buffer = bytearray()
+        if pending:
             tunnel.fromClient(pending)
 
     @property
