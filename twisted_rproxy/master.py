@@ -306,9 +306,8 @@ def readConfigData(stream: Any) -> Tuple[str, Tuple[Directive, ...]]:
     @raise EOFError: when the master went away before writing it all.
     """
     header = stream.readline()
-    size = int(header) if header.endswith(b"\n") and header[:-1].isdigit() else -1
-    body = stream.read(size) if size >= 0 else b""
-    if len(body) != size:
+    body = stream.read(int(header)) if header[:-1].isdigit() and header.endswith(b"\n") else None
+    if body is None or len(body) != int(header):
         raise EOFError("the master went away before handing over the configuration")
     data = json.loads(body.decode("utf-8"))
     return data["filename"], treeFromData(data["tree"])

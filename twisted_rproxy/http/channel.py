@@ -339,7 +339,7 @@ class HTTPChannel(Protocol):
             rest = data[end:] if end < len(data) else b""
             self._headRest = rest
             self._startRequest(data[:end] if rest else data)
-            rest, self._headRest = self._headRest, b""
+            rest = self._headRest  # (an upgrade may have taken it)
             if rest and self._state == _BODY:
                 rest = self._feedBody(rest)
         finally:
