@@ -41,6 +41,14 @@ _log = Logger()
 DEFAULT_READ_SIZE: int = FileDescriptor.bufferSize
 """The most one read takes, as in Twisted (64 KiB)."""
 
+SMALL_READ_SIZE = 4096
+"""Where an accepted connection's reads start (L{FlushingServer}): a
+request head fits, as in nginx's C{client_header_buffer_size} 1k buffer."""
+
+READ_GROWTH = 4
+"""How much a connection's next read grows after a read that filled it
+(4 KiB, 16 KiB, 64 KiB) and shrinks after one under a quarter of it."""
+
 
 class _ReadFlushQueue:
     """
@@ -91,6 +99,13 @@ class _FlushAfterRead:
     """The most the next read takes: a protocol may lower it for a while
     (L{twisted_rproxy.upstream.http1} does while awaiting a head)."""
 
+    adaptiveReads = False
+    """Whether each read sizes the next one (L{_adaptReadSize})."""
+
+    _smallReadSeen = False
+    """Whether the last read used under a quarter of C{readSize}: a second
+    such read in a row shrinks it."""
+
     def doRead(self) -> Any:
         """
         Deliver a read, then flush every transport it wrote to.
@@ -104,20 +119,50 @@ class _FlushAfterRead:
             return super().doRead()  # type: ignore[misc]
         queue.reading = True
         try:
+            size = self.readSize
             try:
-                data = self.socket.recv(self.readSize)  # type: ignore[attr-defined]
+                data = self.socket.recv(size)  # type: ignore[attr-defined]
             except OSError as e:
                 if e.args[0] == EWOULDBLOCK:
                     return None
                 return main.CONNECTION_LOST
             if not data:
                 return main.CONNECTION_DONE
+            if self.adaptiveReads:
+                self._adaptReadSize(len(data), size)
             self.protocol.dataReceived(data)  # type: ignore[attr-defined]
             return None
         finally:
             queue.reading = False
             if queue.pending:
                 queue.flush()
+
+    def _adaptReadSize(self, got: int, size: int) -> None:
+        """
+        Size the next read from this one: L{READ_GROWTH} times larger
+        after a full read, up to L{DEFAULT_READ_SIZE}; that much smaller
+        after the second read in a row that used under a quarter, down to
+        L{SMALL_READ_SIZE}.
+
+        C{recv(n)} allocates C{n} bytes before it knows how many came: on
+        PyPy that is C{n} bytes of the GC nursery, so 64 KiB reads of
+        80-byte requests ran a minor collection every 500 or so.  One
+        small read is not enough to shrink: after a full 16 KiB read of
+        a 16.1 KiB POST the next read brings only the rest, and shrinking
+        on it made every such request take two reads.
+        """
+        if got == size:
+            self._smallReadSeen = False
+            if size < DEFAULT_READ_SIZE:
+                self.readSize = min(size * READ_GROWTH, DEFAULT_READ_SIZE)
+        elif got * READ_GROWTH < size and size > SMALL_READ_SIZE:
+            if self._smallReadSeen:
+                self._smallReadSeen = False
+                self.readSize = max(size // READ_GROWTH, SMALL_READ_SIZE)
+            else:
+                self._smallReadSeen = True
+        elif self._smallReadSeen:
+            self._smallReadSeen = False
 
     def write(self, data: bytes) -> None:
         """
@@ -290,7 +335,14 @@ class FlushingServer(_FlushAfterRead, tcp.Server):
     of what an idle keepalive connection holds.  Here they are made when
     asked for (the reactor asks for C{logPrefix} once per event, a cheap
     format), and Twisted's assignments to them are ignored.
+
+    Its reads start small and follow what the client sends
+    (L{_FlushAfterRead._adaptReadSize}): a keepalive connection sending
+    small requests never asks C{recv} for 64 KiB.
     """
+
+    readSize = SMALL_READ_SIZE
+    adaptiveReads = True
 
     @property
     def logstr(self) -> str:

@@ -22,6 +22,8 @@ from tests.unit.sockets import acceptedTCP
 from twisted_rproxy.transport import (
     _READ_BUFFER_FACTOR,
     DEFAULT_READ_SIZE,
+    SMALL_READ_SIZE,
+    FlushingClient,
     FlushingServer,
     adoptFlushingPort,
     flushingClientEndpoint,
@@ -296,17 +298,88 @@ class DirectPathTests(TwoConnections):
 
     def test_readSizeCapsARead(self) -> None:
         """
-        A read takes at most C{readSize} bytes (Twisted's 64 KiB unless a
-        protocol lowers it); the rest waits for the next read.
+        A read takes at most C{readSize} bytes; the rest waits for the
+        next read.
         """
-        self.assertEqual(self.source.readSize, DEFAULT_READ_SIZE)
-        self.assertEqual(DEFAULT_READ_SIZE, 65536)
+        self.source.adaptiveReads = False
         self.sourcePeer.sendall(b"x" * 10)
         self.source.readSize = 4
         self.source.doRead()
         self.source.readSize = DEFAULT_READ_SIZE
         self.source.doRead()
         self.assertEqual(self.relay.received, [b"xxxx", b"x" * 6])
+
+    def test_acceptedConnectionsStartWithSmallReads(self) -> None:
+        """
+        An accepted connection's first read asks for 4 KiB, not Twisted's
+        64 KiB: a request head fits, and on PyPy each C{recv} allocates
+        what it asks for.
+        """
+        self.assertEqual((SMALL_READ_SIZE, DEFAULT_READ_SIZE), (4096, 65536))
+        self.assertEqual(self.source.readSize, SMALL_READ_SIZE)
+        self.sourcePeer.sendall(b"x" * 5000)
+        self.source.doRead()
+        self.assertEqual([len(data) for data in self.relay.received], [SMALL_READ_SIZE])
+
+    def test_fullReadsGrowTheNext(self) -> None:
+        """
+        A read that fills C{readSize} makes the next one four times larger,
+        up to 64 KiB, so a body takes few reads.
+        """
+        sizes = []
+        for _ in range(4):
+            self.sourcePeer.sendall(b"x" * self.source.readSize)
+            self.source.doRead()
+            sizes.append(self.source.readSize)
+        self.assertEqual(sizes, [16384, 65536, 65536, 65536])
+        self.assertEqual([len(data) for data in self.relay.received],
+                         [4096, 16384, 65536, 65536])
+
+    def test_smallReadsShrinkTheNext(self) -> None:
+        """
+        After two reads in a row of under a quarter of C{readSize}, the
+        next is four times smaller, down to 4 KiB; a read of a quarter or
+        more keeps the size, so a connection posting 16 KiB bodies keeps
+        its 64 KiB reads.
+        """
+        self.source.readSize = DEFAULT_READ_SIZE
+        sizes = []
+        for length in (16384, 16383, 16383, 4095, 4095, 10, 10, 10):
+            self.sourcePeer.sendall(b"x" * length)
+            self.source.doRead()
+            sizes.append(self.source.readSize)
+        self.assertEqual(sizes, [65536, 65536, 16384, 16384, 4096, 4096, 4096, 4096])
+
+    def test_oneSmallReadDoesNotShrink(self) -> None:
+        """
+        A small read between larger ones (the tail of a request a full
+        read cut) leaves C{readSize} alone: a connection posting 16.1 KiB
+        requests settles on one 64 KiB read each, not a grow-and-shrink
+        pair of reads per request.
+        """
+        request = b"x" * (16384 + 100)
+        reads = []
+        for _ in range(4):
+            self.sourcePeer.sendall(request)
+            before = len(self.relay.received)
+            while sum(len(data) for data in self.relay.received[before:]) < len(request):
+                self.source.doRead()
+            reads.append(len(self.relay.received) - before)
+        self.assertEqual(self.source.readSize, DEFAULT_READ_SIZE)
+        self.assertEqual(reads[-2:], [1, 1])
+
+    def test_fixedReadSizeIsKept(self) -> None:
+        """
+        A transport that does not adapt (the backend side, whose codec sets
+        its own sizes) keeps C{readSize} whatever the reads bring.
+        """
+        self.assertFalse(FlushingClient.adaptiveReads)
+        self.source.adaptiveReads = False
+        self.source.readSize = 8
+        for length in (8, 1):
+            self.sourcePeer.sendall(b"x" * length)
+            self.source.doRead()
+        self.assertEqual(self.source.readSize, 8)
 
     def test_nothingToReadIsNotAnError(self) -> None:
         """A spurious wake-up (C{EWOULDBLOCK}) reads nothing and is fine."""
