@@ -24,6 +24,7 @@ COLUMNS: Dict[str, Sequence[Column]] = {
         ("p50_ms", "p50 ms", ".2f"),
         ("p99_ms", "p99 ms", ".2f"),
         ("cpu_percent", "CPU %", ".0f"),
+        ("per_cpu_second", "req/CPU-s", ",.0f"),
         ("rss_mib", "RSS MiB", ".1f"),
         ("peak_rss_mib", "peak MiB", ".1f"),
         ("error_total", "errors", "d"),
@@ -34,6 +35,7 @@ COLUMNS: Dict[str, Sequence[Column]] = {
         ("mean_ms", "mean ms", ".2f"),
         ("max_ms", "max ms", ".2f"),
         ("cpu_percent", "CPU %", ".0f"),
+        ("per_cpu_second", "req/CPU-s", ",.0f"),
         ("rss_mib", "RSS MiB", ".1f"),
         ("peak_rss_mib", "peak MiB", ".1f"),
         ("error_total", "errors", "d"),
@@ -71,12 +73,30 @@ COLUMNS: Dict[str, Sequence[Column]] = {
 OTHER_WARNING = 20
 """Percent of the proxy's pinned CPU taken by other work that earns a warning."""
 
+SATURATED = 90
+"""CPU percent below which a proxy's requests/s were set by the load side
+(wrk and the backend on the other core), not by the proxy."""
+
 THROUGHPUT = {"wrk": "rps", "h2load": "rps", "sse": "events_per_s", "ws": "messages_per_s", "idle": None}
 """The throughput figure of each kind, charted as the first ratio."""
 
 _NOT_RATED = {"error_total", "events", "opened", "failed", "open_seconds",
               "other_on_cpu_percent", "errors"}
 """Counts shown in tables but meaningless as a ratio."""
+
+
+def addPerCpuSecond(kind: str, figures: Dict[str, Any]) -> None:
+    """
+    Add C{per_cpu_second}: throughput over the CPU seconds the proxy used
+    for it.  When nginx idles at half its core waiting for wrk, its
+    requests/s flatter the ratio; requests per CPU-second compare what
+    each request costs the proxy, whoever set the pace.
+    """
+    if not any(key == "per_cpu_second" for key, _, _ in COLUMNS[kind]):
+        return
+    throughput, cpu = figures.get(THROUGHPUT[kind] or ""), figures.get("cpu_percent")
+    if isinstance(throughput, (int, float)) and cpu:
+        figures["per_cpu_second"] = throughput * 100 / cpu
 
 
 def ratios(kind: str, results: Dict[str, Dict[str, Any]]) -> Dict[str, Optional[float]]:
@@ -144,6 +164,11 @@ def formatTable(scenario: Dict[str, Any]) -> str:
     if crowded:
         lines.append(f"  warning: other work used over {OTHER_WARNING}% of the proxy's CPU "
                      f"during {', '.join(crowded)}: those figures are low")
+    idle = [f"{name} {figures['cpu_percent']:.0f}%" for name, figures in scenario["results"].items()
+            if "per_cpu_second" in figures and figures["cpu_percent"] < SATURATED]
+    if idle:
+        lines.append(f"  note: {', '.join(idle)} of its CPU: the load side set that req/s; "
+                     "req/CPU-s compares the cost of a request")
     return "\n".join(lines)
 
 

@@ -463,6 +463,7 @@ class Bench:
                 peak_rss_mib=sampler.peakRssKib / 1024,
                 other_on_cpu_percent=sampler.otherPercent,
             )
+            report.addPerCpuSecond(scenario.kind, figures)
             if not runner.isRunning():
                 figures["error"] = "the proxy died during the run"
             return figures

@@ -167,6 +167,26 @@ class TestReport:
                                     "ratio": ratio})
         assert "rproxy/nginx" in table and "failed: boom" in table
 
+    def testRequestsPerCpuSecond(self) -> None:
+        """
+        Throughput over CPU: nginx at 50 % making 100 req/s costs as much
+        per request as a proxy at 100 % making 200, and the table says
+        that nginx did not use its core.
+        """
+        results = {"nginx": {"rps": 100.0, "cpu_percent": 50.0},
+                   "rproxy": {"rps": 100.0, "cpu_percent": 100.0}}
+        for figures in results.values():
+            report.addPerCpuSecond("wrk", figures)
+        assert [f["per_cpu_second"] for f in results.values()] == [200.0, 100.0]
+        ratio = report.ratios("wrk", results)
+        assert ratio["rps"] == 1.0 and ratio["per_cpu_second"] == 0.5
+        table = report.formatTable({"name": "get1k", "title": "t", "kind": "wrk",
+                                    "results": results, "ratio": ratio})
+        assert "note: nginx 50% of its CPU" in table and "rproxy 100%" not in table
+        sse = {"events_per_s": 10.0, "cpu_percent": 5.0}
+        report.addPerCpuSecond("sse", sse)
+        assert "per_cpu_second" not in sse
+
     def testTargetsWithoutFigures(self) -> None:
         """Targets whose scenarios did not run are reported as unmeasured."""
         targets = report.evaluateTargets({"meta": {}, "scenarios": {}})
