@@ -595,7 +595,7 @@ def parseArguments(argv: Optional[Sequence[str]]) -> argparse.Namespace:
                              "(haproxy only runs when installed; bare is the "
                              "Twisted byte relay, the reactor's ceiling)")
     parser.add_argument("--duration", type=int, default=None,
-                        help="seconds per wrk measurement (default 8, --quick 2)")
+                        help="seconds per wrk measurement (default 6, --quick 2)")
     parser.add_argument("--install-haproxy", action="store_true",
                         help="apt-get install haproxy when it is missing")
     parser.add_argument("--no-chart", dest="chart", action="store_false",
@@ -616,7 +616,7 @@ def parseArguments(argv: Optional[Sequence[str]]) -> argparse.Namespace:
                              "(for profiling by hand); Ctrl-C or SIGTERM stops")
     options = parser.parse_args(argv)
     if options.duration is None:
-        options.duration = 2 if options.quick else 8
+        options.duration = 2 if options.quick else 6
     options.duration = max(1, options.duration)
     options.scenarios = [s for s in options.scenarios.split(",") if s]
     options.proxies = [p for p in options.proxies.split(",") if p]
