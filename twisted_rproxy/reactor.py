@@ -16,6 +16,10 @@ process pipes, other code's transports) keeps Twisted's wrapping.  The
 only difference a user can see is the C{system} of an unexpected exception
 from a proxy connection, which Twisted logs as C{-} instead of the
 connection's prefix.
+
+Each batch of events is bracketed by L{startEventBatch} and
+L{endEventBatch}, so buffering layers (TLS) flush once per batch, without
+a timer, and what they write is sent in the same pass.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from typing import Any, FrozenSet, Optional
 from twisted.internet.epollreactor import EPollReactor
 from twisted.python import log
 
-from .transport import FlushingClient, FlushingServer
+from .transport import FlushingClient, FlushingServer, endEventBatch, startEventBatch
 
 DIRECT_DISPATCH: FrozenSet[type] = frozenset([FlushingServer, FlushingClient])
 """The transport types that get their events without a log context."""
@@ -52,14 +56,18 @@ class ProxyEPollReactor(EPollReactor):
         selectables = self._selectables
         handle = self._doReadOrWrite
         direct = DIRECT_DISPATCH
-        for fd, event in events:
-            selectable: Any = selectables.get(fd)
-            if selectable is None:
-                continue
-            if type(selectable) in direct:
-                handle(selectable, fd, event)
-            else:
-                log.callWithLogger(selectable, handle, selectable, fd, event)
+        startEventBatch()
+        try:
+            for fd, event in events:
+                selectable: Any = selectables.get(fd)
+                if selectable is None:
+                    continue
+                if type(selectable) in direct:
+                    handle(selectable, fd, event)
+                else:
+                    log.callWithLogger(selectable, handle, selectable, fd, event)
+        finally:
+            endEventBatch()
 
     doIteration = doPoll
 

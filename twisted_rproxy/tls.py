@@ -17,20 +17,22 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import attr
 from OpenSSL import SSL
-from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
+from twisted.internet.interfaces import IDelayedCall, IOpenSSLServerConnectionCreator, IReactorTime
 from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
-from twisted.protocols.tls import BufferingTLSTransport
+from twisted.protocols.tls import BufferingTLSTransport, TLSMemoryBIOFactory, TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from .http.routing import normalizeHost
+from .transport import flushAfterReads
 
 __all__ = [
     "PROTOCOLS",
     "ListenerTLS",
     "NoApplicationProtocol",
     "PlainHTTPFilter",
+    "EndOfReadWrites",
     "ServerTLSProtocol",
     "TLSLoadError",
     "TLSSettings",
@@ -430,6 +432,75 @@ class PlainHTTPFilter:
         return LocalReply(497)
 
 
+class EndOfReadWrites:
+    """
+    The small writes to one TLS connection, gathered and encrypted
+    together, as Twisted's C{BufferingTLSTransport} does, but flushed when
+    the reads that made them are done rather than on the next reactor turn.
+
+    Twisted flushes with C{callLater(0)}: each response to an HTTPS client
+    cost a timer, a reactor turn to encrypt it and another, with two
+    C{epoll_ctl} calls, for the socket to take it.  During reads the flush
+    is queued with L{flushAfterReads} instead: at the end of the reactor's
+    batch of events under the proxy's reactor, so an HTTP/2 connection
+    still gathers the responses of all the backend reads in the batch, or
+    at the end of the read under another reactor.  What it writes to the
+    socket goes out in the same pass.  Outside reads (a timer firing) it
+    falls back to C{callLater(0)}.
+    """
+
+    MAX_BUFFER_SIZE = 64_000
+    """Buffered bytes past which a write is flushed at once (Twisted's)."""
+
+    def __init__(self, write: Any, clock: IReactorTime) -> None:
+        self._write = write
+        self._clock = clock
+        self._buffer: List[bytes] = []
+        self._size = 0
+        self._queued = False
+        self._scheduled: Optional[IDelayedCall] = None
+
+    def write(self, data: bytes) -> None:
+        """
+        Buffer C{data} (C{bytes} only, as Twisted's check) and arrange
+        for it to be flushed.
+        """
+        self._buffer.append(data + b"")
+        self._size += len(data)
+        if self._size > self.MAX_BUFFER_SIZE:
+            self.flush()
+        elif not self._queued and self._scheduled is None:
+            if flushAfterReads(self):
+                self._queued = True
+            else:
+                self._scheduled = self._clock.callLater(0, self._scheduledFlush)
+
+    def flushAfterReads(self) -> None:
+        """The reads that wrote are done: flush."""
+        self._queued = False
+        self.flush()
+
+    def _scheduledFlush(self) -> None:
+        """The reactor turn after a write made outside a read."""
+        self._scheduled = None
+        self.flush()
+
+    def flush(self) -> None:
+        """Encrypt and send what is buffered."""
+        if self._buffer:
+            data = b"".join(self._buffer)
+            del self._buffer[:]
+            self._size = 0
+            self._write(data)
+
+    def close(self) -> None:
+        """Flush now and cancel a pending timer: the connection is lost."""
+        if self._scheduled is not None:
+            self._scheduled.cancel()
+            self._scheduled = None
+        self.flush()
+
+
 class ServerTLSProtocol(BufferingTLSTransport):
     """
     The TLS layer of one client connection, closing as nginx does.
@@ -447,6 +518,19 @@ class ServerTLSProtocol(BufferingTLSTransport):
     #: Whether the client spoke plain text instead of TLS: then bytes pass
     #: through both ways, so it can be answered (see L{PlainHTTPFilter}).
     plain = False
+
+    def __init__(
+        self, factory: TLSMemoryBIOFactory, wrappedProtocol: Any, _connectWrapped: bool = True
+    ) -> None:
+        """
+        Replace Twisted's write aggregator with one that flushes when the
+        reads are done (L{EndOfReadWrites}).
+        """
+        super().__init__(factory, wrappedProtocol, _connectWrapped)
+        self._aggregator = EndOfReadWrites(  # type: ignore[assignment]
+            TLSMemoryBIOProtocol.write.__get__(self), factory._clock
+        )
+        self.write = self._aggregator.write  # type: ignore[method-assign]
 
     def dataReceived(self, data: bytes) -> None:
         """

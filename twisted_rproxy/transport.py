@@ -57,11 +57,22 @@ class _ReadFlushQueue:
     @ivar reading: whether a flushing transport's C{doRead} is on the stack.
     @ivar pending: transports to flush when that read returns, in the
         order they were first written to.
+    @ivar layers: buffering layers above the transports (TLS) to flush
+        once the reads now being delivered are done, while a read still
+        counts as in progress, so what they write lands in C{pending} and
+        goes out in the same pass.
+    @ivar batching: whether the reactor is delivering a batch of events
+        and will call L{endBatch} after the last (L{ProxyEPollReactor}
+        does): then the layers wait for the whole batch, so an HTTP/2
+        connection gathers the responses of every backend read in it into
+        one TLS record; otherwise they are flushed at the end of each read.
     """
 
     def __init__(self) -> None:
         self.reading = False
+        self.batching = False
         self.pending: List["_FlushAfterRead"] = []
+        self.layers: List[Any] = []
 
     def flush(self) -> None:
         """
@@ -72,8 +83,69 @@ class _ReadFlushQueue:
             transport._flushQueued = False
             transport._flushNow()
 
+    def flushLayers(self) -> None:
+        """
+        Call each queued layer's C{flushAfterReads}.  The read that queued
+        it may belong to another connection, so one layer's failure is
+        logged and must not end that read's connection.
+        """
+        while self.layers:
+            layers, self.layers = self.layers, []
+            for layer in layers:
+                try:
+                    layer.flushAfterReads()
+                except Exception:
+                    _log.failure("flushing {layer!r} after reads", layer=layer)
+
+    def endBatch(self) -> None:
+        """
+        The reactor delivered its batch of events: flush the layers, then
+        the transports they wrote to, as at the end of a read.
+        """
+        self.batching = False
+        if self.layers:
+            self.reading = True
+            try:
+                self.flushLayers()
+            finally:
+                self.reading = False
+                if self.pending:
+                    self.flush()
+
 
 _QUEUE = _ReadFlushQueue()
+
+
+def flushAfterReads(layer: Any) -> bool:
+    """
+    Have C{layer.flushAfterReads()} called when the reads now being
+    delivered are done (L{_ReadFlushQueue.batching}), before the
+    transports it writes to are flushed.
+
+    @return: C{False} when no read is being delivered (a timer or another
+        reactor event is running): the caller then schedules its own flush.
+    """
+    queue = _QUEUE
+    if not (queue.reading or queue.batching):
+        return False
+    queue.layers.append(layer)
+    return True
+
+
+def startEventBatch() -> None:
+    """
+    A reactor is about to deliver a batch of events and will call
+    L{endEventBatch} after the last: layers wait for it.
+    """
+    _QUEUE.batching = True
+
+
+def endEventBatch() -> None:
+    """
+    The batch is delivered: flush the layers written to during it, then
+    the transports they wrote to.
+    """
+    _QUEUE.endBatch()
 
 
 class _FlushAfterRead:
@@ -133,6 +205,8 @@ class _FlushAfterRead:
             self.protocol.dataReceived(data)  # type: ignore[attr-defined]
             return None
         finally:
+            if queue.layers and not queue.batching:
+                queue.flushLayers()
             queue.reading = False
             if queue.pending:
                 queue.flush()
