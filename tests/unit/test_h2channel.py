@@ -400,6 +400,30 @@ def testConnectionLostAbortsEveryStream() -> None:
     assert [s for s, _u in SINK.entries] == [499, 499]
 
 
+def testClientGoAwayAbortsOpenStreams() -> None:
+    """
+    After the client's GOAWAY, h2 will send nothing more, so the open
+    streams are given up as on a lost connection: each exchange learns its
+    client is gone (the proxy then drops its upstream request) and logs
+    499, and a response head that still reaches a stream is dropped, not
+    an h2 ProtocolError raised out of the backend's read.
+    """
+    client = Client()
+    client.request("/hold")
+    client.request("/hold")
+    closed: List[bool] = []
+    for exchange in HOLD.exchanges:
+        exchange.notifyClientClosed(lambda: closed.append(True))
+    client.h2.close_connection()
+    client.pump()
+    assert client.transport.disconnecting
+    assert closed == [True, True] and all(e.aborted for e in HOLD.exchanges)
+    assert [s for s, _u in SINK.entries] == [499, 499]
+    late = HOLD.exchanges[0]
+    late.channel.sendHead(late, 200, b"OK", [])
+    assert client.transport.value() == b""
+
+
 def testUpstreamAbortResetsOnlyThatStream() -> None:
     """
     An exchange that cannot complete resets its stream, not the connection.

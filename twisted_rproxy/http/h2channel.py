@@ -190,6 +190,14 @@ class H2Channel(Protocol):
         if self._writeTimer is not None and self._writeTimer.active():
             self._writeTimer.cancel()
         self._writeTimer = None
+        self._abandonStreams()
+
+    def _abandonStreams(self) -> None:
+        """
+        Give up every open stream as its client gone: the connection is
+        lost, or the client's GOAWAY closed h2's side, which then refuses
+        to send anything more on any stream.
+        """
         streams, self._streams = self._streams, {}
         for stream in streams.values():
             self._streamGone(stream)
@@ -290,6 +298,7 @@ class H2Channel(Protocol):
                 self._goneAway = True
                 self._send()
                 self.transport.loseConnection()
+                self._abandonStreams()
                 return
         self._send()
 
