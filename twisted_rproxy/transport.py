@@ -42,12 +42,14 @@ DEFAULT_READ_SIZE: int = FileDescriptor.bufferSize
 """The most one read takes, as in Twisted (64 KiB)."""
 
 SMALL_READ_SIZE = 4096
-"""Where an accepted connection's reads start (L{FlushingServer}): a
-request head fits, as in nginx's C{client_header_buffer_size} 1k buffer."""
+"""Where an accepted connection's reads start (L{FlushingServer}): most
+request heads fit (nginx starts a connection with a 1k buffer,
+C{client_header_buffer_size})."""
 
 READ_GROWTH = 4
 """How much a connection's next read grows after a read that filled it
-(4 KiB, 16 KiB, 64 KiB) and shrinks after one under a quarter of it."""
+(4 KiB, 16 KiB, 64 KiB) and shrinks after two in a row under a quarter
+of it."""
 
 
 class _ReadFlushQueue:
@@ -122,8 +124,8 @@ def flushAfterReads(layer: Any) -> bool:
     delivered are done (L{_ReadFlushQueue.batching}), before the
     transports it writes to are flushed.
 
-    @return: C{False} when no read is being delivered (a timer or another
-        reactor event is running): the caller then schedules its own flush.
+    @return: C{False} outside reads and reactor batches (a timer is
+        running, say): the caller then schedules its own flush.
     """
     queue = _QUEUE
     if not (queue.reading or queue.batching):
