@@ -462,10 +462,15 @@ class EndOfReadWrites:
 
     def write(self, data: bytes) -> None:
         """
-        Buffer C{data} (C{bytes} only, as Twisted's check) and arrange
-        for it to be flushed.
+        Buffer C{data} and arrange for it to be flushed.
+
+        Twisted buffers C{data + b""}: a C{TypeError} now for what is not
+        bytes, and a copy of a mutable buffer.  On PyPy that also copies
+        C{bytes}, so C{bytes} are kept as they are.
         """
-        self._buffer.append(data + b"")
+        if type(data) is not bytes:
+            data = data + b""
+        self._buffer.append(data)
         self._size += len(data)
         if self._size > self.MAX_BUFFER_SIZE:
             self.flush()

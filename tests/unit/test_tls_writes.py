@@ -133,8 +133,17 @@ class EndOfReadWritesTests(SynchronousTestCase):
         self.assertEqual((self.writes.calls, self.clock.getDelayedCalls()), ([b"last"], []))
 
     def test_onlyBytesAreTaken(self) -> None:
-        """Like Twisted's buffer, a C{str} is refused when written."""
+        """Like Twisted's buffer, a C{str} or an C{int} is refused when written."""
         self.assertRaises(TypeError, self.buffer.write, "text")
+        self.assertRaises(TypeError, self.buffer.write, 5)
+
+    def test_aMutableBufferIsCopied(self) -> None:
+        """A C{bytearray} changed after its write is sent as it was written."""
+        data = bytearray(b"abc")
+        self.buffer.write(data)
+        data[:] = b"xyz"
+        self.clock.advance(0)
+        self.assertEqual(self.writes.calls, [b"abc"])
 
     def test_aFailingLayerDoesNotEndTheRead(self) -> None:
         """
