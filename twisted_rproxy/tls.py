@@ -447,6 +447,10 @@ class EndOfReadWrites:
     at the end of the read under another reactor.  What it writes to the
     socket goes out in the same pass.  Outside reads (a timer firing) it
     falls back to C{callLater(0)}.
+
+    A class of its own rather than a subclass of Twisted's private
+    C{_AggregateSmallWrites}, whose attributes differ between the Twisted
+    versions supported (25.5 has no C{close}).
     """
 
     MAX_BUFFER_SIZE = 64_000

@@ -227,17 +227,17 @@ class _FlushAfterRead:
         a 16.1 KiB POST the next read brings only the rest, and shrinking
         on it made every such request take two reads.
         """
-        if got == size:
-            self._smallReadSeen = False
-            if size < DEFAULT_READ_SIZE:
-                self.readSize = min(size * READ_GROWTH, DEFAULT_READ_SIZE)
-        elif got * READ_GROWTH < size and size > SMALL_READ_SIZE:
-            if self._smallReadSeen:
-                self._smallReadSeen = False
-                self.readSize = max(size // READ_GROWTH, SMALL_READ_SIZE)
-            else:
-                self._smallReadSeen = True
-        elif self._smallReadSeen:
+        small = got * READ_GROWTH < size and size > SMALL_READ_SIZE
+        seen = self._smallReadSeen
+        if small and seen:
+            self.readSize = max(size // READ_GROWTH, SMALL_READ_SIZE)
+        elif got == size and size < DEFAULT_READ_SIZE:
+            self.readSize = min(size * READ_GROWTH, DEFAULT_READ_SIZE)
+        # Written only when it changes, so a connection whose reads are
+        # never small keeps no instance entry for it.
+        if small and not seen:
+            self._smallReadSeen = True
+        elif seen:
             self._smallReadSeen = False
 
     def write(self, data: bytes) -> None:

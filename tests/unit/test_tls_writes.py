@@ -8,7 +8,7 @@ that is.  The transports sit on real socket pairs; timers are a L{Clock}.
 from __future__ import annotations
 
 import socket
-from typing import List
+from typing import Callable, List, Optional
 
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.ssl import CertificateOptions
@@ -28,14 +28,14 @@ class RecordedWrites:
     recorded, then passed to C{forward} if given.
     """
 
-    def __init__(self, forward: object = None) -> None:
+    def __init__(self, forward: Optional[Callable[[bytes], object]] = None) -> None:
         self.calls: List[bytes] = []
         self.forward = forward
 
     def __call__(self, data: bytes) -> None:
         self.calls.append(data)
         if self.forward is not None:
-            self.forward(data)  # type: ignore[operator]
+            self.forward(data)
 
 
 class EndOfReadWritesTests(SynchronousTestCase):
