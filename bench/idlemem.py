@@ -119,7 +119,8 @@ def measure(count: int, top: int, trace: bool, backend: Any = None) -> Dict[str,
     text = CONFIG.format(port=port, action=PROXY if backend else 'return 200 "ok";')
     if backend is not None:
         text = text.replace("http {", "http {\n    " + UPSTREAM.format(address=backend.address), 1)
-    config = loadConfig(text=text, reactor=reactor, prefix=tempfile.mkdtemp())
+    prefix = tempfile.TemporaryDirectory(prefix="bench-idle-")  # removed on exit
+    config = loadConfig(text=text, reactor=reactor, prefix=prefix.name)
     service = ProxyService(config, reactor)
     service.startService()
     factory = next(f for f in service.factories.values()

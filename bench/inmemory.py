@@ -66,7 +66,8 @@ class Pair:
         text = proxyConfig(PORT, BACKEND, STREAM, 1024).replace(
             "http {", "http {\n    keepalive_requests 1000000000;", 1).replace(
             "keepalive 32;", "keepalive 32;\n        keepalive_requests 1000000000;")
-        config = loadConfig(text=text, reactor=self.reactor, prefix=tempfile.mkdtemp())
+        self.prefix = tempfile.TemporaryDirectory(prefix="bench-inmemory-")  # removed on exit
+        config = loadConfig(text=text, reactor=self.reactor, prefix=self.prefix.name)
         factory = ProxyFactory(config.listeners[0], self.reactor)
         address = IPv4Address("TCP", "127.0.0.1", 50000)
         self.channel = factory.buildProtocol(address)

@@ -698,12 +698,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     connections = max(4096, wantIdle + 1024)
     backend = startBackend(freePort(), loadCpu)
     stream = StreamBackendRunner(freePort(), loadCpu)
+    # The throwaway CA's private key goes when the run does.
+    certificates = Path(tempfile.mkdtemp(prefix="bench-tls-"))
     try:
         stream.start()
         bench = Bench(options.port or freePort(), backend.port, stream.port, connections,
                       proxyCpu, loadCpu, options.duration, options.quick, limit,
                       options.python, tlsPort=freePort(),
-                      certificate=makeCertificate(Path(tempfile.mkdtemp(prefix="bench-tls-"))))
+                      certificate=makeCertificate(certificates))
         bench.pypy = "PyPy" in _pythonVersion(options.python or sys.executable)
         if options.serve:
             serve(bench, options.serve)
@@ -728,6 +730,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     finally:
         stream.cleanup()
         backend.cleanup()
+        shutil.rmtree(certificates, ignore_errors=True)
     data["targets"] = report.evaluateTargets(data)
     data["meta"]["seconds"] = round(time.monotonic() - started, 1)
     say(report.formatTargets(data["targets"]))

@@ -13,6 +13,7 @@ clock advances and every byte on both wires can be checked.
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from typing import Any, List, Optional, Sequence, Tuple
 
@@ -98,8 +99,9 @@ class ProxyTestCase(SynchronousTestCase):
             + "\n server {\n  listen 127.0.0.1:8080;\n" + server + "\n }\n}\n"
         )
         modules = list(loadModules()) + list(extraModules) if extraModules else None
-        self.config = loadConfig(text=text, reactor=self.reactor, prefix=tempfile.mkdtemp(),
-                                 modules=modules)
+        prefix = tempfile.mkdtemp(prefix="rproxy-unit-")
+        self.addCleanup(shutil.rmtree, prefix, True)
+        self.config = loadConfig(text=text, reactor=self.reactor, prefix=prefix, modules=modules)
         self.factory = ProxyFactory(self.config.listeners[0], self.reactor)
         self.events: List[dict] = []
         self.patch(ProxyRequest, "log", Logger(observer=self.events.append))
