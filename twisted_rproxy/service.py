@@ -86,14 +86,11 @@ class ProxyFactory(Factory):
         channel.scheme = "https"
         tlsFactory = self._tlsFactory
         if tlsFactory is None:
-            from twisted.protocols.tls import TLSMemoryBIOFactory
+            from .tls import ServerTLSFactory
 
-            from .tls import ServerTLSProtocol
-
-            tlsFactory = self._tlsFactory = TLSMemoryBIOFactory(
-                _CurrentListenerTLS(self), False, self, clock=self._reactor
+            tlsFactory = self._tlsFactory = ServerTLSFactory(
+                _CurrentListenerTLS(self), self, clock=self._reactor
             )
-            tlsFactory.protocol = ServerTLSProtocol
         return tlsFactory.protocol(tlsFactory, channel)
 
     def openChannels(self) -> List[HTTPChannel]:

@@ -1332,6 +1332,36 @@ class NoDelayTests(SynchronousTestCase):
         sock = self.accepted("tcp_nodelay off;")
         self.assertEqual(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY), 0)
 
+    def test_onceBehindTheSelector(self) -> None:
+        """
+        On a listener that may speak HTTP/2, the protocol selector sets it
+        before the first byte, and the HTTP/1 channel it then chooses does
+        not set it a second time.
+        """
+        calls: List[Tuple[int, int, int]] = []
+
+        class RecordingSocket:
+            family = socket.AF_INET
+
+            def setsockopt(self, level: int, option: int, value: int) -> None:
+                calls.append((level, option, value))
+
+        transport = StringTransport(
+            hostAddress=IPv4Address("TCP", "127.0.0.1", 8080),
+            peerAddress=IPv4Address("TCP", "127.0.0.1", 50011),
+        )
+        transport.socket = RecordingSocket()  # type: ignore[attr-defined]
+        text = ("events { }\nhttp {\n access_log off;\n server {\n"
+                "  listen 127.0.0.1:8080 http2;\n  return 200 \"ok\\n\";\n }\n}\n")
+        factory = ProxyFactory(compiled(text).listeners[0], MemoryReactorClock())
+        protocol = factory.buildProtocol(None)
+        protocol.makeConnection(transport)
+        self.assertEqual(calls, [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
+        protocol.dataReceived(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        self.assertIsInstance(protocol.chosen, HTTPChannel)
+        self.assertTrue(transport.value().startswith(b"HTTP/1.1 200 OK\r\n"), transport.value())
+        self.assertEqual(calls, [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
+
 
 class IdleFootprintTests(SynchronousTestCase):
     """

@@ -517,3 +517,105 @@ class PlainHTTPOnTLSPortTests(TLSConfigTestCase):
         transport = self.connect(b"\x16\x03\x01\x00\x05hello")
         self.assertFalse(self.protocol.plain)
         self.assertNotIn(b"HTTP/1.1", transport.value())
+
+
+class ServerTLSConnectionTests(TLSConfigTestCase):
+    """
+    L{ServerTLSProtocol.makeConnection} and L{ServerTLSFactory}: a client
+    connection's TLS layer, set up in fewer steps than Twisted's, ends in
+    the same state and completes a handshake and a request.
+    """
+
+    CONFIG = """
+    ssl_certificate a.crt;
+    ssl_certificate_key a.key;
+    server {
+        listen 127.0.0.1:8443 ssl;
+        server_name a.test;
+        return 200 "tls\\n";
+    }
+"""
+
+    def accept(self) -> Tuple[Any, Any, Any]:
+        """
+        @return: the TLS layer, its memory transport (which declares
+            C{ITCPTransport} on itself, as a TCP one would) and the reactor.
+        """
+        from twisted.internet.interfaces import ITCPTransport
+        from twisted.internet.testing import MemoryReactorClock, StringTransport
+        from zope.interface import directlyProvides, providedBy
+
+        from twisted_rproxy.service import ProxyFactory
+
+        class Transport(StringTransport):
+            def getHandle(self) -> None:
+                return None
+
+        reactor = MemoryReactorClock()
+        factory = ProxyFactory(self.compileHTTP(self.CONFIG).listeners[0], reactor)
+        protocol = factory.buildProtocol(None)
+        transport = Transport()
+        directlyProvides(transport, providedBy(transport), ITCPTransport)
+        protocol.makeConnection(transport)
+        return protocol, transport, reactor
+
+    def testStateAfterMakeConnection(self) -> None:
+        """
+        The layer provides what its transport does, its OpenSSL connection
+        has the layer as application data, the wrapped protocol is
+        connected to the layer, and nothing is sent before the client's
+        hello.  (L{testHandshakeAndRequest} shows the connection accepts.)
+        """
+        from twisted.internet.interfaces import ITCPTransport, ITransport
+
+        from twisted_rproxy.tls import ServerTLSFactory, ServerTLSProtocol
+
+        protocol, transport, _ = self.accept()
+        self.assertIsInstance(protocol, ServerTLSProtocol)
+        self.assertIsInstance(protocol.factory, ServerTLSFactory)
+        self.assertTrue(ITCPTransport.providedBy(protocol))
+        self.assertTrue(ITransport.providedBy(protocol))
+        self.assertIs(protocol.transport, transport)
+        self.assertTrue(protocol.connected)
+        self.assertIn(protocol, protocol.factory.protocols)
+        self.assertIs(protocol.getHandle().get_app_data(), protocol)
+        self.assertIs(protocol.wrappedProtocol.transport, protocol)
+        self.assertEqual(transport.value(), b"")
+
+    def testHandshakeAndRequest(self) -> None:
+        """A client completes a handshake, sends a request, gets the answer."""
+        protocol, transport, reactor = self.accept()
+        context = SSL.Context(SSL.TLS_METHOD)
+        context.load_verify_locations(str(self.ca.certPath))
+        context.set_verify(SSL.VERIFY_PEER, lambda *args: bool(args[-1]))
+        client = SSL.Connection(context, None)
+        client.set_tlsext_host_name(b"a.test")
+        client.set_connect_state()
+
+        def exchange() -> None:
+            try:
+                protocol.dataReceived(client.bio_read(65536))
+            except SSL.WantReadError:
+                pass
+            reactor.advance(0)
+            client.bio_write(transport.value())
+            transport.clear()
+
+        for _ in range(5):
+            try:
+                client.do_handshake()
+                break
+            except SSL.WantReadError:
+                exchange()
+        else:
+            self.fail("the handshake did not finish")
+        client.sendall(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        exchange()
+        response = b""
+        while True:
+            try:
+                response += client.recv(65536)
+            except SSL.WantReadError:
+                break
+        self.assertTrue(response.startswith(b"HTTP/1.1 200 OK\r\n"), response)
+        self.assertTrue(response.endswith(b"\r\n\r\ntls\n"), response)

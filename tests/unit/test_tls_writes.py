@@ -13,12 +13,11 @@ from typing import Callable, List, Optional
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.ssl import CertificateOptions
 from twisted.internet.task import Clock
-from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.unit.test_transport import RecordingReactor, Relay, connected, received
 from twisted_rproxy.reactor import ProxyEPollReactor
-from twisted_rproxy.tls import EndOfReadWrites, ServerTLSProtocol
+from twisted_rproxy.tls import EndOfReadWrites, ServerTLSFactory
 from twisted_rproxy.transport import FlushingServer, endEventBatch, flushAfterReads, startEventBatch
 
 
@@ -206,8 +205,7 @@ class ServerTLSProtocolTests(SynchronousTestCase):
 
     def test_writesGoThroughEndOfReadWrites(self) -> None:
         """C{write} is the buffer's, which flushes into TLS's own write."""
-        factory = TLSMemoryBIOFactory(CertificateOptions(), False, Factory.forProtocol(Protocol))
-        factory.protocol = ServerTLSProtocol
+        factory = ServerTLSFactory(CertificateOptions(), Factory.forProtocol(Protocol))
         protocol = factory.buildProtocol(None)
         self.assertIsInstance(protocol._aggregator, EndOfReadWrites)
         self.assertEqual(protocol.write, protocol._aggregator.write)

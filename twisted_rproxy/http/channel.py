@@ -132,6 +132,9 @@ class HTTPChannel(Protocol):
     #: this channel pauses, which Protocol's C{Optional[ITransport]} hides.
     transport: Any
     _connections = 0
+    #: Whether the L{ProtocolSelector} that chose this channel has set
+    #: C{TCP_NODELAY} already (one C{setsockopt} per connection, not two).
+    noDelaySet = False
     # The per-connection state lives in slots: an idle keepalive connection
     # should cost little, and more than 30 attributes in an instance dict
     # would turn CPython's shared-key layout into a full dict per
@@ -200,7 +203,7 @@ class HTTPChannel(Protocol):
             conf = listener.defaultServer.conf
             self._limits = limitsFor(conf)
             self._headerTimeout = conf.get("client_header_timeout")
-        if self.listener.defaultServer.conf.get("tcp_nodelay"):
+        if not self.noDelaySet and self.listener.defaultServer.conf.get("tcp_nodelay"):
             setNoDelay(self.transport)
         self.transport.registerProducer(self, True)
         self._setTimer(self._headerTimeout, "client_header_timeout")

@@ -48,6 +48,7 @@ class ProtocolSelector(Protocol):
         self.lost = False
         self._buffer = b""
         self._timer: Any = None
+        self._noDelaySet = False
 
     def connectionMade(self) -> None:
         """
@@ -55,6 +56,7 @@ class ProtocolSelector(Protocol):
         """
         if self.listener.defaultServer.conf.get("tcp_nodelay"):
             setNoDelay(self.transport)
+            self._noDelaySet = True
         seconds = self.listener.defaultServer.conf.get("client_header_timeout")
         if seconds:
             self._timer = self._reactor.callLater(seconds, self._timedOut)
@@ -114,6 +116,8 @@ class ProtocolSelector(Protocol):
         channel: Any = (H2Channel if http2 else HTTPChannel)(self.listener, self._reactor)
         channel.scheme = self.scheme
         channel.factory = self.factory
+        if self._noDelaySet:
+            channel.noDelaySet = True
         self.chosen = channel
         channels = getattr(self.factory, "channels", None)
         if channels is not None:
