@@ -301,14 +301,14 @@ class _FlushAfterRead:
 
     def _flushNow(self) -> None:
         """
-        Try to send the buffer now.  A closing transport, a socket error or
-        a short send goes back to the reactor, which then does exactly what
-        it would have done without this class.
+        Try to send the buffer now.  A socket error or a short send goes
+        back to the reactor, which then does exactly what it would have
+        done without this class.
         """
         if not self.connected or self._aborting:  # type: ignore[attr-defined]
             return  # an aborted transport sends nothing more
         if self.disconnecting or self._writeDisconnecting:  # type: ignore[attr-defined]
-            self._arm()
+            self._closeNow()
             return
         if self.offset < len(self.dataBuffer):
             self._flushBehind()  # older bytes go first, Twisted's way
@@ -334,6 +334,31 @@ class _FlushAfterRead:
         self.offset = sent
         self._arm()
         self._pauseIfBehind(total - sent)
+
+    def _closeNow(self) -> None:
+        """
+        A closing transport: what the reactor's next C{doWrite} would do,
+        done now.  Send the rest and, if the socket took it all, close,
+        so a connection closed after its last response (C{Connection:
+        close}, TLS's close alert) is not armed in epoll for one more
+        pass.  A short send goes back to the reactor.
+        """
+        try:
+            why = self.doWrite()  # type: ignore[attr-defined]
+        except Exception:
+            _log.failure("sending before closing failed; leaving it to the reactor")
+            self._arm()
+            return
+        if why is None:
+            if self._tempDataLen or self.offset < len(self.dataBuffer):
+                self._arm()
+            return
+        try:
+            # The read that queued this flush may be another connection's:
+            # a failure here must not end that one.
+            self.reactor._disconnectSelectable(self, why, False)  # type: ignore[attr-defined]
+        except Exception:
+            _log.failure("closing {transport!r} failed", transport=self)
 
     def _pauseIfBehind(self, unsent: int) -> None:
         """

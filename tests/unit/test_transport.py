@@ -13,7 +13,8 @@ import socket
 from typing import Any, List, Tuple
 
 from twisted.internet import main
-from twisted.internet.error import ConnectionLost
+from twisted.internet.error import ConnectionDone, ConnectionLost
+from twisted.internet.posixbase import _DisconnectSelectableMixin
 from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
@@ -32,9 +33,10 @@ from twisted_rproxy.transport import (
 )
 
 
-class RecordingReactor:
+class RecordingReactor(_DisconnectSelectableMixin):
     """
-    The reactor methods a TCP transport calls, recorded rather than run.
+    The reactor methods a TCP transport calls, recorded rather than run,
+    and Twisted's own code for disconnecting a selectable.
 
     @ivar writers: transports currently armed for writability.
     """
@@ -234,19 +236,72 @@ class FlushAfterReadTests(TwoConnections):
             got += received(self.targetPeer)
         self.assertEqual(len(got), 4 << 20)
 
-    def test_loseConnectionDuringAReadIsTheReactors(self) -> None:
+    def test_loseConnectionDuringAReadClosesAtTheFlush(self) -> None:
         """
-        A transport closed during the read is armed for the reactor, which
-        flushes what was written and then closes, as Twisted does.
+        A transport closed during the read sends what was written to it
+        and closes when the read returns, as the reactor's next C{doWrite}
+        would, without being armed for it.
         """
+        lost: List[Failure] = []
+        self.target.protocol.connectionLost = lost.append  # type: ignore[method-assign]
         self.relay.targets.append(self.target)
         self.relay.closeAfter = True
         self.sourcePeer.sendall(b"bye")
+        self.assertIsNone(self.source.doRead())
+        self.assertEqual(self.reactor.writers, [])
+        self.assertEqual(len(lost), 1)
+        lost[0].trap(ConnectionDone)
+        self.assertFalse(self.target.connected)
+        self.assertNotIn(self.target, self.reactor.readers)
+        self.assertIn(self.source, self.reactor.readers)
+        self.assertEqual(received(self.targetPeer), b"BYE")
+        self.assertEqual(self.targetPeer.recv(1), b"", "the socket is closed")
+
+    def test_shortSendWhileClosingIsTheReactors(self) -> None:
+        """
+        When a closing transport's socket takes only part of its data, the
+        reactor is armed for the rest, and closes once it is sent.
+        """
+        self.target.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        self.target.bufferSize = 1 << 30  # no producer pausing in this test
+
+        class BigThenClose(Relay):
+            def dataReceived(self, data: bytes) -> None:
+                for target in self.targets:
+                    target.write(b"w" * (4 << 20))
+                    target.loseConnection()
+
+        closing = BigThenClose()
+        closing.targets.append(self.target)
+        self.source.protocol = closing
+        self.sourcePeer.sendall(b"go")
         self.source.doRead()
         self.assertEqual(self.reactor.writers, [self.target])
-        self.assertTrue(self.target.disconnecting)
-        why = self.target.doWrite()
-        self.assertIsNotNone(why, "doWrite reports the close to the reactor")
+        self.assertTrue(self.target.connected)
+        got = received(self.targetPeer)
+        why = None
+        while why is None:
+            why = self.target.doWrite()
+            got += received(self.targetPeer)
+        self.assertEqual(len(got), 4 << 20)
+        self.assertIs(why, main.CONNECTION_DONE)
+
+    def test_failedCloseDoesNotEndTheReadingConnection(self) -> None:
+        """
+        An exception from the closed connection's C{connectionLost} is
+        logged; the connection whose read queued the flush carries on.
+        """
+
+        def fail(reason: Failure) -> None:
+            raise RuntimeError("connectionLost failed")
+
+        self.target.protocol.connectionLost = fail  # type: ignore[method-assign]
+        self.relay.targets.append(self.target)
+        self.relay.closeAfter = True
+        self.sourcePeer.sendall(b"bye")
+        self.assertIsNone(self.source.doRead())
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        self.assertTrue(self.source.connected)
         self.assertEqual(received(self.targetPeer), b"BYE")
 
     def test_abortDuringAReadSendsNothing(self) -> None:
