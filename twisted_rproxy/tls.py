@@ -222,6 +222,10 @@ def makeContext(settings: TLSSettings, serverNameCallback: Any = None) -> SSL.Co
         # Only SSLv2/SSLv3 listed: nothing OpenSSL 3 still speaks.
         options |= SSL.OP_NO_TLSv1 | SSL.OP_NO_TLSv1_1 | SSL.OP_NO_TLSv1_2 | SSL.OP_NO_TLSv1_3
     context.set_options(options)
+    # As ngx_ssl_create: OpenSSL frees a connection's 16 KiB record buffers
+    # whenever they are empty, so an idle or closed connection holds none
+    # (on PyPy a closed one would keep them until the GC collects it).
+    context.set_mode(SSL.MODE_RELEASE_BUFFERS)
     context.set_timeout(settings.sessionTimeout)
     context.set_session_cache_mode(
         SSL.SESS_CACHE_SERVER if settings.sessionCache else SSL.SESS_CACHE_OFF

@@ -383,6 +383,17 @@ class SNITests(TLSConfigTestCase):
         connection = tls.serverConnectionForTLS(None)
         self.assertIs(connection.get_context(), b)
 
+    def testRecordBuffersReleased(self) -> None:
+        """
+        Every context frees a connection's record buffers when they are
+        empty, as nginx's do (C{SSL_MODE_RELEASE_BUFFERS}): an idle TLS
+        connection then holds none.
+        """
+        _, a, b = self.contexts()
+        for context in (a, b):
+            # set_mode adds to the mode and answers the whole of it.
+            self.assertTrue(context.set_mode(0) & SSL.MODE_RELEASE_BUFFERS)
+
     def testSharedSettingsShareAContext(self) -> None:
         """Servers inheriting the same certificate share one loaded context."""
         config = self.compileHTTP(

@@ -399,3 +399,15 @@ class ConfigTests(ConfigTestCase):
         first = locations.match("/a").payload.contentHandler.tls
         second = locations.match("/b").payload.contentHandler.tls
         self.assertIs(first, second)
+
+    def test_recordBuffersReleased(self) -> None:
+        """
+        The client context frees record buffers when they are empty, as
+        nginx's does, so a pooled idle connection holds none.
+        """
+        config = self.compileHTTP(
+            "server {\n listen 127.0.0.1:8080;\n"
+            " location / { proxy_pass https://127.0.0.1; }\n}"
+        )
+        tls = config.servers[0].locations.match("/").payload.contentHandler.tls
+        self.assertTrue(tls.context.set_mode(0) & SSL.MODE_RELEASE_BUFFERS)
