@@ -19,7 +19,7 @@ import attr
 from OpenSSL import SSL
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IDelayedCall, IOpenSSLServerConnectionCreator, IReactorTime
-from twisted.internet.protocol import connectionDone
+from twisted.internet.protocol import Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.protocols.tls import BufferingTLSTransport, TLSMemoryBIOFactory, TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
@@ -563,8 +563,7 @@ class ServerTLSProtocol(BufferingTLSTransport):
         self._tlsConnection = self.factory.connectionFor(self)
         self._appSendBuffer = []
         directlyProvides(self, providedBy(transport))
-        self.connected = 1
-        self.transport = transport
+        Protocol.makeConnection(self, transport)
         self.factory.registerProtocol(self)
         if self._connectWrapped:
             self.wrappedProtocol.makeConnection(self)

@@ -25,6 +25,7 @@ from zope.interface.verify import verifyObject
 
 from tests.integration.certs import CertificateAuthority
 from tests.unit.configsupport import ConfigTestCase
+from tests.unit.test_tls import contextMode
 from twisted_rproxy.interfaces import IProxyModule
 from twisted_rproxy.modules.proxyssl import ProxySSLModule
 from twisted_rproxy.upstream.cluster import Peer, RoundRobinBalancer, Upstream
@@ -410,4 +411,4 @@ class ConfigTests(ConfigTestCase):
             " location / { proxy_pass https://127.0.0.1; }\n}"
         )
         tls = config.servers[0].locations.match("/").payload.contentHandler.tls
-        self.assertTrue(tls.context.set_mode(0) & SSL.MODE_RELEASE_BUFFERS)
+        self.assertTrue(contextMode(tls.context) & SSL.MODE_RELEASE_BUFFERS)
