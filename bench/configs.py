@@ -2,8 +2,8 @@
 """
 The configs of one benchmark run: the backend nginx that serves fixed
 bodies, the proxy config that nginx and twisted_rproxy both run unchanged,
-and haproxy's equivalent.  Pure text generation, so a test can check it
-without starting anything.
+and its equivalents for haproxy and Caddy.  Pure text generation, so a
+test can check it without starting anything.
 """
 
 from __future__ import annotations
@@ -265,3 +265,74 @@ backend stream
     option http-no-delay
     server s1 127.0.0.1:{streamPort}
 """
+
+
+def caddyConfig(port: int, backendPort: int, streamPort: int,
+                tls: Optional[Tuple[int, str, str]] = None) -> str:
+    """
+    Caddy's equivalent of L{proxyConfig}, as a Caddyfile: no admin
+    endpoint, no automatic HTTPS, errors only in the log (Caddy keeps no
+    access log unless asked), the backend reached through a pool keeping
+    L{UPSTREAM_KEEPALIVE} idle connections, and the streaming path sent
+    on at once (C{flush_interval -1}: C{proxy_buffering off}).  WebSocket
+    upgrades need no directive in Caddy.  The sites have no host name, so
+    they answer whatever C{Host} a client sends, as the others' default
+    servers do (a site named C{127.0.0.1} answers other names with an empty
+    200).  Unlike the other two, Caddy adds
+    C{X-Forwarded-For}, C{-Proto} and C{-Host} to every proxied request:
+    it has no switch to stop that.
+
+    @param port: where Caddy listens (127.0.0.1).
+    @param backendPort: the nginx backend's port.
+    @param streamPort: the SSE and WebSocket backend's port.
+    @param tls: C{(port, certificate, key)}: an HTTPS site too, with the
+        same TLS versions as the other proxies (and HTTP/2 by ALPN).
+    @return: a complete Caddyfile.
+    """
+    routes = f"""\
+	handle {SSE_PATH}* {{
+		reverse_proxy 127.0.0.1:{streamPort} {{
+			flush_interval -1
+		}}
+	}}
+	handle {WS_PATH}* {{
+		reverse_proxy 127.0.0.1:{streamPort}
+	}}
+	handle {{
+		reverse_proxy 127.0.0.1:{backendPort} {{
+			transport http {{
+				keepalive_idle_conns {UPSTREAM_KEEPALIVE}
+				keepalive_idle_conns_per_host {UPSTREAM_KEEPALIVE}
+			}}
+		}}
+	}}
+"""
+    text = f"""\
+{{
+	admin off
+	auto_https off
+	log {{
+		level ERROR
+	}}
+	servers {{
+		timeouts {{
+			idle 75s
+		}}
+	}}
+}}
+
+http://:{port} {{
+	bind 127.0.0.1
+{routes}}}
+"""
+    if tls is not None:
+        tlsPort, certificate, key = tls
+        text += f"""
+https://:{tlsPort} {{
+	bind 127.0.0.1
+	tls {certificate} {key} {{
+		protocols tls1.2 tls1.3
+	}}
+{routes}}}
+"""
+    return text

@@ -2,7 +2,7 @@
 """
 The processes of a benchmark run, each pinned to a CPU with C{taskset}:
 the backend nginx, the SSE backend and the proxies under test (nginx,
-twisted_rproxy, haproxy), started and stopped with the integration tests'
+twisted_rproxy, haproxy, Caddy), started and stopped with the integration tests'
 runners; plus what the harness reads of them from C{/proc}: CPU time and
 resident memory.
 """
@@ -25,7 +25,7 @@ from tests.integration.harness import (
     _subprocessEnv,
 )
 
-from bench.configs import backendConfig, haproxyConfig, proxyConfig, writeBodies
+from bench.configs import backendConfig, caddyConfig, haproxyConfig, proxyConfig, writeBodies
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 """Units of utime/stime in /proc/PID/stat."""
@@ -105,6 +105,47 @@ class HAProxyRunner(ServerRunner):
     def command(self) -> List[str]:
         """haproxy -db -f CFG under taskset."""
         return _pinned(self.cpu, [self.binary, "-db", "-f", str(self.configPath)])
+
+
+class CaddyRunner(ServerRunner):
+    """
+    Caddy (C{caddy run}) pinned to a CPU, with C{GOMAXPROCS} set to its
+    workers, as the issue measured it, and its data and config
+    directories in its own prefix rather than the user's home.
+    """
+
+    label = "caddy"
+
+    def __init__(self, confText: str, port: int, cpu: Optional[str],
+                 binary: str = "caddy", workers: int = 1, **kwargs: object) -> None:
+        """
+        @param confText: the Caddyfile text.
+        @param port: its listening port on 127.0.0.1 (what to wait for).
+        @param cpu: the CPU list for taskset, or None for no pinning.
+        @param binary: the caddy executable.
+        @param workers: C{GOMAXPROCS}: the threads running Go code at once.
+        """
+        super().__init__(confText, addresses=[("127.0.0.1", port)], **kwargs)  # type: ignore[arg-type]
+        self.configPath = self.prefix / "Caddyfile"
+        self.configPath.write_text(confText, encoding="utf-8")
+        self.cpu = cpu
+        self.binary = binary
+        self.workers = workers
+
+    @property
+    def errorLogPath(self) -> Path:
+        """Caddy logs to stderr here; this file stays empty."""
+        return self.prefix / "error.log"
+
+    def environment(self) -> Optional[Dict[str, str]]:
+        """Ours, with C{GOMAXPROCS} and the XDG directories set."""
+        return dict(os.environ, GOMAXPROCS=str(self.workers),
+                    XDG_DATA_HOME=str(self.prefix), XDG_CONFIG_HOME=str(self.prefix))
+
+    def command(self) -> List[str]:
+        """caddy run --config Caddyfile under taskset."""
+        return _pinned(self.cpu, [self.binary, "run", "--config", str(self.configPath),
+                                  "--adapter", "caddyfile"])
 
 
 class BareRelayRunner(ServerRunner):
@@ -201,12 +242,16 @@ class ProxySpec:
     python: Optional[str] = None
     """The interpreter that runs twisted_rproxy (None: this one)."""
     workers: int = 1
-    """C{worker_processes} (haproxy: C{nbthread})."""
+    """C{worker_processes} (haproxy: C{nbthread}; Caddy: C{GOMAXPROCS})."""
     tls: Optional[Tuple[int, str, str]] = None
     """An HTTPS listener C{(port, certificate, key)} (not for haproxy)."""
 
     def runner(self) -> ServerRunner:
         """A runner (not started) for this proxy with the shared config."""
+        if self.name == "caddy":
+            text = caddyConfig(self.port, self.backendPort, self.streamPort, tls=self.tls)
+            return CaddyRunner(text, self.port, self.cpu, binary=caddyBinary() or "caddy",
+                               workers=self.workers)
         if self.name == "haproxy":
             text = haproxyConfig(self.port, self.backendPort, self.streamPort,
                                  self.connections,
@@ -224,6 +269,11 @@ class ProxySpec:
         if self.name == "bare":
             return BareRelayRunner(self.port, self.backendPort, self.cpu, python=self.python)
         raise ValueError(f"unknown proxy {self.name!r}")
+
+
+def caddyBinary() -> Optional[str]:
+    """caddy on PATH (Debian installs it in /usr/bin), or None."""
+    return shutil.which("caddy")
 
 
 # /proc readings.
@@ -390,7 +440,8 @@ class ProcessSampler:
 
 
 __all__ = [
-    "REPO_ROOT", "PinnedNginx", "PinnedRproxy", "HAProxyRunner", "StreamBackendRunner",
+    "REPO_ROOT", "PinnedNginx", "PinnedRproxy", "HAProxyRunner", "CaddyRunner",
+    "StreamBackendRunner", "caddyBinary",
     "startBackend", "ProxySpec", "ProcessSampler", "cpuSeconds", "memoryKib",
     "cpusAllowed", "servingPids", "coreBusySeconds",
 ]

@@ -204,6 +204,15 @@ def _growthPerConnection(data: Dict[str, Any]) -> Optional[float]:
     return (large - small) * 1024 / connections
 
 
+def _versus(data: Dict[str, Any], scenario: str, other: str, key: str) -> Optional[float]:
+    """SUBJECT's C{key} over C{other}'s in C{scenario}, or None."""
+    mine = _figure(data, scenario, SUBJECT, key)
+    theirs = _figure(data, scenario, other, key)
+    if mine is None or not theirs:
+        return None
+    return mine / theirs
+
+
 def _scaling(data: Dict[str, Any], proxy: str) -> Optional[float]:
     """
     C{proxy}'s requests/s with 2 workers over its requests/s with one.
@@ -219,6 +228,8 @@ TARGETS: Sequence[Tuple[str, str, Callable[[Dict[str, Any]], Optional[float]],
                         Callable[[float], bool]]] = (
     ("get1k requests/s >= 50% of nginx", "ratio",
      lambda d: _ratioOf(d, "get1k", "rps"), lambda v: v >= 0.5),
+    ("get1k requests/s >= 1.5x Caddy's", "x",
+     lambda d: _versus(d, "get1k", "caddy", "rps"), lambda v: v >= 1.5),
     ("get1k p99 latency <= 2x nginx", "ratio",
      lambda d: _ratioOf(d, "get1k", "p99_ms"), lambda v: v <= 2.0),
     ("get64k requests/s >= 90% of nginx", "ratio",

@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 # -*- test-case-name: tests.integration.test_bench -*-
 """
-Benchmark twisted_rproxy against nginx (and haproxy when installed) on
-this machine, side by side, in one run: same backend, same port, the same
-config text, the proxy pinned to one CPU and the load to another.
+Benchmark twisted_rproxy against nginx (and haproxy and Caddy when
+installed) on this machine, side by side, in one run: same backend, same
+port, the same config text (its equivalent for haproxy and Caddy), the
+proxy pinned to one CPU and the load to another.
 
-    python3 bench/run.py [--quick] [--scenarios a,b] [--proxies nginx,rproxy,haproxy]
+    python3 bench/run.py [--quick] [--scenarios a,b] [--proxies nginx,rproxy,haproxy,caddy]
                          [--duration S] [--python PATH]
 
 Prints a table per scenario and writes JSON plus a PNG chart of the
@@ -46,6 +47,7 @@ from bench.procs import (  # noqa: E402
     ProcessSampler,
     ProxySpec,
     StreamBackendRunner,
+    caddyBinary,
     cpusAllowed,
     servingPids,
     startBackend,
@@ -57,12 +59,20 @@ from tests.integration.harness import (  # noqa: E402
     freePort,
 )
 
-PROXIES = ("nginx", "rproxy", "haproxy", "bare")
+PROXIES = ("nginx", "rproxy", "haproxy", "caddy", "bare")
 """
 Every proxy the harness knows, in the order they run.  C{bare} is
 bench/bareproxy.py, a Twisted byte relay with no HTTP: the reactor's
 ceiling, not a proxy (asked for by name, never by default).
 """
+
+DEFAULT_PROXIES = "nginx,rproxy,haproxy,caddy"
+"""What runs without C{--proxies} (haproxy and Caddy only when installed)."""
+
+CADDY_DEFAULT_SCENARIOS = ("get1k",)
+"""Caddy's scenarios when it runs by default: the one the issue's target
+compares against Caddy (C{>= 1.5x}), so the default run stays under 5
+minutes.  Named in C{--proxies}, Caddy runs every scenario."""
 
 BARE_SCENARIOS = ("get1k", "get1k_close", "get64k", "get1m", "post16k", "idle1k", "idle10k")
 """What the bare relay can run: plain HTTP/1.1 to the backend nginx, one process."""
@@ -160,7 +170,7 @@ def aptInstall(packages: Sequence[str]) -> bool:
     result = subprocess.run(prefix + ["apt-get", "install", "-y", "-q",
                                       "--no-install-recommends", *packages],
                             env=env, check=False)
-    for service in ("nginx", "haproxy"):
+    for service in ("nginx", "haproxy", "caddy"):
         if service in " ".join(packages) and shutil.which("service"):
             subprocess.run(prefix + ["service", service, "stop"], check=False,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -168,27 +178,31 @@ def aptInstall(packages: Sequence[str]) -> bool:
 
 
 def ensureTools(proxies: List[str], installHaproxy: bool, chart: bool = True,
-                python: Optional[str] = None) -> List[str]:
+                python: Optional[str] = None, installCaddy: bool = False) -> List[str]:
     """
     Make sure nginx, wrk and taskset exist (installing nginx-light and wrk
-    if not), haproxy too when asked to install it, matplotlib for the
-    chart, and the proxy's own dependencies (for C{python}, the interpreter
-    that runs twisted_rproxy, by default this one).
+    if not), haproxy and Caddy too when asked to install them, matplotlib
+    for the chart, and the proxy's own dependencies (for C{python}, the
+    interpreter that runs twisted_rproxy, by default this one).
 
-    @return: the proxies that can run (haproxy dropped when missing).
+    @return: the proxies that can run (haproxy and Caddy dropped when
+        missing).
     @raise SystemExit: nginx or wrk is missing and cannot be installed.
     """
     missing = [pkg for pkg, ok in (("nginx-light", findNginx()), ("wrk", findWrk()),
                                    ("util-linux", shutil.which("taskset"))) if not ok]
     if "haproxy" in proxies and not _haproxyBinary() and installHaproxy:
         missing.append("haproxy")
+    if "caddy" in proxies and not caddyBinary() and installCaddy:
+        missing.append("caddy")
     if missing:
         aptInstall(missing)
     if not findNginx() or not findWrk():
         raise SystemExit("nginx and wrk are needed: apt-get install -y nginx-light wrk")
-    if "haproxy" in proxies and not _haproxyBinary():
-        say("haproxy is not installed: skipping it (--install-haproxy installs it)")
-        proxies = [p for p in proxies if p != "haproxy"]
+    for name, found in (("haproxy", _haproxyBinary()), ("caddy", caddyBinary())):
+        if name in proxies and not found:
+            say(f"{name} is not installed: skipping it (--install-{name} installs it)")
+            proxies = [p for p in proxies if p != name]
     if chart:
         _ensurePython("matplotlib", "matplotlib", "python3-matplotlib")
     if "rproxy" in proxies:
@@ -335,6 +349,8 @@ def machineMeta(pinning: str, options: argparse.Namespace, proxies: List[str]) -
     }
     if "haproxy" in proxies:
         versions["haproxy"] = _version([_haproxyBinary() or "haproxy", "-v"])
+    if "caddy" in proxies:
+        versions["caddy"] = _version([caddyBinary() or "caddy", "version"])
     return {
         "started": time.strftime("%Y-%m-%d %H:%M:%S"),
         "cpu": model,
@@ -392,6 +408,9 @@ class Bench:
     pypy: bool = False
     """Whether twisted_rproxy (and the bare relay) run on PyPy."""
 
+    onlyScenarios: Dict[str, Sequence[str]] = field(default_factory=dict)
+    """Proxies that run only the scenarios listed (Caddy by default)."""
+
     def warmup(self) -> int:
         """Seconds of unrecorded load before measuring the current proxy."""
         if self.quick:
@@ -434,6 +453,10 @@ class Bench:
         if scenario.params.get("tls") and (self.certificate is None or proxy == "haproxy"):
             return {"error": "skipped: no HTTPS listener" if self.certificate is None
                     else "skipped: the haproxy config here has no TLS listener"}
+        only = self.onlyScenarios.get(proxy)
+        if only is not None and scenario.name not in only:
+            return {"error": f"skipped: by default {proxy} runs {', '.join(only)} only "
+                             f"(name it in --proxies for every scenario)"}
         if proxy == "bare" and scenario.name not in BARE_SCENARIOS:
             return {"error": "skipped: the bare relay runs plain HTTP/1.1 to the backend nginx only"}
         if proxy in self.broken:
@@ -585,19 +608,22 @@ def runScenarios(bench: Bench, scenarios: List[Scenario], proxies: List[str],
 def parseArguments(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     """The command line; see the module docstring."""
     parser = argparse.ArgumentParser(
-        description="Benchmark twisted_rproxy against nginx (and haproxy) on this machine.")
+        description="Benchmark twisted_rproxy against nginx (and haproxy, Caddy) on this machine.")
     parser.add_argument("--quick", action="store_true",
                         help="short runs (2 s each, no warm-up): the whole run in under a minute")
     parser.add_argument("--scenarios", default=",".join(SCENARIOS),
                         help=f"comma-separated, from: {','.join(SCENARIOS)}")
-    parser.add_argument("--proxies", default="nginx,rproxy,haproxy",
-                        help="comma-separated, from: nginx,rproxy,haproxy,bare "
-                             "(haproxy only runs when installed; bare is the "
-                             "Twisted byte relay, the reactor's ceiling)")
+    parser.add_argument("--proxies", default=None,
+                        help=f"comma-separated, from: {','.join(PROXIES)} (default "
+                             f"{DEFAULT_PROXIES}; haproxy and caddy only run when "
+                             "installed, and caddy by default in get1k only; bare is "
+                             "the Twisted byte relay, the reactor's ceiling)")
     parser.add_argument("--duration", type=int, default=None,
                         help="seconds per wrk measurement (default 6, --quick 2)")
     parser.add_argument("--install-haproxy", action="store_true",
                         help="apt-get install haproxy when it is missing")
+    parser.add_argument("--install-caddy", action="store_true",
+                        help="apt-get install caddy when it is missing")
     parser.add_argument("--no-chart", dest="chart", action="store_false",
                         help="write no PNG (and do not install matplotlib)")
     parser.add_argument("--output", type=Path, default=RESULTS_DIR,
@@ -619,7 +645,8 @@ def parseArguments(argv: Optional[Sequence[str]]) -> argparse.Namespace:
         options.duration = 2 if options.quick else 6
     options.duration = max(1, options.duration)
     options.scenarios = [s for s in options.scenarios.split(",") if s]
-    options.proxies = [p for p in options.proxies.split(",") if p]
+    options.defaultProxies = options.proxies is None
+    options.proxies = [p for p in (options.proxies or DEFAULT_PROXIES).split(",") if p]
     unknown = [s for s in options.scenarios if s not in SCENARIOS]
     unknown += [p for p in options.proxies if p not in PROXIES]
     if unknown:
@@ -678,7 +705,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     signal.signal(signal.SIGINT, _interrupt)
     started = time.monotonic()
     proxies = options.proxies if not options.serve else [options.serve]
-    proxies = ensureTools(proxies, options.install_haproxy, options.chart, options.python)
+    proxies = ensureTools(proxies, options.install_haproxy, options.chart, options.python,
+                          options.install_caddy)
     if not proxies:
         say("no proxy to run")
         return 1
@@ -707,6 +735,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                       options.python, tlsPort=freePort(),
                       certificate=makeCertificate(certificates))
         bench.pypy = "PyPy" in _pythonVersion(options.python or sys.executable)
+        if options.defaultProxies:
+            bench.onlyScenarios["caddy"] = CADDY_DEFAULT_SCENARIOS
         if options.serve:
             serve(bench, options.serve)
             return 0

@@ -112,6 +112,40 @@ class TestConfigs:
                  "-c", str(conf), "-g", f"{extra}pid {tmp_path / 'nginx.pid'};"], tmp_path)
             assert result.returncode == 0, result.stderr
 
+    def testCaddyConfig(self, tmp_path: Path) -> None:
+        """
+        Caddy's Caddyfile has the shared config's shape: the backend pool
+        keeping L{configs.UPSTREAM_KEEPALIVE} idle connections, the
+        streaming path flushed at once, sites that answer any C{Host}
+        on 127.0.0.1, and the TLS versions of the others; C{caddy
+        validate} accepts it when Caddy is installed (CI installs it).
+        """
+        from bench.run import makeCertificate
+
+        certificate = makeCertificate(tmp_path / "tls")
+        assert certificate is not None
+        text = configs.caddyConfig(8080, 9000, 9001, tls=(8443, *certificate))
+        for expected in ("admin off", "auto_https off", "http://:8080 {", "https://:8443 {",
+                         "bind 127.0.0.1", f"keepalive_idle_conns {configs.UPSTREAM_KEEPALIVE}",
+                         f"handle {configs.SSE_PATH}* {{", "flush_interval -1",
+                         f"handle {configs.WS_PATH}* {{", "reverse_proxy 127.0.0.1:9000 {",
+                         "reverse_proxy 127.0.0.1:9001", "protocols tls1.2 tls1.3",
+                         f"tls {certificate[0]} {certificate[1]}"):
+            assert expected in text, expected
+        assert "https://" not in configs.caddyConfig(8080, 9000, 9001)
+        caddy = shutil.which("caddy")
+        if caddy is None:
+            if os.environ.get("CI"):
+                pytest.fail("caddy is not installed: .ci/run installs it")
+            pytest.skip("caddy is not installed (apt-get install caddy)")
+        path = tmp_path / "Caddyfile"
+        path.write_text(text)
+        result = subprocess.run(
+            [caddy, "validate", "--config", str(path), "--adapter", "caddyfile"],
+            cwd=str(tmp_path), capture_output=True, text=True, timeout=60,
+            env=dict(os.environ, XDG_DATA_HOME=str(tmp_path), XDG_CONFIG_HOME=str(tmp_path)))
+        assert result.returncode == 0, result.stdout + result.stderr
+
     def testBodies(self, tmp_path: Path) -> None:
         """The backend's files have exactly the advertised sizes."""
         configs.writeBodies(tmp_path)
@@ -186,6 +220,23 @@ class TestReport:
         sse = {"events_per_s": 10.0, "cpu_percent": 5.0}
         report.addPerCpuSecond("sse", sse)
         assert "per_cpu_second" not in sse
+
+    def testCaddyTarget(self) -> None:
+        """
+        The Caddy target is twisted_rproxy's get1k req/s over Caddy's in
+        the same run, met from 1.5; unmeasured when Caddy did not run.
+        """
+        def caddyTarget(results: dict) -> dict:
+            data = {"meta": {}, "scenarios": {"get1k": {"results": results}}}
+            targets = report.evaluateTargets(data)
+            return next(t for t in targets if "Caddy" in t["target"])
+
+        met = caddyTarget({"rproxy": {"rps": 300.0}, "caddy": {"rps": 200.0}})
+        assert met["value"] == 1.5 and met["met"] is True
+        missed = caddyTarget({"rproxy": {"rps": 290.0}, "caddy": {"rps": 200.0}})
+        assert missed["value"] == 1.45 and missed["met"] is False
+        skipped = caddyTarget({"rproxy": {"rps": 300.0}, "caddy": {"error": "skipped: x"}})
+        assert skipped["value"] is None and skipped["met"] is None
 
     def testTargetsWithoutFigures(self) -> None:
         """Targets whose scenarios did not run are reported as unmeasured."""
@@ -271,6 +322,53 @@ def testWarmupAndBareRelayScope() -> None:
     for name in ("get1k_tls", "get1k_h2", "get1k_2w", "sse", "ws_echo"):
         figures = bench.runOne(run.SCENARIOS[name], "bare")
         assert figures["error"].startswith("skipped"), (name, figures)
+
+
+def testCaddyDefaultScope() -> None:
+    """
+    Run by default, Caddy measures only the scenario its target needs
+    (so the default run stays under 5 minutes); named in C{--proxies} it
+    runs them all; its TLS scenarios get the HTTPS listener the others
+    have.
+    """
+    from bench import run
+
+    assert run.parseArguments([]).defaultProxies
+    assert "caddy" in run.parseArguments([]).proxies
+    assert not run.parseArguments(["--proxies", "caddy"]).defaultProxies
+    bench = run.Bench(1, 2, 3, 100, None, None, 1, False, 1 << 20,
+                      certificate=("cert.pem", "key.pem"), tlsPort=4)
+    bench.onlyScenarios["caddy"] = run.CADDY_DEFAULT_SCENARIOS
+    figures = bench.runOne(run.SCENARIOS["get64k"], "caddy")
+    assert figures["error"].startswith("skipped: by default caddy runs get1k only"), figures
+    assert bench.spec("caddy").tls == (4, "cert.pem", "key.pem")
+    assert bench.spec("haproxy").tls is None
+
+
+def testQuickCaddyRun(tmp_path: Path) -> None:
+    """
+    Caddy, named in C{--proxies}, serves the 1 KiB GETs, the SSE streams
+    and the HTTPS GETs through the same backends: every request answered,
+    every event delivered.  No figure is judged.
+    """
+    if shutil.which("caddy") is None:
+        if os.environ.get("CI"):
+            pytest.fail("caddy is not installed: .ci/run installs it")
+        pytest.skip("caddy is not installed (apt-get install caddy)")
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "bench" / "run.py"), "--quick", "--duration", "1",
+         "--scenarios", "get1k,get1k_tls,sse", "--proxies", "caddy", "--no-chart",
+         "--output", str(tmp_path)],
+        cwd=str(REPO_ROOT), capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stdout + result.stderr
+    data = json.loads((tmp_path / "latest.json").read_text())
+    assert data["meta"]["versions"]["caddy"]
+    for name in ("get1k", "get1k_tls"):
+        figures = data["scenarios"][name]["results"]["caddy"]
+        assert "error" not in figures, (name, figures)
+        assert figures["requests"] > 0 and figures["error_total"] == 0, (name, figures)
+    sse = data["scenarios"]["sse"]["results"]["caddy"]
+    assert sse["events"] == sse["expected"] > 0, sse
 
 
 def testQuickWebSocketRun(tmp_path: Path) -> None:
