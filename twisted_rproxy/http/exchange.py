@@ -414,6 +414,11 @@ class Exchange:
             return
         self.finished = True
         self._responseProducer = None
+        # Only an unfinished exchange is told the client closed.  Letting go
+        # of the callbacks (bound methods of the upstream request, which
+        # holds this exchange) leaves no cycle, so the request's objects go
+        # when the last reference does, not at a later garbage collection.
+        self._closeCallbacks.clear()
         self.channel.responseDone(self)
 
     def abort(self) -> None:
