@@ -515,6 +515,16 @@ class FlushingConnector(tcp.Connector):
     def _makeTransport(self) -> FlushingClient:
         return FlushingClient(self.host, self.port, self.bindAddress, self, self.reactor)
 
+    def connectionLost(self, reason: Any) -> None:
+        """
+        Let go of the closed transport first, as Twisted's C{connectionFailed}
+        does: a transport and its connector refer to each other, and each
+        closed upstream connection would otherwise wait for the garbage
+        collector, with its protocol and buffers.
+        """
+        self.transport = None
+        super().connectionLost(reason)
+
 
 class _FlushingConnectReactor:
     """

@@ -15,7 +15,7 @@ from typing import Any, List, Tuple
 from twisted.internet import main
 from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.posixbase import _DisconnectSelectableMixin
-from twisted.internet.protocol import Protocol
+from twisted.internet.protocol import ClientFactory, Protocol
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -25,6 +25,7 @@ from twisted_rproxy.transport import (
     DEFAULT_READ_SIZE,
     SMALL_READ_SIZE,
     FlushingClient,
+    FlushingConnector,
     FlushingServer,
     adoptFlushingPort,
     flushingClientEndpoint,
@@ -646,6 +647,33 @@ class LazyNamesTests(SynchronousTestCase):
         self.assertEqual(self.transport.fileno(), -1)
         self.assertEqual(self.transport.logPrefix(), "Uninitialized,7,127.0.0.1")
         self.assertEqual(repr(self.transport), "<None #7>")
+
+
+class ConnectorTests(SynchronousTestCase):
+    """
+    L{FlushingConnector} lets go of a lost transport, as Twisted's
+    connector does of a failed one.
+    """
+
+    def test_lostTransportReleased(self) -> None:
+        """
+        After C{connectionLost} the connector holds no transport (the two
+        refer to each other), and its factory was told.
+        """
+        lost: List[Any] = []
+
+        class Factory(ClientFactory):
+            def clientConnectionLost(self, connector: Any, reason: Failure) -> None:
+                lost.append((connector.transport, reason))
+
+        connector = FlushingConnector("127.0.0.1", 1, Factory(), 30, None, RecordingReactor())
+        connector.transport = object()
+        connector.state = "connected"
+        reason = Failure(ConnectionDone())
+        connector.connectionLost(reason)
+        self.assertIsNone(connector.transport)
+        self.assertEqual(lost, [(None, reason)])
+        self.assertEqual(connector.state, "disconnected")
 
 
 class ReactorSupportTests(SynchronousTestCase):

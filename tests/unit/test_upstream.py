@@ -28,7 +28,7 @@ from twisted_rproxy.upstream.http1 import (
     UpstreamError,
     UpstreamHTTPProtocol,
 )
-from twisted_rproxy.upstream.pool import ConnectionPool
+from twisted_rproxy.upstream.pool import ConnectionPool, _QuietFactory
 
 
 def peers(*weights: int, **params: Any) -> List[Peer]:
@@ -972,3 +972,22 @@ class KeepaliveTimeTests(SynchronousTestCase):
         pool.release(upstream, young, True)
         self.assertIsNone(pool.takeIdle(upstream, peer))
         self.assertTrue(young.transport.disconnecting)
+
+
+class QuietFactoryTests(SynchronousTestCase):
+    """
+    The factory that hands a prepared protocol to an endpoint.
+    """
+
+    def test_handsItOverOnce(self) -> None:
+        """
+        The protocol is handed over once and not kept: the connector keeps
+        the factory, and a kept protocol (which keeps its transport, which
+        keeps the connector) would make a cycle of every closed backend
+        connection.
+        """
+        protocol = object()
+        factory = _QuietFactory(protocol)  # type: ignore[arg-type]
+        self.assertIs(factory.buildProtocol(None), protocol)
+        self.assertIsNone(factory.buildProtocol(None))
+        self.assertNotIn(protocol, vars(factory).values())

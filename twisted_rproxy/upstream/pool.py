@@ -255,13 +255,18 @@ class _QuietFactory(Factory):
     noisy = False
 
     def __init__(self, protocol: UpstreamHTTPProtocol) -> None:
-        self._protocol = protocol
+        self._protocol: Optional[UpstreamHTTPProtocol] = protocol
 
-    def buildProtocol(self, addr: Any) -> UpstreamHTTPProtocol:
+    def buildProtocol(self, addr: Any) -> Optional[UpstreamHTTPProtocol]:
         """
-        @return: the prepared protocol.
+        @return: the prepared protocol, handed over once (one factory per
+            connection attempt).  Not kept: the connector keeps this
+            factory, and the protocol keeps its transport, which keeps the
+            connector, so a closed connection would wait for the garbage
+            collector; a second call gets C{None}, which refuses it.
         """
-        return self._protocol
+        protocol, self._protocol = self._protocol, None
+        return protocol
 
 
 def _connectFailed(failure: Failure) -> Failure:
