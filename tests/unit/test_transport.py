@@ -20,6 +20,7 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.unit.sockets import acceptedTCP
+from twisted_rproxy import transport
 from twisted_rproxy.transport import (
     _READ_BUFFER_FACTOR,
     DEFAULT_READ_SIZE,
@@ -647,6 +648,49 @@ class LazyNamesTests(SynchronousTestCase):
         self.assertEqual(self.transport.fileno(), -1)
         self.assertEqual(self.transport.logPrefix(), "Uninitialized,7,127.0.0.1")
         self.assertEqual(repr(self.transport), "<None #7>")
+
+
+class SharedHostTests(SynchronousTestCase):
+    """
+    Connections from one address share one host string (C{accept} makes
+    a new one each time), and the strings held are bounded.
+    """
+
+    def setUp(self) -> None:
+        self.reactor = RecordingReactor()
+        self.patch(transport, "_CLIENT_HOSTS", {})
+
+    def accepted(self, client: Tuple[Any, ...]) -> FlushingServer:
+        """A L{FlushingServer} on a socket pair, as if accepted from C{client}."""
+        ours, theirs = socket.socketpair()
+        self.addCleanup(ours.close)
+        self.addCleanup(theirs.close)
+        return FlushingServer(ours, Relay(), client, None, 1, self.reactor)
+
+    def test_oneStringPerAddress(self) -> None:
+        """
+        Two connections from equal but distinct host strings hold one of
+        them, in C{client}, C{hostname} and C{getPeer}; ports stay their
+        own.
+        """
+        first = self.accepted(("".join(["10.0.0.", "1"]), 1001))
+        second = self.accepted(("".join(["10.0.0.", "1"]), 1002))
+        self.assertIs(second.client[0], first.client[0])
+        self.assertIs(second.hostname, first.hostname)
+        self.assertIs(second.getPeer().host, first.getPeer().host)
+        self.assertEqual((first.getPeer().port, second.getPeer().port), (1001, 1002))
+
+    def test_ipv6AddressKeepsItsFields(self) -> None:
+        """An IPv6 client's flow info and scope id are kept."""
+        server = self.accepted(("::1", 1003, 0, 0))
+        self.assertEqual(server.client, ("::1", 1003, 0, 0))
+
+    def test_bounded(self) -> None:
+        """Past the bound the strings held start over."""
+        self.patch(transport, "_MAX_CLIENT_HOSTS", 2)
+        for last in range(3):
+            self.accepted((f"10.0.0.{last}", 1000))
+        self.assertEqual(list(transport._CLIENT_HOSTS), ["10.0.0.2"])
 
 
 class ConnectorTests(SynchronousTestCase):
