@@ -9,6 +9,8 @@ frame by frame.
 
 from __future__ import annotations
 
+import gc
+import platform
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import pytest
@@ -720,3 +722,34 @@ def testStreamProvidesTheExchangeChannelContract() -> None:
     channel = HTTPChannel(listener, client.clock)
     channel.makeConnection(StringTransport())
     verifyObject(IExchangeChannel, channel, tentative=True)
+
+
+@pytest.mark.skipif(platform.python_implementation() != "CPython",
+                    reason="only CPython frees objects by reference counting")
+def testFinishedStreamsLeaveNoCycle() -> None:
+    """
+    A stream answered, and one the client reset, let go of their
+    exchanges (whose channel they are): CPython frees both at once, with
+    no garbage for the collector.
+    """
+    wasEnabled = gc.isenabled()
+    gc.disable()
+    try:
+        gc.collect()
+        client = Client()
+        answered = client.request("/host")
+        assert client.status(answered) == 200 and answered in client.ended
+        reset = client.request("/hold")
+        client.h2.reset_stream(reset, ErrorCodes.CANCEL)
+        client.pump()
+        assert HOLD.exchanges[-1].aborted
+        del SINK.exchanges[:], SINK.entries[:], HOLD.exchanges[:]
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        gc.collect()
+        garbage = {type(o).__name__ for o in gc.garbage}
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        if wasEnabled:
+            gc.enable()
+    assert not garbage & {"H2Stream", "Exchange"}, garbage

@@ -291,6 +291,7 @@ class H2Channel(Protocol):
                     stream.closed = True
                     self.acknowledge(stream)
                     self._streamGone(stream)
+                    self._release(stream)
                     self._streamClosed()
             elif kind is TrailersReceived:
                 pass  # request trailers are not passed to HTTP/1.1 upstreams
@@ -609,6 +610,7 @@ class H2Channel(Protocol):
         self.acknowledge(stream)
         self.bodyTimer(stream, False)
         if self._streams.pop(stream.streamId, None) is not None:
+            self._release(stream)
             self._streamClosed()
 
     def resetStream(self, stream: H2Stream, code: int, status: int = 0) -> None:
@@ -626,7 +628,19 @@ class H2Channel(Protocol):
         self.acknowledge(stream)
         if self._streams.pop(stream.streamId, None) is not None:
             self._streamGone(stream, status)
+            self._release(stream)
             self._streamClosed()
+
+    @staticmethod
+    def _release(stream: H2Stream) -> None:
+        """
+        A forgotten stream lets go of its exchange, whose channel it is:
+        without the cycle, CPython frees the exchange and its upstream
+        request when their last reference goes, not at a later garbage
+        collection.  Everything that reads C{stream.exchange} after this
+        takes C{None} as "no exchange".
+        """
+        stream.exchange = None
 
     def _streamClosed(self) -> None:
         """
