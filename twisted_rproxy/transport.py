@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import socket
 from errno import EWOULDBLOCK
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional
 
 from twisted.internet import main, tcp
 from twisted.internet.abstract import FileDescriptor
@@ -427,7 +427,7 @@ beyond it they are joined, which is cheaper than the long I/O vector.
 """
 
 
-_CLIENT_HOSTS: "dict[str, str]" = {}
+_CLIENT_HOSTS: Dict[str, str] = {}
 """One string per client address text, for the connections from it."""
 
 _MAX_CLIENT_HOSTS = 4096
