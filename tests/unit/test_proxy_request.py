@@ -810,6 +810,35 @@ class ReferenceCycleTests(ProxyTestCase):
         for name in ("Exchange", "ProxyRequest", "Attempt"):
             self.assertNotIn(name, garbage)
 
+    def test_closedTunnel(self) -> None:
+        """
+        A byte tunnel closed from either side leaves no cycle: its channel
+        drops it, and it drops its close callback (a bound method of the
+        upstream request, which holds the exchange, whose channel holds
+        the tunnel).
+        """
+        self.makeProxy(UpgradeTests.CONFIG, UpgradeTests.MAP)
+        self.garbageTypes()  # what compiling the config left
+        for backendFirst in (True, False):
+            channel, client = self.get("/ws", b"Upgrade: websocket\r\nConnection: Upgrade\r\n")
+            backend = self.backend()
+            backend.respond(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                            b"Connection: Upgrade\r\n\r\nhello")
+            self.assertTrue(client.value().endswith(b"hello"))
+            if backendFirst:
+                backend.close()
+                self.assertTrue(client.disconnecting)
+            # A real transport forgets its producer when the connection goes.
+            client.unregisterProducer()
+            channel.connectionLost(Failure(ConnectionDone()))
+            if not backendFirst:
+                self.assertTrue(backend.closed)
+                backend.close()
+            del channel, client, backend
+            garbage = self.garbageTypes()
+            found = set(garbage) & {"Exchange", "ProxyRequest", "Tunnel", "HTTPChannel"}
+            self.assertEqual(found, set(), f"backend first: {backendFirst}")
+
 
 class RequestBodyTests(ProxyTestCase):
     """

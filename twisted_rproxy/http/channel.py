@@ -217,14 +217,16 @@ class HTTPChannel(Protocol):
         channels = getattr(self.factory, "channels", None)
         if channels is not None:
             channels.discard(self)
-        tunnel = self._state == _TUNNEL
+        inTunnel = self._state == _TUNNEL
         self._state = _CLOSED
         self._stopTimer()
         if self._sendTimer is not None and self._sendTimer.active():
             self._sendTimer.cancel()
         self._sendTimer = None
-        if tunnel:
-            self._tunnel.clientLost()
+        if inTunnel:
+            # Dropped once told: the tunnel refers back to this channel.
+            tunnel, self._tunnel = self._tunnel, None
+            tunnel.clientLost()
         exchange, self._exchange = self._exchange, None
         if exchange is not None and not exchange.finished:
             exchange.aborted = True

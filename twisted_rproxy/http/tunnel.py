@@ -136,7 +136,15 @@ class Tunnel:
     def _close(self) -> None:
         if not self.closed:
             self.closed = True
-            self._onClose()
+            # Called once, then let go: it is a bound method of the upstream
+            # request, which holds the exchange, whose channel holds this
+            # tunnel; kept, that cycle waits for the garbage collector.
+            onClose, self._onClose = self._onClose, _closedAlready
+            onClose()
+
+
+def _closedAlready() -> None:
+    """What a closed L{Tunnel} keeps in place of its close callback."""
 
 
 @implementer(IUpgradeHandler)
