@@ -205,15 +205,29 @@ def _subprocessEnv() -> Dict[str, str]:
     return env
 
 
+# Every port freePort has handed out in this process: the kernel may give
+# the same free port to two binds in a row (the first was closed), and a test
+# that asks for two ports, say a plain and a TLS listener, must get two.
+_portsHandedOut: Set[int] = set()
+
+
 def freePort() -> int:
     """
     A TCP port on 127.0.0.1 that nothing listens on right now (the kernel's
-    choice, so parallel runs do not collide).
+    choice, so parallel runs do not collide), and that this process has not
+    been given before.
     """
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            port: int = sock.getsockname()[1]
+        if port not in _portsHandedOut:
+            break
+    if len(_portsHandedOut) > 16384:
+        # Nearly the whole ephemeral range: start again rather than loop.
+        _portsHandedOut.clear()
+    _portsHandedOut.add(port)
+    return port
 
 
 def portAccepts(port: int, host: str = "127.0.0.1", timeout: float = 0.2) -> bool:
