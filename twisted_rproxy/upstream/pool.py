@@ -1,7 +1,8 @@
 # -*- test-case-name: tests.unit.test_upstream -*-
 """
-Connections to backends: new ones through Twisted endpoints with
-C{proxy_connect_timeout}, and idle keepalive ones cached per peer as nginx's
+Connections to backends: new ones with C{proxy_connect_timeout} (TCP ones
+by L{connect.connectTCP}, UNIX ones and those on other reactors through
+Twisted endpoints), and idle keepalive ones cached per peer as nginx's
 C{keepalive N} does.
 """
 
@@ -16,7 +17,8 @@ from twisted.internet.protocol import Factory
 from twisted.internet.error import ConnectError, TimeoutError
 from twisted.python.failure import Failure
 
-from ..transport import flushingClientEndpoint
+from ..transport import flushingClientEndpoint, supportsFlushing
+from .connect import connectTCP
 from .http1 import UpstreamError, UpstreamHTTPProtocol
 
 
@@ -80,18 +82,30 @@ class ConnectionPool:
         """
         if tls is None:
             protocol = UpstreamHTTPProtocol(peer, self._reactor)
-            d = self._endpoint(peer, connectTimeout).connect(_QuietFactory(protocol))
+            d = self._open(peer, connectTimeout, _QuietFactory(protocol))
         else:
             from .tls import TLSUpstreamHTTPProtocol
 
             protocol = TLSUpstreamHTTPProtocol(peer, self._reactor, tls)
-            factory = tls.wrapFactory(_QuietFactory(protocol))
-            d = self._endpoint(peer, connectTimeout).connect(factory)
+            d = self._open(peer, connectTimeout, tls.wrapFactory(_QuietFactory(protocol)))
             d.addCallback(lambda _wrapper: protocol.handshake)
-        if connectTimeout:
-            self._limitConnect(d, connectTimeout)
+        # Without a proxy_connect_timeout, 60 s, as the endpoint (_endpoint) waits.
+        self._limitConnect(d, connectTimeout or 60)
         d.addCallbacks(lambda p: (p, False), _connectFailed)
         return d
+
+    def _open(self, peer: Any, connectTimeout: float, factory: Any) -> Deferred:
+        """
+        Start a connection to C{peer} for C{factory}'s protocol: directly
+        (L{connect.connectTCP}) for TCP on a reactor with Twisted's own TCP
+        transports, else through an endpoint.
+
+        @return: fires with the protocol once connected; the caller
+            limits the time it may take.
+        """
+        if peer.unixPath is None and supportsFlushing(self._reactor):
+            return connectTCP(self._reactor, peer.host, peer.port, factory)
+        return self._endpoint(peer, connectTimeout).connect(factory)
 
     def _limitConnect(self, d: Deferred, timeout: float) -> None:
         """
