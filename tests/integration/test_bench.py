@@ -432,3 +432,15 @@ def testInMemoryCalls() -> None:
     figure = float(out.split()[0])
     assert figure > 0, out
     assert "Python calls per request (1k, cProfile" in out, out
+
+
+def testConnects() -> None:
+    """
+    C{bench/connects.py} opens its connections through the pool and with
+    bare system calls, and prints the CPU per connection for each.
+    """
+    pooled = _benchScript("bench/connects.py", "--connections", "50", "--repeat", "2")
+    assert " us CPU per connection (ConnectionPool.connect, best of 2 x 50, " in pooled, pooled
+    assert float(pooled.split()[0]) > 0, pooled
+    raw = _benchScript("bench/connects.py", "--connections", "50", "--repeat", "1", "--raw")
+    assert " us CPU per connection (bare system calls, best of 1 x 50, " in raw, raw
