@@ -68,9 +68,11 @@ class CountingFactory(Factory):
         self.stops += 1
 
 
-class ConnectTests(SynchronousTestCase):
+class LoopbackCase(SynchronousTestCase):
     """
-    L{connectTCP} on a real reactor.
+    A real epoll reactor of the test's own, turned by hand, and a
+    listening socket on loopback that nothing accepts from unless the
+    test does.
     """
 
     def setUp(self) -> None:
@@ -103,14 +105,37 @@ class ConnectTests(SynchronousTestCase):
         self.fail("the reactor never got there")
 
     def outcome(self, d: Deferred) -> List[Any]:
+        """
+        @return: a list that gets C{d}'s result once it has one.
+        """
         results: List[Any] = []
         d.addBoth(results.append)
         return results
 
     def accept(self) -> socket.socket:
+        """
+        @return: the next connection the listener holds (it must hold one).
+        """
         peer, _ = self.listener.accept()
         self.addCleanup(peer.close)
         return peer
+
+    def closedPort(self) -> int:
+        """
+        @return: a loopback port that was just bound and closed, where
+            nothing listens: connecting there is refused.
+        """
+        closed = socket.socket()
+        closed.bind(("127.0.0.1", 0))
+        port: int = closed.getsockname()[1]
+        closed.close()
+        return port
+
+
+class ConnectTests(LoopbackCase):
+    """
+    L{connectTCP} on a real reactor.
+    """
 
     def test_connects(self) -> None:
         """
@@ -202,10 +227,7 @@ class ConnectTests(SynchronousTestCase):
         """
         A refused connection fails with Twisted's C{ConnectionRefusedError}.
         """
-        closed = socket.socket()
-        closed.bind(("127.0.0.1", 0))
-        port = closed.getsockname()[1]
-        closed.close()  # bound, then closed: nothing listens there
+        port = self.closedPort()
         results = self.outcome(connectTCP(self.reactor, "127.0.0.1", port, self.factory))
         self.assertEqual(results, [])
         self.spin(lambda: bool(results))
@@ -258,7 +280,8 @@ class ConnectTests(SynchronousTestCase):
         protocol = results.pop()
         transport = weakref.ref(protocol.transport)
         protocol.transport.loseConnection()
-        self.spin(lambda: "lost" in protocol.events)
+        events = protocol.events
+        self.spin(lambda: "lost" in events)
         gc.disable()
         self.addCleanup(gc.enable)
         gone = weakref.ref(protocol)
@@ -275,10 +298,7 @@ class ConnectTests(SynchronousTestCase):
         """
         if platform.python_implementation() != "CPython":
             self.skipTest("reference counting is CPython's")
-        closed = socket.socket()
-        closed.bind(("127.0.0.1", 0))
-        port = closed.getsockname()[1]
-        closed.close()
+        port = self.closedPort()
         gc.collect()
         gc.disable()
         self.addCleanup(gc.enable)
@@ -286,7 +306,7 @@ class ConnectTests(SynchronousTestCase):
         self.addCleanup(gc.set_debug, 0)
         self.addCleanup(gc.garbage.clear)
         results = self.outcome(connectTCP(self.reactor, "127.0.0.1", port, self.factory))
-        self.spin(lambda: bool(results))
+        self.spin(lambda held=results: bool(held))  # no closure over the name
         results[0].trap(ConnectionRefusedError)
         del results
         gc.collect()
@@ -294,23 +314,21 @@ class ConnectTests(SynchronousTestCase):
         self.assertFalse(left & {"DirectClient", "OneConnection", "Failure", "Deferred"}, left)
 
 
-class PoolTests(SynchronousTestCase):
+class PoolTests(LoopbackCase):
     """
     L{ConnectionPool.connect} takes the direct way on a real reactor.
     """
 
     def setUp(self) -> None:
-        self.case = ConnectTests("test_connects")
-        self.case.setUp()
-        self.addCleanup(self.case.doCleanups)
-        self.pool = ConnectionPool(self.case.reactor)
+        super().setUp()
+        self.pool = ConnectionPool(self.reactor)
 
     def test_connectsDirectly(self) -> None:
         """
         A new plain connection is a L{DirectClient}, not reused.
         """
-        results = self.case.outcome(self.pool.connect(Peer("127.0.0.1", self.case.port), 5))
-        self.case.spin(lambda: bool(results))
+        results = self.outcome(self.pool.connect(Peer("127.0.0.1", self.port), 5))
+        self.spin(lambda: bool(results))
         protocol, reused = results[0]
         self.assertFalse(reused)
         self.assertIsInstance(protocol.transport, DirectClient)
@@ -321,12 +339,9 @@ class PoolTests(SynchronousTestCase):
         """
         A refused connection fails with nginx's error-log message.
         """
-        closed = socket.socket()
-        closed.bind(("127.0.0.1", 0))
-        port = closed.getsockname()[1]
-        closed.close()
-        results = self.case.outcome(self.pool.connect(Peer("127.0.0.1", port), 5))
-        self.case.spin(lambda: bool(results))
+        port = self.closedPort()
+        results = self.outcome(self.pool.connect(Peer("127.0.0.1", port), 5))
+        self.spin(lambda: bool(results))
         results[0].trap(UpstreamError)
         self.assertEqual(results[0].value.message, "connect() failed (111: Connection refused)")
-        self.assertEqual(self.case.reactor.getDelayedCalls(), [])
+        self.assertEqual(self.reactor.getDelayedCalls(), [])
