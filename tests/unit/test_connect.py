@@ -3,8 +3,9 @@
 Tests for L{twisted_rproxy.upstream.connect}: a backend connection is
 started within C{connectTCP}, fires its Deferred with the connected
 protocol, reports a failure on a later reactor turn, stops when cancelled,
-and leaves nothing behind once closed.  A real epoll reactor of the test's
-own is turned by hand, a bounded number of times, on loopback sockets.
+and leaves nothing behind once closed.  An instance of the proxy's epoll
+reactor, the test's own, is turned by hand a bounded number of times, on
+loopback sockets.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import weakref
 from typing import Any, Callable, List
 
 from twisted.internet.defer import Deferred
-from twisted.internet.epollreactor import EPollReactor
 from twisted.internet.error import (
     ConnectError,
     ConnectingCancelledError,
@@ -27,7 +27,9 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
+from tests.integration.harness import freePort
 from twisted_rproxy import transport
+from twisted_rproxy.reactor import ProxyEPollReactor
 from twisted_rproxy.transport import FlushingClient
 from twisted_rproxy.upstream.cluster import Peer
 from twisted_rproxy.upstream.connect import DirectClient, connectTCP
@@ -70,13 +72,13 @@ class CountingFactory(Factory):
 
 class LoopbackCase(SynchronousTestCase):
     """
-    A real epoll reactor of the test's own, turned by hand, and a
-    listening socket on loopback that nothing accepts from unless the
-    test does.
+    The proxy's own epoll reactor (an instance of the test's own, turned
+    by hand) and a listening socket on loopback that nothing accepts from
+    unless the test does.
     """
 
     def setUp(self) -> None:
-        self.reactor = EPollReactor()
+        self.reactor = ProxyEPollReactor()
         self.addCleanup(self._closeReactor)
         self.listener = socket.socket()
         self.addCleanup(self.listener.close)
@@ -119,17 +121,6 @@ class LoopbackCase(SynchronousTestCase):
         peer, _ = self.listener.accept()
         self.addCleanup(peer.close)
         return peer
-
-    def closedPort(self) -> int:
-        """
-        @return: a loopback port that was just bound and closed, where
-            nothing listens: connecting there is refused.
-        """
-        closed = socket.socket()
-        closed.bind(("127.0.0.1", 0))
-        port: int = closed.getsockname()[1]
-        closed.close()
-        return port
 
 
 class ConnectTests(LoopbackCase):
@@ -227,7 +218,7 @@ class ConnectTests(LoopbackCase):
         """
         A refused connection fails with Twisted's C{ConnectionRefusedError}.
         """
-        port = self.closedPort()
+        port = freePort()  # nothing listens there: refused
         results = self.outcome(connectTCP(self.reactor, "127.0.0.1", port, self.factory))
         self.assertEqual(results, [])
         self.spin(lambda: bool(results))
@@ -298,7 +289,7 @@ class ConnectTests(LoopbackCase):
         """
         if platform.python_implementation() != "CPython":
             self.skipTest("reference counting is CPython's")
-        port = self.closedPort()
+        port = freePort()  # nothing listens there: refused
         gc.collect()
         gc.disable()
         self.addCleanup(gc.enable)
@@ -339,7 +330,7 @@ class PoolTests(LoopbackCase):
         """
         A refused connection fails with nginx's error-log message.
         """
-        port = self.closedPort()
+        port = freePort()  # nothing listens there: refused
         results = self.outcome(self.pool.connect(Peer("127.0.0.1", port), 5))
         self.spin(lambda: bool(results))
         results[0].trap(UpstreamError)
