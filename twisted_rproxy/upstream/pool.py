@@ -40,6 +40,9 @@ class ConnectionPool:
 
             reactor = _reactor
         self._reactor = reactor
+        # Whether new TCP connections can skip the endpoint: a fact of the
+        # reactor, so decided once rather than per connection.
+        self._direct = supportsFlushing(reactor)
         self.idle: Dict[Tuple[int, Any, Any], Deque[UpstreamHTTPProtocol]] = {}
         self._trims: Dict[Tuple[int, Any, Any], Any] = {}
 
@@ -103,7 +106,7 @@ class ConnectionPool:
         @return: fires with the protocol once connected; the caller
             limits the time it may take.
         """
-        if peer.unixPath is None and supportsFlushing(self._reactor):
+        if peer.unixPath is None and self._direct:
             return connectTCP(self._reactor, peer.host, peer.port, factory)
         return self._endpoint(peer, connectTimeout).connect(factory)
 
