@@ -26,6 +26,7 @@ from twisted.python.failure import Failure
 from zope.interface import directlyProvides, implementer, providedBy
 
 from .http.routing import normalizeHost
+from .tlsconnection import newConnection
 from .transport import flushAfterReads
 
 __all__ = [
@@ -354,7 +355,7 @@ class ListenerTLS:
             client's server name says otherwise.
         """
         context = self.contexts[id(self.listener.defaultServer)]
-        connection = SSL.Connection(context, None)
+        connection = newConnection(context)
         _MADE_BY[connection] = self
         return connection
 

@@ -15,6 +15,7 @@ from OpenSSL import SSL
 from tests.integration.certs import CertificateAuthority
 from tests.unit.configsupport import ConfigTestCase, httpConfig
 from twisted_rproxy.tls import ListenerTLS
+from twisted_rproxy.tlsconnection import ReusedBufferConnection
 
 
 def contextMode(context: SSL.Context) -> int:
@@ -590,6 +591,7 @@ class ServerTLSConnectionTests(TLSConfigTestCase):
         self.assertTrue(protocol.connected)
         self.assertIn(protocol, protocol.factory.protocols)
         self.assertIs(protocol.getHandle().get_app_data(), protocol)
+        self.assertIsInstance(protocol.getHandle(), ReusedBufferConnection)
         self.assertIs(protocol.wrappedProtocol.transport, protocol)
         self.assertEqual(transport.value(), b"")
 

@@ -150,6 +150,16 @@ class HandshakeTests(SynchronousTestCase):
         self.assertIsInstance(result, TLSUpstreamHTTPProtocol)
         self.assertEqual(self.seen.names, [None])
 
+    def test_connectionReusesBuffers(self) -> None:
+        """
+        The client side's OpenSSL connection reads and writes through the
+        shared buffer (L{twisted_rproxy.tlsconnection}).
+        """
+        from twisted_rproxy.tlsconnection import ReusedBufferConnection
+
+        result = self.handshake(self.verified(), "backend.test")
+        self.assertIsInstance(result.transport.getHandle(), ReusedBufferConnection)
+
     def test_wrongNameRefused(self) -> None:
         """
         With verification, a certificate for another name is refused in

@@ -29,6 +29,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from ..tls import PROTOCOLS, TLSLoadError, _NO_VERSION, _reasons, clearOpenSSLErrors
+from ..tlsconnection import newConnection
 from .http1 import UpstreamError, UpstreamHTTPProtocol
 
 __all__ = [
@@ -247,7 +248,7 @@ class TLSTarget:
         @return: a client connection, naming the backend by SNI if set,
             offering to resume the peer's last session.
         """
-        connection = SSL.Connection(self.tls.context, None)
+        connection = newConnection(self.tls.context)
         connection.set_app_data(tlsProtocol)
         if self.sni is not None:
             connection.set_tlsext_host_name(self.sni)
