@@ -25,15 +25,19 @@ a timer, and what they write is sent in the same pass.
 from __future__ import annotations
 
 import errno
-from typing import Any, FrozenSet, Optional
+from typing import Any, Optional, Tuple
 
 from twisted.internet.epollreactor import EPollReactor
 from twisted.python import log
 
 from .transport import FlushingClient, FlushingServer, endEventBatch, startEventBatch
 
-DIRECT_DISPATCH: FrozenSet[type] = frozenset([FlushingServer, FlushingClient])
-"""The transport types that get their events without a log context."""
+DIRECT_DISPATCH: Tuple[type, ...] = (FlushingServer, FlushingClient)
+"""
+The transport types that get their events without a log context, with
+their subclasses (the backend connections' L{DirectClient
+<twisted_rproxy.upstream.connect.DirectClient>} is one).
+"""
 
 
 class ProxyEPollReactor(EPollReactor):
@@ -62,7 +66,7 @@ class ProxyEPollReactor(EPollReactor):
                 selectable: Any = selectables.get(fd)
                 if selectable is None:
                     continue
-                if type(selectable) in direct:
+                if isinstance(selectable, direct):
                     handle(selectable, fd, event)
                 else:
                     log.callWithLogger(selectable, handle, selectable, fd, event)

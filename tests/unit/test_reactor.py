@@ -94,6 +94,38 @@ class DispatchTests(SynchronousTestCase):
         self.assertEqual(protocol.systems, ["-"])  # the default context, not a prefix
         self.assertEqual(plain.systems, ["plain"])
 
+    def test_directBackendConnectionsToo(self) -> None:
+        """
+        A backend connection opened by L{connectTCP
+        <twisted_rproxy.upstream.connect.connectTCP>} (a subclass of the
+        proxy's client transport) also reads without the log context.
+        """
+        from twisted.internet.protocol import Factory
+
+        from twisted_rproxy.upstream.connect import connectTCP
+
+        listener = socket.socket()
+        self.addCleanup(listener.close)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        protocol = SystemRecorder()
+        connected: List[Any] = []
+        connectTCP(self.reactor, "127.0.0.1", listener.getsockname()[1],
+                   Factory.forProtocol(lambda: protocol)).addBoth(connected.append)
+        accepted, _ = listener.accept()
+        self.addCleanup(accepted.close)
+        for _ in range(10):
+            if connected:
+                break
+            self.reactor.doPoll(1)
+            self.reactor.runUntilCurrent()
+        self.assertEqual(connected, [protocol])
+        accepted.sendall(b"x")
+        self.reactor.doPoll(1)
+        self.assertEqual(protocol.systems, ["-"])
+        protocol.transport.abortConnection()
+        self.reactor.doPoll(0)
+
     def test_eventForAForgottenDescriptorIsSkipped(self) -> None:
         """
         An event for a descriptor no longer among the reactor's selectables
