@@ -90,6 +90,7 @@ class ReusedBufferConnection(SSL.Connection):
     """
 
     def recv(self, bufsiz: int, flags: Optional[int] = None) -> bytes:
+        """Read up to C{bufsiz} bytes of plaintext (pyOpenSSL's with flags)."""
         if flags is not None:
             return super().recv(bufsiz, flags)
         result = _lib.SSL_read(self._ssl, _buffer, bufsiz if bufsiz < BUFFER_SIZE else BUFFER_SIZE)
@@ -99,6 +100,7 @@ class ReusedBufferConnection(SSL.Connection):
     read = recv
 
     def bio_read(self, bufsiz: int) -> bytes:
+        """Take up to C{bufsiz} bytes of ciphertext to send."""
         if self._from_ssl is None or not isinstance(bufsiz, int):
             return super().bio_read(bufsiz)
         result = _lib.BIO_read(self._from_ssl, _buffer, bufsiz if bufsiz < BUFFER_SIZE else BUFFER_SIZE)
@@ -107,9 +109,10 @@ class ReusedBufferConnection(SSL.Connection):
         return _view[0:result]
 
     def send(self, buf: Any, flags: int = 0) -> int:
-        size = len(buf)
-        if type(buf) is not bytes or size > BUFFER_SIZE:
+        """Encrypt C{buf}, or as much as one partial write takes."""
+        if type(buf) is not bytes or len(buf) > BUFFER_SIZE:
             return super().send(buf, flags)
+        size = len(buf)
         _buffer[0:size] = buf
         result = _lib.SSL_write(self._ssl, _buffer, size)
         self._raise_ssl_error(self._ssl, result)
@@ -118,9 +121,10 @@ class ReusedBufferConnection(SSL.Connection):
     write = send
 
     def bio_write(self, buf: Any) -> int:
-        size = len(buf)
-        if type(buf) is not bytes or size > BUFFER_SIZE or self._into_ssl is None:
+        """Hand OpenSSL the ciphertext C{buf} that was received."""
+        if type(buf) is not bytes or len(buf) > BUFFER_SIZE or self._into_ssl is None:
             return super().bio_write(buf)
+        size = len(buf)
         _buffer[0:size] = buf
         result = _lib.BIO_write(self._into_ssl, _buffer, size)
         if result <= 0:
