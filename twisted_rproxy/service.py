@@ -8,7 +8,6 @@ endpoint.
 from __future__ import annotations
 
 import os
-import weakref
 from typing import Any, Dict, List, Optional, Sequence, Set
 
 from twisted.application.internet import StreamServerEndpointService

@@ -20,7 +20,7 @@ from ..config.ast import Directive
 from ..config.registry import HTTP, SERVER, DirectiveSpec, spec
 from ..config.slots import flagSlot, stringSlot, timeSlot
 from ..module import ProxyModule
-from ..tls import PROTOCOLS, ListenerTLS, TLSLoadError, TLSSettings, connectionInfo, makeContext
+from ..tls import PROTOCOLS, TLSLoadError, TLSSettings, connectionInfo, makeContext
 from ..tls import PlainHTTPFilter, serverNameCallback
 from ..tlsextras import (
     VERIFY_CLIENT,

@@ -197,7 +197,7 @@ class UpstreamModule(ProxyModule):
                     peer.state = store.stateFor(zone, name, peer.name)
                     peers.append(peer)
             if not peers and not resolved:
-                raise directive.error(f'no servers are inside upstream')
+                raise directive.error('no servers are inside upstream')
             buildBalancer = _balancerBuilder(method, compiler)
             upstream = upstreams[name] = Upstream(
                 name,
