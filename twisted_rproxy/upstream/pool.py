@@ -21,6 +21,10 @@ from ..transport import flushingClientEndpoint, supportsFlushing
 from .connect import connectTCP
 from .http1 import UpstreamError, UpstreamHTTPProtocol
 
+#: Seconds a new connection may take when no C{proxy_connect_timeout} is
+#: given (nginx's default for it).
+_DEFAULT_CONNECT_TIMEOUT = 60
+
 
 class ConnectionPool:
     """
@@ -92,8 +96,7 @@ class ConnectionPool:
             protocol = TLSUpstreamHTTPProtocol(peer, self._reactor, tls)
             d = self._open(peer, connectTimeout, tls.wrapFactory(_QuietFactory(protocol)))
             d.addCallback(lambda _wrapper: protocol.handshake)
-        # Without a proxy_connect_timeout, 60 s, as the endpoint (_endpoint) waits.
-        self._limitConnect(d, connectTimeout or 60)
+        self._limitConnect(d, connectTimeout or _DEFAULT_CONNECT_TIMEOUT)
         d.addCallbacks(lambda p: (p, False), _connectFailed)
         return d
 
@@ -138,7 +141,7 @@ class ConnectionPool:
         d.addBoth(settle)
 
     def _endpoint(self, peer: Any, timeout: float) -> Any:
-        wait = max(timeout, 0.001) if timeout else 60
+        wait = max(timeout, 0.001) if timeout else _DEFAULT_CONNECT_TIMEOUT
         if peer.unixPath is not None:
             return UNIXClientEndpoint(self._reactor, peer.unixPath, timeout=wait)
         return flushingClientEndpoint(self._reactor, peer.host, peer.port, wait)
